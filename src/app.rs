@@ -1,0 +1,236 @@
+//! Entry points: script file, -e, REPL, check, test, docs, config, completions, lab.
+
+use crate::cli::{Cli, Command, LabCommand};
+use crate::engine::{self, exit, Outcome, ScriptEngine};
+use crate::host::{Host, HostOptions};
+use clap::{CommandFactory, Parser};
+use rhai::{Array, Dynamic, Scope};
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            return ExitCode::from(code as u8);
+        }
+    };
+    ExitCode::from(run(cli).clamp(0, 255) as u8)
+}
+
+/// Build the tokio runtime every entry point shares.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .thread_stack_size(8 * 1024 * 1024)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn eprint_redacted(s: &str) {
+    let text = crate::secrets::redact(s);
+    crate::progress::Progress::new().suspend(|| eprint!("{text}"));
+}
+
+pub fn run(cli: Cli) -> i32 {
+    if let Some(Command::Completions { shell }) = &cli.command {
+        let mut cmd = Cli::command();
+        clap_complete::generate(*shell, &mut cmd, "ralf-sh", &mut std::io::stdout());
+        return exit::OK;
+    }
+    let rt = runtime();
+    let loaded = match crate::config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}", crate::secrets::redact(&e.message));
+            return exit::USAGE;
+        }
+    };
+    let opts = HostOptions {
+        dry_run: cli.dry_run,
+        yes: cli.yes,
+        interactive: std::io::stdin().is_terminal(),
+    };
+    let host = Host::new(loaded, rt.handle().clone(), opts);
+    let verbosity = cli.verbose as i8 - cli.quiet as i8;
+    crate::logging::init(cli.log_format, verbosity, &host.run_id);
+    for (what, insecure) in [
+        ("semaphore", host.cfg().semaphore.as_ref().map(|s| s.insecure)),
+        ("proxmox", host.cfg().proxmox.as_ref().map(|s| s.insecure)),
+    ] {
+        if insecure == Some(true) {
+            tracing::warn!("{what}: TLS verification is OFF (insecure: true in the config)");
+        }
+    }
+    install_signal_handlers(&host);
+
+    let code = match cli.command {
+        Some(Command::Repl) => crate::repl::run(&host),
+        Some(Command::Check { scripts }) => crate::check::run(&host, &scripts),
+        Some(Command::Test { files }) => crate::scripttest::run(&host, &files),
+        Some(Command::Docs { format, out }) => crate::docs::run(&host, format, out.as_deref()),
+        Some(Command::Config) => {
+            print!("{}", crate::config::render_effective(&host.config));
+            exit::OK
+        }
+        Some(Command::Completions { .. }) => unreachable!(),
+        Some(Command::History { service, run, json }) => crate::state::cli_history(&host, service, run, json),
+        Some(Command::Resume { run_id }) => crate::state::cli_resume(&host, &run_id),
+        Some(Command::Lab { command: LabCommand::Serve }) => lab_serve(&host, &rt),
+        None => {
+            if let Some(expr) = cli.eval {
+                run_eval(&host, &expr)
+            } else if let Some(script) = cli.script {
+                run_script(&host, &script, cli.args)
+            } else {
+                crate::repl::run(&host)
+            }
+        }
+    };
+    print_dry_run(&host);
+    // Do not wait for stray blocking tasks (ssh masters closing etc.) beyond a moment.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    code
+}
+
+fn print_dry_run(host: &Host) {
+    if !host.opts.dry_run {
+        return;
+    }
+    let actions = host.dry_run_actions();
+    let mut out = String::from("\ndry run: nothing was changed. ");
+    if actions.is_empty() {
+        out.push_str("No changing call was made.\n");
+    } else {
+        out.push_str(&format!("{} action(s) would have run, in order:\n", actions.len()));
+        for (i, a) in actions.iter().enumerate() {
+            out.push_str(&format!("  {:>3}. {:<12} {}\n", i + 1, a.binding, a.action));
+        }
+    }
+    eprint_redacted(&out);
+}
+
+/// First Ctrl-C/SIGTERM cancels the run (exit 130 when it stops); a second one exits at once.
+pub fn install_signal_handlers(host: &Arc<Host>) {
+    let cancel = host.cancel.clone();
+    host.rt.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return;
+        };
+        let mut count = 0;
+        loop {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            count += 1;
+            if count == 1 {
+                tracing::warn!("cancelling (press Ctrl-C again to exit at once)");
+                cancel.cancel();
+            } else {
+                std::process::exit(exit::CANCELLED);
+            }
+        }
+    });
+}
+
+/// Run `f` on a thread with a large stack (Rhai recursion) and wait for it.
+pub fn on_script_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .name("rhai".into())
+        .stack_size(32 * 1024 * 1024)
+        .spawn(f)
+        .expect("spawn script thread")
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+/// Turn the result of a run into an exit code, printing an uncaught error.
+pub fn finish(se: &ScriptEngine, name: &str, r: Result<Outcome, Box<rhai::EvalAltResult>>, print_value: bool) -> i32 {
+    let cancelled = se.host.cancel.is_cancelled();
+    match r {
+        Ok(Outcome::Value(v)) => {
+            if print_value && !v.is_unit() {
+                let text = crate::secrets::redact(&crate::engine::render::display_value(&v));
+                se.host.progress.suspend(|| println!("{text}"));
+            }
+            if cancelled { exit::CANCELLED } else { exit::OK }
+        }
+        Ok(Outcome::Exit(code)) => code,
+        Err(e) => {
+            let code = if cancelled { exit::CANCELLED } else { engine::exit_code_for(&e) };
+            if code == exit::CANCELLED {
+                eprint_redacted("cancelled\n");
+            } else {
+                eprint_redacted(&se.render_error(&e, name));
+            }
+            code
+        }
+    }
+}
+
+pub fn run_eval(host: &Arc<Host>, expr: &str) -> i32 {
+    let host = host.clone();
+    let expr = expr.to_string();
+    on_script_thread(move || {
+        let se = engine::build(&host);
+        let ast = match se.compile_text("<eval>", &expr) {
+            Ok(a) => a,
+            Err(msg) => {
+                eprint_redacted(&msg);
+                return exit::USAGE;
+            }
+        };
+        let mut scope = Scope::new();
+        scope.push_constant("ARGS", Array::new());
+        let r = se.run(&mut scope, &ast);
+        finish(&se, "<eval>", r, true)
+    })
+}
+
+pub fn run_script(host: &Arc<Host>, script: &Path, args: Vec<String>) -> i32 {
+    let host = host.clone();
+    let script = script.to_path_buf();
+    on_script_thread(move || {
+        *host.script.write() = Some(script.clone());
+        let se = engine::build(&host);
+        let ast = match se.compile_file(&script) {
+            Ok(a) => a,
+            Err(msg) => {
+                eprint_redacted(&msg);
+                return exit::USAGE;
+            }
+        };
+        let mut scope = Scope::new();
+        let a: Array = args.into_iter().map(Dynamic::from).collect();
+        scope.push_constant("ARGS", a);
+        let r = se.run(&mut scope, &ast);
+        finish(&se, &script.display().to_string(), r, false)
+    })
+}
+
+fn lab_serve(host: &Arc<Host>, rt: &tokio::runtime::Runtime) -> i32 {
+    let cancel = host.cancel.clone();
+    rt.block_on(async move {
+        let lab = match crate::lab::start_all().await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: lab: {e}");
+                return exit::FAILED;
+            }
+        };
+        println!("{}", lab.info_line());
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        cancel.cancelled().await;
+        drop(lab);
+        exit::OK
+    })
+}

@@ -1,0 +1,5 @@
+//! `notify::` bindings (not yet implemented).
+
+use rhai::Engine;
+
+pub fn register(_engine: &mut Engine) {}

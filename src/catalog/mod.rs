@@ -1,0 +1,1 @@
+//! Service catalog: model, validation, dependency graph, planner (not yet implemented).

@@ -1,0 +1,125 @@
+//! Command line (clap).
+
+use crate::logging::LogFormat;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ralf-sh",
+    version,
+    about = "A Rhai shell for homelab rollouts: Semaphore, Proxmox, SSH, Docker, an LLM advisor and a service catalog",
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    override_usage = "ralf-sh [OPTIONS] [SCRIPT [ARGS]...]\n       ralf-sh [OPTIONS] -e EXPR\n       ralf-sh [OPTIONS] <COMMAND>",
+    after_help = "Exit codes: 0 success, 1 failed, 2 usage or compile error, 3 partial success, 75 another run holds the lock, 130 cancelled."
+)]
+pub struct Cli {
+    /// Config file (default: $RALF_CONFIG, ./ralf.yaml, $XDG_CONFIG_HOME/ralf/config.yaml)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// More log output (-v debug, -vv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Less log output (warnings and errors only)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+
+    /// Answer yes to confirm() questions
+    #[arg(long, global = true)]
+    pub yes: bool,
+
+    /// Record changing calls (runs, starts, snapshots, uploads, notifications) instead of executing them
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+
+    /// Evaluate an expression and print its value
+    #[arg(short = 'e', long = "eval", value_name = "EXPR", conflicts_with = "script")]
+    pub eval: Option<String>,
+
+    /// Script to run (`#!/usr/bin/env ralf-sh` scripts work too)
+    #[arg(value_name = "SCRIPT")]
+    pub script: Option<PathBuf>,
+
+    /// Arguments for the script, visible to it as ARGS
+    #[arg(value_name = "ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Interactive shell (the default with no arguments)
+    Repl,
+    /// Compile scripts and flag unknown functions, without running anything
+    Check {
+        #[arg(required = true, value_name = "SCRIPT")]
+        scripts: Vec<PathBuf>,
+    },
+    /// Run the `fn test_*()` functions of script test files
+    Test {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Reference of every namespace and function
+    Docs {
+        #[arg(long, value_enum, default_value_t = DocsFormat::Md)]
+        format: DocsFormat,
+        /// Output folder (for --format defs) or file (md/json); default stdout
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
+    /// Print the effective configuration (secrets redacted)
+    Config,
+    /// Generate shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Past runs and steps from the state store
+    History {
+        /// Only this service
+        #[arg(long)]
+        service: Option<String>,
+        /// Only this run (with its steps)
+        #[arg(long)]
+        run: Option<String>,
+        /// JSON output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Continue an interrupted run: finished steps are skipped, running tasks re-attached
+    Resume {
+        #[arg(value_name = "RUN_ID")]
+        run_id: String,
+    },
+    /// Run the local stand-ins (Semaphore, Proxmox, LLM)
+    Lab {
+        #[command(subcommand)]
+        command: LabCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LabCommand {
+    /// Start the stand-ins on loopback, print one JSON line with their URLs and credentials, run until Ctrl-C
+    Serve,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DocsFormat {
+    /// Markdown reference
+    Md,
+    /// Engine metadata as JSON
+    Json,
+    /// `.d.rhai` definition files for editors (needs --out DIR)
+    Defs,
+}

@@ -1,0 +1,1 @@
+//! docker client (not yet implemented).

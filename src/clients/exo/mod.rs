@@ -1,0 +1,1 @@
+//! exo client (not yet implemented).

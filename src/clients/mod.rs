@@ -1,0 +1,8 @@
+//! Plain async Rust clients, one folder per domain. No Rhai types here.
+
+pub mod docker;
+pub mod exo;
+pub mod notify;
+pub mod proxmox;
+pub mod semaphore;
+pub mod ssh;

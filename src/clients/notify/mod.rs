@@ -1,0 +1,1 @@
+//! notify client (not yet implemented).

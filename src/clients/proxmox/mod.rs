@@ -1,0 +1,1 @@
+//! proxmox client (not yet implemented).

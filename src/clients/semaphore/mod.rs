@@ -1,0 +1,1 @@
+//! semaphore client (not yet implemented).

@@ -1,0 +1,1 @@
+//! ssh client (not yet implemented).

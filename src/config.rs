@@ -1,0 +1,442 @@
+//! The one YAML configuration file.
+//!
+//! Found as: `--config`, else `$RALF_CONFIG`, else `./ralf.yaml`, else `$XDG_CONFIG_HOME/ralf/config.yaml`
+//! (`~/.config/ralf/config.yaml`). No file at all is fine: every section is optional.
+//! Unknown keys and wrong types are errors with `file:line:col` and a did-you-mean.
+//! Secrets never live here: sections name environment variables (`*_env`) or files (`*_file`).
+
+use crate::engine::error::{RResult, RalfError};
+use crate::engine::options::{did_you_mean, Secs};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Semaphore UI endpoint.
+    pub semaphore: Option<SemaphoreConfig>,
+    /// Proxmox VE endpoint.
+    pub proxmox: Option<ProxmoxConfig>,
+    /// OpenAI-compatible LLM (exo, Ollama, llama.cpp) used as an advisor.
+    pub llm: Option<LlmConfig>,
+    /// SSH host aliases: name -> address, user, port, identity, jump.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, HostConfig>,
+    /// SSH client policy.
+    #[serde(default)]
+    pub ssh: SshConfig,
+    /// Service catalog location and rules.
+    pub catalog: Option<CatalogConfig>,
+    /// State store location.
+    pub state: Option<StateConfig>,
+    /// Notification channels.
+    #[serde(default)]
+    pub notify: NotifyConfig,
+    /// Named secrets: name -> where to read it (`secret("name")`).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// Extra folders searched for `import "ralf/<name>"` before the embedded stdlib.
+    #[serde(default)]
+    pub stdlib_paths: Vec<PathBuf>,
+}
+
+/// Where a named secret comes from.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+/// A project reference: numeric id or name.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum IdOrName {
+    Id(i64),
+    Name(String),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SemaphoreConfig {
+    /// Server root, e.g. `https://semaphore.lab:3000` (the API is under `/api`).
+    pub url: String,
+    /// Project id or name.
+    pub project: Option<IdOrName>,
+    /// API token from this environment variable ...
+    pub token_env: Option<String>,
+    /// ... or from this file (mode 0600).
+    pub token_file: Option<PathBuf>,
+    /// Login user (cookie auth) when no token is configured.
+    pub user: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Per-request timeout (default 30s).
+    pub timeout: Option<Secs>,
+    /// Extra CA certificate (PEM) to trust.
+    pub ca_file: Option<PathBuf>,
+    /// Turn TLS verification off (warns on every run).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxmoxConfig {
+    /// e.g. `https://pve.lab:8006`
+    pub url: String,
+    /// Default node for operations that need one.
+    pub node: Option<String>,
+    /// API token id `USER@REALM!TOKENID`; its secret from `token_secret_env`/`token_secret_file`.
+    pub token_id: Option<String>,
+    pub token_secret_env: Option<String>,
+    pub token_secret_file: Option<PathBuf>,
+    /// Ticket login `user@realm` when no token is configured.
+    pub user: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// SHA-256 fingerprint of the server certificate (`AB:CD:...`) to pin.
+    pub fingerprint: Option<String>,
+    /// CA certificate (PEM) to trust.
+    pub ca_file: Option<PathBuf>,
+    /// Turn TLS verification off (warns on every run).
+    #[serde(default)]
+    pub insecure: bool,
+    /// Per-request timeout (default 30s).
+    pub timeout: Option<Secs>,
+    /// SSH alias per node, for `g.exec()` (`pct exec` over SSH).
+    #[serde(default)]
+    pub node_hosts: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmConfig {
+    /// Server root, e.g. `http://10.10.40.13:52415` (API under `/v1`).
+    pub url: String,
+    pub model: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub api_key_env: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    pub connect_timeout: Option<Secs>,
+    /// Idle timeout on streams, reset by any byte.
+    pub idle_timeout: Option<Secs>,
+    /// Overall deadline of one request.
+    pub timeout: Option<Secs>,
+    /// What `decide` answers when the advisor is unavailable: proceed | wait | skip.
+    pub fallback_decision: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    pub address: String,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_file: Option<PathBuf>,
+    /// Alias or `user@host:port` of a jump host.
+    pub jump: Option<String>,
+    /// Free-form labels (role: staging, ...).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshConfig {
+    /// `strict` (default) or `accept_new`.
+    #[serde(default = "strict")]
+    pub known_hosts: String,
+    pub known_hosts_file: Option<PathBuf>,
+    /// Honour `~/.ssh/config` (default true).
+    #[serde(default = "yes")]
+    pub use_ssh_config: bool,
+    pub connect_timeout: Option<Secs>,
+    pub keepalive: Option<Secs>,
+    pub control_dir: Option<PathBuf>,
+    /// Cap on captured stdout/stderr per command, bytes (default 4 MiB).
+    pub max_output: Option<usize>,
+}
+
+fn strict() -> String {
+    "strict".into()
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig {
+            known_hosts: strict(),
+            known_hosts_file: None,
+            use_ssh_config: true,
+            connect_timeout: None,
+            keepalive: None,
+            control_dir: None,
+            max_output: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// Folder with one YAML file per service.
+    pub path: PathBuf,
+    /// Allow a service to depend on a lower-priority one (default false).
+    #[serde(default)]
+    pub allow_priority_inversion: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// SQLite file (default `$XDG_STATE_HOME/ralf/state.db`).
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    #[serde(default)]
+    pub channels: Vec<NotifyChannel>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum NotifyChannel {
+    Ntfy {
+        url: String,
+        topic: String,
+        token_env: Option<String>,
+    },
+    Matrix {
+        homeserver: String,
+        room: String,
+        token_env: Option<String>,
+    },
+    Telegram {
+        chat_id: String,
+        token_env: Option<String>,
+        api_url: Option<String>,
+    },
+    Webhook {
+        url: String,
+        token_env: Option<String>,
+    },
+}
+
+/// A loaded configuration and where it came from.
+#[derive(Debug, Clone, Default)]
+pub struct LoadedConfig {
+    pub config: Config,
+    /// None when no file was found (all defaults).
+    pub path: Option<PathBuf>,
+}
+
+/// Where the config is looked for, in order. The first that exists wins.
+pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
+    if let Some(p) = explicit {
+        return vec![p.to_path_buf()];
+    }
+    let mut v = Vec::new();
+    if let Ok(p) = std::env::var("RALF_CONFIG") {
+        if !p.is_empty() {
+            return vec![PathBuf::from(p)];
+        }
+    }
+    v.push(PathBuf::from("ralf.yaml"));
+    v.push(xdg_config_home().join("ralf/config.yaml"));
+    v
+}
+
+pub fn xdg_config_home() -> PathBuf {
+    std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".config"))
+}
+
+pub fn xdg_state_home() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".local/state"))
+}
+
+pub fn home() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+/// Find and load the config. An explicit path (flag or `$RALF_CONFIG`) must exist.
+pub fn load(explicit: Option<&Path>) -> RResult<LoadedConfig> {
+    let must_exist = explicit.is_some()
+        || std::env::var("RALF_CONFIG")
+            .map(|s| !s.is_empty())
+            .unwrap_or(false);
+    for p in candidates(explicit) {
+        if p.exists() {
+            let text = std::fs::read_to_string(&p).map_err(|e| {
+                RalfError::config(format!("{}: cannot read config: {e}", p.display()))
+            })?;
+            let config = parse(&text, &p)?;
+            return Ok(LoadedConfig {
+                config,
+                path: Some(p),
+            });
+        } else if must_exist {
+            return Err(RalfError::config(format!(
+                "{}: config file not found",
+                p.display()
+            )));
+        }
+    }
+    Ok(LoadedConfig::default())
+}
+
+/// Parse config text; errors carry `file:line:col`.
+pub fn parse(text: &str, path: &Path) -> RResult<Config> {
+    if text.trim().is_empty() {
+        return Ok(Config::default());
+    }
+    let cfg: Config = serde_yaml::from_str(text).map_err(|e| yaml_error(&e, path, "config"))?;
+    validate(&cfg, path)?;
+    Ok(cfg)
+}
+
+/// Render a serde_yaml error as `file:line:col: message` with did-you-mean for unknown keys.
+pub fn yaml_error(e: &serde_yaml::Error, path: &Path, what: &str) -> RalfError {
+    let raw = e.to_string();
+    // serde_yaml appends " at line L column C"; we put the position in front instead.
+    let body = match raw.find(" at line ") {
+        Some(i) => raw[..i].to_string(),
+        None => raw.clone(),
+    };
+    let body = rewrite_unknown_key(&body);
+    let loc = match e.location() {
+        Some(l) => format!("{}:{}:{}", path.display(), l.line(), l.column()),
+        None => path.display().to_string(),
+    };
+    RalfError::config(format!("{loc}: {body}")).with("file", path.display().to_string()).with("what", what)
+}
+
+/// `semaphore: unknown field `urll`, expected one of ...` -> `unknown key `urll` in semaphore; did you mean `url`?`
+pub fn rewrite_unknown_key(body: &str) -> String {
+    let Some(idx) = body.find("unknown field `") else {
+        return body.to_string();
+    };
+    let prefix = body[..idx].trim_end().trim_end_matches(':');
+    let rest = &body[idx + "unknown field `".len()..];
+    let Some(end) = rest.find('`') else {
+        return body.to_string();
+    };
+    let field = &rest[..end];
+    let expected: Vec<&str> = rest[end..].split('`').skip(2).step_by(2).collect();
+    let mut out = if prefix.is_empty() {
+        format!("unknown key `{field}`")
+    } else {
+        format!("unknown key `{field}` in `{prefix}`")
+    };
+    if let Some(best) = did_you_mean(field, expected.iter().copied()) {
+        out.push_str(&format!("; did you mean `{best}`?"));
+    } else if !expected.is_empty() {
+        out.push_str(&format!(
+            "; expected one of: {}",
+            expected
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    out
+}
+
+fn validate(cfg: &Config, path: &Path) -> RResult<()> {
+    let p = path.display();
+    match cfg.ssh.known_hosts.as_str() {
+        "strict" | "accept_new" => {}
+        other => {
+            return Err(RalfError::config(format!(
+                "{p}: ssh.known_hosts must be `strict` or `accept_new`, got `{other}`"
+            )))
+        }
+    }
+    if let Some(llm) = &cfg.llm {
+        if let Some(d) = &llm.fallback_decision {
+            if !matches!(d.as_str(), "proceed" | "wait" | "skip") {
+                return Err(RalfError::config(format!(
+                    "{p}: llm.fallback_decision must be proceed, wait or skip, got `{d}`"
+                )));
+            }
+        }
+    }
+    for (name, h) in &cfg.hosts {
+        if h.address.trim().is_empty() {
+            return Err(RalfError::config(format!(
+                "{p}: hosts.{name}.address is empty"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The effective config as YAML, for `ralf-sh config`. Secrets are never in the config, but the
+/// output still goes through the redactor in case a value was pasted where it should not be.
+pub fn render_effective(loaded: &LoadedConfig) -> String {
+    let mut out = String::new();
+    match &loaded.path {
+        Some(p) => out.push_str(&format!("# config: {}\n", p.display())),
+        None => out.push_str("# config: none found (defaults)\n"),
+    }
+    out.push_str(&serde_yaml::to_string(&loaded.config).unwrap_or_default());
+    crate::secrets::redact(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_has_line_and_suggestion() {
+        let text = "semaphore:\n  url: http://x\n  projcet: 1\n";
+        let e = parse(text, Path::new("ralf.yaml")).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("ralf.yaml:3:3: unknown key `projcet` in `semaphore`; did you mean `project`?"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn wrong_type_has_line() {
+        let text = "hosts:\n  vps:\n    address: 1.2.3.4\n    port: many\n";
+        let e = parse(text, Path::new("c.yaml")).unwrap_err();
+        assert!(e.message.starts_with("c.yaml:4:"), "{}", e.message);
+        assert!(e.message.contains("invalid type"), "{}", e.message);
+    }
+
+    #[test]
+    fn top_level_unknown_key() {
+        let e = parse("semafore:\n  url: x\n", Path::new("c.yaml")).unwrap_err();
+        assert!(
+            e.message.contains("unknown key `semafore`; did you mean `semaphore`?"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn empty_is_default() {
+        let c = parse("", Path::new("x")).unwrap();
+        assert!(c.semaphore.is_none());
+        assert_eq!(c.ssh.known_hosts, "strict");
+    }
+}

@@ -1,0 +1,158 @@
+//! The one engine builder used by every entry point (file, -e, REPL, check, docs, tests).
+
+pub mod bridge;
+pub mod error;
+pub mod options;
+pub mod render;
+pub mod resolver;
+
+use crate::host::Host;
+use resolver::{Resolver, SourceMap};
+use rhai::{Dynamic, Engine, EvalAltResult, Scope, AST};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Exit codes of the process.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const PARTIAL: i32 = 3;
+    pub const LOCKED: i32 = 75;
+    pub const CANCELLED: i32 = 130;
+}
+
+/// An engine with every binding registered, plus what error rendering needs.
+pub struct ScriptEngine {
+    pub engine: Engine,
+    pub host: Arc<Host>,
+    pub sources: SourceMap,
+    module_sources: Arc<parking_lot::Mutex<HashMap<String, String>>>,
+}
+
+/// How a script run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Finished; the value of the last statement.
+    Value(Dynamic),
+    /// `exit(code)` was called.
+    Exit(i32),
+}
+
+/// Build the engine: strict variables, limits, print/debug routing, cancellation, resolver, bindings.
+pub fn build(host: &Arc<Host>) -> ScriptEngine {
+    let mut engine = Engine::new();
+    engine.set_strict_variables(true);
+    engine.set_max_call_levels(96);
+    engine.set_max_expr_depths(256, 128);
+    engine.set_max_string_size(256 * 1024 * 1024);
+    engine.set_fail_on_invalid_map_property(true);
+
+    let progress = host.progress.clone();
+    engine.on_print(move |s| {
+        let text = crate::secrets::redact(s);
+        progress.suspend(|| {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
+        });
+    });
+    engine.on_debug(|s, src, pos| {
+        let at = match (src, pos.line()) {
+            (Some(src), Some(l)) => format!("{src}:{l}: "),
+            (None, Some(l)) => format!("line {l}: "),
+            _ => String::new(),
+        };
+        tracing::debug!(target: "ralf::script", "{at}{s}");
+    });
+    let cancel = host.cancel.clone();
+    engine.on_progress(move |_ops| {
+        if cancel.is_cancelled() {
+            Some(Dynamic::from("cancelled"))
+        } else {
+            None
+        }
+    });
+
+    let sources = SourceMap::default();
+    let resolver = Resolver::new(&host.cfg().stdlib_paths, sources.clone());
+    let module_sources = resolver.module_sources.clone();
+    engine.set_module_resolver(resolver);
+
+    // Bindings find the host through the engine's default tag.
+    engine.set_default_tag(Dynamic::from(crate::bindings::HostRef(host.clone())));
+    crate::bindings::register_all(&mut engine);
+
+    ScriptEngine {
+        engine,
+        host: host.clone(),
+        sources,
+        module_sources,
+    }
+}
+
+impl ScriptEngine {
+    /// Compile script text under a source name (a path, `<eval>`, `<repl>`). Errors are rendered.
+    pub fn compile_text(&self, name: &str, text: &str) -> Result<AST, String> {
+        self.sources.insert(name, text);
+        let stripped = resolver::strip_shebang(text);
+        match self.engine.compile(stripped.as_ref()) {
+            Ok(mut ast) => {
+                ast.set_source(name);
+                Ok(ast)
+            }
+            Err(e) => Err(render::render_parse(&e, name, &self.sources)),
+        }
+    }
+
+    /// Read and compile a script file.
+    pub fn compile_file(&self, path: &Path) -> Result<AST, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("error: cannot read {}: {e}\n", path.display()))?;
+        self.compile_text(&path.display().to_string(), &text)
+    }
+
+    /// Run a compiled script in `scope`.
+    pub fn run(&self, scope: &mut Scope, ast: &AST) -> Result<Outcome, Box<EvalAltResult>> {
+        match self.engine.eval_ast_with_scope::<Dynamic>(scope, ast) {
+            Ok(v) => Ok(Outcome::Value(v)),
+            Err(e) => match *e {
+                EvalAltResult::Exit(v, _) => Ok(Outcome::Exit(exit_value(&v))),
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// Render an uncaught error raised while running the script named `main_src`.
+    pub fn render_error(&self, err: &EvalAltResult, main_src: &str) -> String {
+        let ms = self.module_sources.lock().clone();
+        render::render_runtime(err, main_src, &self.sources, &ms)
+    }
+}
+
+fn exit_value(v: &Dynamic) -> i32 {
+    if let Ok(i) = v.as_int() {
+        return i.clamp(0, 255) as i32;
+    }
+    if v.is_unit() {
+        return 0;
+    }
+    exit::FAILED
+}
+
+/// The exit code for an uncaught error: 130 when cancelled, 1 otherwise.
+pub fn exit_code_for(err: &EvalAltResult) -> i32 {
+    match err {
+        EvalAltResult::ErrorTerminated(_, _) => exit::CANCELLED,
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
+            exit_code_for(inner)
+        }
+        EvalAltResult::ErrorRuntime(v, _) => match error::RalfError::from_dynamic(v) {
+            Some(e) if e.kind == error::ErrorKind::Cancelled => exit::CANCELLED,
+            _ => exit::FAILED,
+        },
+        _ => exit::FAILED,
+    }
+}

@@ -1,0 +1,135 @@
+//! Rendering of uncaught errors: `file:line:col`, the source line with a caret, the message and
+//! the call chain through functions and imported modules. Never a raw map or a Debug dump.
+
+use crate::engine::error::RalfError;
+use crate::engine::resolver::SourceMap;
+use rhai::{Dynamic, EvalAltResult, ParseError, Position};
+use std::time::Duration;
+
+/// "1.5s", "2m 3s", "250ms".
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        let s = d.as_secs_f64();
+        if (s - s.round()).abs() < 0.05 {
+            format!("{}s", s.round() as u64)
+        } else {
+            format!("{s:.1}s")
+        }
+    } else if ms < 3_600_000 {
+        let s = d.as_secs();
+        if s % 60 == 0 { format!("{}m", s / 60) } else { format!("{}m {}s", s / 60, s % 60) }
+    } else {
+        let s = d.as_secs();
+        format!("{}h {}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
+/// Render a value for people: strings bare, maps/arrays as readable text, handles via to_string.
+pub fn display_value(v: &Dynamic) -> String {
+    if let Some(e) = RalfError::from_dynamic(v) {
+        return e.to_string();
+    }
+    v.to_string()
+}
+
+fn snippet(out: &mut String, sources: &SourceMap, src: &str, pos: Position) {
+    let (Some(line), Some(text)) = (pos.line(), sources.get(src)) else {
+        return;
+    };
+    let Some(code) = text.lines().nth(line - 1) else {
+        return;
+    };
+    let col = pos.position().unwrap_or(1).max(1);
+    let num = line.to_string();
+    let pad = " ".repeat(num.len());
+    // Keep tabs in the caret line so it lines up with the code.
+    let lead: String = code
+        .chars()
+        .take(col - 1)
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    out.push_str(&format!("{pad} |\n{num} | {code}\n{pad} | {lead}^\n"));
+}
+
+fn loc(src: &str, pos: Position) -> String {
+    match (pos.line(), pos.position()) {
+        (Some(l), Some(c)) => format!("{src}:{l}:{c}"),
+        (Some(l), None) => format!("{src}:{l}"),
+        _ => src.to_string(),
+    }
+}
+
+/// The message of an innermost error, without Rhai's "(line x, position y)" suffix.
+fn message_of(e: &EvalAltResult) -> String {
+    match e {
+        EvalAltResult::ErrorRuntime(v, _) => match RalfError::from_dynamic(v) {
+            Some(re) => format!("[{}] {}", re.kind, re.message),
+            None => format!("uncaught exception: {}", display_value(v)),
+        },
+        other => {
+            let s = other.to_string();
+            match s.rfind(" (line ") {
+                Some(i) if s.ends_with(')') => s[..i].to_string(),
+                _ => s,
+            }
+        }
+    }
+}
+
+/// Render an uncaught runtime error raised while running `main_src`.
+pub fn render_runtime(err: &EvalAltResult, main_src: &str, sources: &SourceMap, module_sources: &std::collections::HashMap<String, String>) -> String {
+    let mut frames: Vec<String> = Vec::new();
+    let mut cur_src = main_src.to_string();
+    let mut e = err;
+    loop {
+        match e {
+            EvalAltResult::ErrorInFunctionCall(name, fsrc, inner, pos) => {
+                frames.push(format!("in call to `{name}` at {}", loc(&cur_src, *pos)));
+                if !fsrc.is_empty() {
+                    cur_src = fsrc.clone();
+                }
+                e = inner;
+            }
+            EvalAltResult::ErrorInModule(mname, inner, pos) => {
+                frames.push(format!("in module `{mname}` imported at {}", loc(&cur_src, *pos)));
+                cur_src = module_sources.get(mname).cloned().unwrap_or_else(|| mname.clone());
+                e = inner;
+            }
+            _ => break,
+        }
+    }
+    let pos = e.position();
+    let mut out = format!("error: {}\n", crate::secrets::redact(&message_of(e)));
+    out.push_str(&format!("  --> {}\n", loc(&cur_src, pos)));
+    snippet(&mut out, sources, &cur_src, pos);
+    // Call chain, innermost first.
+    for f in frames.iter().rev() {
+        out.push_str(&format!("  = {f}\n"));
+    }
+    crate::secrets::redact(&out)
+}
+
+/// Render a compile error of `src`.
+pub fn render_parse(err: &ParseError, src: &str, sources: &SourceMap) -> String {
+    let pos = err.position();
+    let mut out = format!("error: {}\n", err.err_type());
+    out.push_str(&format!("  --> {}\n", loc(src, pos)));
+    snippet(&mut out, sources, src, pos);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(human_duration(Duration::from_secs(30)), "30s");
+        assert_eq!(human_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(human_duration(Duration::from_secs(600)), "10m");
+        assert_eq!(human_duration(Duration::from_secs(125)), "2m 5s");
+    }
+}

@@ -1,0 +1,19 @@
+//! ralf-sh: a Rhai shell for homelab rollouts. See README.md and DESIGN.md.
+
+pub mod app;
+pub mod bindings;
+pub mod catalog;
+pub mod cli;
+pub mod clients;
+pub mod config;
+pub mod engine;
+pub mod host;
+pub mod lab;
+pub mod logging;
+pub mod progress;
+pub mod secrets;
+pub mod state;
+pub mod check;
+pub mod docs;
+pub mod repl;
+pub mod scripttest;

@@ -1,0 +1,110 @@
+//! Progress spinners and bars (indicatif) that share stderr with the log without garbling it.
+//!
+//! On a TTY, bindings show a spinner during long waits; on a pipe nothing is drawn. Log lines
+//! are written through [`Progress::suspend`], so a bar is cleared, the line printed, the bar redrawn.
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct Progress {
+    multi: MultiProgress,
+    enabled: bool,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+static GLOBAL: once_cell::sync::OnceCell<Progress> = once_cell::sync::OnceCell::new();
+
+impl Progress {
+    /// The process-wide progress area (shared with the log writer).
+    pub fn new() -> Progress {
+        GLOBAL
+            .get_or_init(|| {
+                let enabled = std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
+                let multi = MultiProgress::with_draw_target(if enabled {
+                    ProgressDrawTarget::stderr()
+                } else {
+                    ProgressDrawTarget::hidden()
+                });
+                Progress { multi, enabled }
+            })
+            .clone()
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// A spinner with a message; finish it with [`Spinner::finish`] (dropping also clears it).
+    pub fn spinner(&self, msg: impl Into<String>) -> Spinner {
+        let pb = if self.enabled {
+            let pb = self.multi.add(ProgressBar::new_spinner());
+            pb.set_style(
+                ProgressStyle::with_template("{spinner:.cyan} {elapsed:>4} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            pb.enable_steady_tick(Duration::from_millis(120));
+            pb
+        } else {
+            ProgressBar::hidden()
+        };
+        pb.set_message(crate::secrets::redact(&msg.into()));
+        Spinner { pb }
+    }
+
+    /// A bar of `len` steps.
+    pub fn bar(&self, len: u64, msg: impl Into<String>) -> Spinner {
+        let pb = if self.enabled {
+            let pb = self.multi.add(ProgressBar::new(len));
+            pb.set_style(
+                ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} {elapsed:>4} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            pb
+        } else {
+            ProgressBar::hidden()
+        };
+        pb.set_message(crate::secrets::redact(&msg.into()));
+        Spinner { pb }
+    }
+
+    /// Run `f` with the bars cleared (for writing to stderr/stdout).
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        if self.enabled {
+            self.multi.suspend(f)
+        } else {
+            f()
+        }
+    }
+}
+
+/// A live spinner or bar.
+pub struct Spinner {
+    pb: ProgressBar,
+}
+
+impl Spinner {
+    pub fn set_message(&self, msg: impl Into<String>) {
+        self.pb.set_message(crate::secrets::redact(&msg.into()));
+    }
+    pub fn inc(&self, n: u64) {
+        self.pb.inc(n);
+    }
+    pub fn finish(self) {
+        self.pb.finish_and_clear();
+    }
+}
+
+impl Drop for Spinner {
+    fn drop(&mut self) {
+        if !self.pb.is_finished() {
+            self.pb.finish_and_clear();
+        }
+    }
+}
