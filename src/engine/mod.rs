@@ -151,7 +151,14 @@ pub fn exit_code_for(err: &EvalAltResult) -> i32 {
         }
         EvalAltResult::ErrorRuntime(v, _) => match error::RalfError::from_dynamic(v) {
             Some(e) if e.kind == error::ErrorKind::Cancelled => exit::CANCELLED,
-            _ => exit::FAILED,
+            // An error may name the process exit code it implies (e.g. 75 for a held run lock).
+            Some(e) => e
+                .details
+                .get("exit_code")
+                .and_then(|c| c.as_i64())
+                .map(|c| c.clamp(1, 255) as i32)
+                .unwrap_or(exit::FAILED),
+            None => exit::FAILED,
         },
         _ => exit::FAILED,
     }

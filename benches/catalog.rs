@@ -1,0 +1,3 @@
+//! catalog benchmarks (not yet written).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! core benchmarks (not yet written).
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! semaphore benchmarks (not yet written).
+
+fn main() {}

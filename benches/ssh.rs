@@ -1,0 +1,3 @@
+//! ssh benchmarks (not yet written).
+
+fn main() {}
