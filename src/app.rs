@@ -4,7 +4,6 @@ use crate::cli::{Cli, Command, LabCommand};
 use crate::engine::{self, exit, Outcome, ScriptEngine};
 use crate::host::{Host, HostOptions};
 use clap::{CommandFactory, Parser};
-use rhai::{Array, Dynamic, Scope};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
@@ -188,8 +187,7 @@ pub fn run_eval(host: &Arc<Host>, expr: &str) -> i32 {
                 return exit::USAGE;
             }
         };
-        let mut scope = Scope::new();
-        scope.push_constant("ARGS", Array::new());
+        let mut scope = engine::base_scope(Vec::new());
         let r = se.run(&mut scope, &ast);
         finish(&se, "<eval>", r, true)
     })
@@ -208,9 +206,7 @@ pub fn run_script(host: &Arc<Host>, script: &Path, args: Vec<String>) -> i32 {
                 return exit::USAGE;
             }
         };
-        let mut scope = Scope::new();
-        let a: Array = args.into_iter().map(Dynamic::from).collect();
-        scope.push_constant("ARGS", a);
+        let mut scope = engine::base_scope(args);
         let r = se.run(&mut scope, &ast);
         finish(&se, &script.display().to_string(), r, false)
     })

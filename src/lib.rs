@@ -10,6 +10,7 @@ pub mod engine;
 pub mod host;
 pub mod lab;
 pub mod logging;
+pub mod meta;
 pub mod progress;
 pub mod secrets;
 pub mod state;

@@ -296,6 +296,56 @@ mod globals {
         Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
     }
 
+    /// Throw an `invalid` error unless `cond` is true.
+    ///
+    /// ```rhai
+    /// assert(1 + 1 == 2);
+    /// ```
+    #[rhai_fn(name = "assert", return_raw)]
+    pub fn assert1(ctx: NativeCallContext, cond: bool) -> RhaiResult<()> {
+        if cond {
+            Ok(())
+        } else {
+            Err(crate::bindings::at(&ctx, RalfError::invalid("assertion failed")))
+        }
+    }
+
+    /// Throw an `invalid` error with `message` unless `cond` is true.
+    ///
+    /// ```rhai
+    /// assert([1, 2].len() == 2, "two items");
+    /// ```
+    #[rhai_fn(name = "assert", return_raw)]
+    pub fn assert2(ctx: NativeCallContext, cond: bool, message: &str) -> RhaiResult<()> {
+        if cond {
+            Ok(())
+        } else {
+            Err(crate::bindings::at(&ctx, RalfError::invalid(format!("assertion failed: {message}"))))
+        }
+    }
+
+    /// Throw an `invalid` error showing both values unless `left == right`.
+    ///
+    /// ```rhai
+    /// assert_eq(json::parse("[1]"), [1]);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn assert_eq(ctx: NativeCallContext, left: Dynamic, right: Dynamic) -> RhaiResult<()> {
+        let same = if left.type_id() == right.type_id() || (left.is_int() || left.is_float()) && (right.is_int() || right.is_float()) {
+            ctx.call_native_fn::<bool>("==", (left.clone(), right.clone())).unwrap_or(false)
+        } else {
+            false
+        };
+        if same {
+            Ok(())
+        } else {
+            Err(crate::bindings::at(
+                &ctx,
+                RalfError::invalid(format!("assertion failed: left == right\n  left:  {left:?}\n  right: {right:?}")),
+            ))
+        }
+    }
+
     /// Type of an error value caught with `catch (e)`: its `kind` ("timeout", "not_found", ...) for
     /// errors raised by ralf-sh, or "" for a script's own `throw`.
     ///
@@ -514,17 +564,17 @@ mod error_mod {
     /// Build an error value with a kind, to `throw` from scripts so callers can branch on `e.kind`.
     ///
     /// ```rhai
-    /// try { throw error::new("not_found", "no such service: foo"); }
+    /// try { throw error::make("not_found", "no such service: foo"); }
     /// catch (e) { assert(e.kind == "not_found"); }
     /// ```
     #[rhai_fn(return_raw)]
-    pub fn new(kind: &str, message: &str) -> RhaiResult<Dynamic> {
+    pub fn make(kind: &str, message: &str) -> RhaiResult<Dynamic> {
         let k = ErrorKind::parse(kind).ok_or_else(|| {
             let names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
             let hint = options::did_you_mean(kind, names.iter().copied())
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
-            RalfError::invalid(format!("error::new: unknown error kind `{kind}`{hint}"))
+            RalfError::invalid(format!("error::make: unknown error kind `{kind}`{hint}"))
         })?;
         Ok(RalfError::new(k, message).to_dynamic())
     }

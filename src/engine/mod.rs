@@ -96,9 +96,14 @@ pub fn build(host: &Arc<Host>) -> ScriptEngine {
 impl ScriptEngine {
     /// Compile script text under a source name (a path, `<eval>`, `<repl>`). Errors are rendered.
     pub fn compile_text(&self, name: &str, text: &str) -> Result<AST, String> {
+        self.compile_in_scope(name, text, &base_scope(Vec::new()))
+    }
+
+    /// Compile against the variables of `scope` (strict variables are checked at compile time).
+    pub fn compile_in_scope(&self, name: &str, text: &str, scope: &Scope) -> Result<AST, String> {
         self.sources.insert(name, text);
         let stripped = resolver::strip_shebang(text);
-        match self.engine.compile(stripped.as_ref()) {
+        match self.engine.compile_with_scope(scope, stripped.as_ref()) {
             Ok(mut ast) => {
                 ast.set_source(name);
                 Ok(ast)
@@ -130,6 +135,14 @@ impl ScriptEngine {
         let ms = self.module_sources.lock().clone();
         render::render_runtime(err, main_src, &self.sources, &ms)
     }
+}
+
+/// The scope every script starts with: `ARGS` (the script's arguments, strings).
+pub fn base_scope(args: Vec<String>) -> Scope<'static> {
+    let mut scope = Scope::new();
+    let a: rhai::Array = args.into_iter().map(Dynamic::from).collect();
+    scope.push_constant("ARGS", a);
+    scope
 }
 
 fn exit_value(v: &Dynamic) -> i32 {

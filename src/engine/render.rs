@@ -112,6 +112,14 @@ pub fn render_runtime(err: &EvalAltResult, main_src: &str, sources: &SourceMap, 
     crate::secrets::redact(&out)
 }
 
+/// Render a message located at `pos` in `src`.
+pub fn render_message(msg: &str, src: &str, pos: Position, sources: &SourceMap) -> String {
+    let mut out = format!("error: {msg}\n");
+    out.push_str(&format!("  --> {}\n", loc(src, pos)));
+    snippet(&mut out, sources, src, pos);
+    out
+}
+
 /// Render a compile error of `src`.
 pub fn render_parse(err: &ParseError, src: &str, sources: &SourceMap) -> String {
     let pos = err.position();
