@@ -101,8 +101,8 @@ pub fn functions(engine: &Engine, standard: bool) -> Vec<FnDoc> {
             Some(FnDoc {
                 namespace: info.namespace.to_string(),
                 name: m.name.to_string(),
-                params: m.params_info.iter().map(|p| p.to_string()).collect(),
-                return_type: m.return_type.to_string(),
+                params: m.params_info.iter().map(|p| pretty_param(p)).collect(),
+                return_type: pretty_type(&m.return_type),
                 doc: clean_comment(&m.comments),
                 global: matches!(m.namespace, rhai::FnNamespace::Global),
                 standard: false,
@@ -136,6 +136,61 @@ pub fn by_namespace(engine: &Engine) -> BTreeMap<String, Vec<FnDoc>> {
         m.entry(f.namespace.clone()).or_default().push(f);
     }
     m
+}
+
+/// Rust type names as a script writer knows them.
+pub fn pretty_type(t: &str) -> String {
+    let mut t = t.trim().to_string();
+    for wrap in ["RhaiResult<", "RhaiResultOf<", "Result<"] {
+        if let Some(inner) = t.strip_prefix(wrap).and_then(|r| r.strip_suffix('>')) {
+            // Result<T, E>: keep T
+            let inner = inner.trim();
+            let first = split_top(inner).into_iter().next().unwrap_or_default();
+            t = first.trim().to_string();
+        }
+    }
+    let t = t.trim_start_matches("&mut ").trim_start_matches('&').trim();
+    let base = t.rsplit("::").next().unwrap_or(t);
+    match base {
+        "str" | "ImmutableString" | "String" => "string".into(),
+        "i64" | "INT" | "i32" | "usize" | "u64" => "int".into(),
+        "f64" | "FLOAT" | "f32" => "float".into(),
+        "bool" => "bool".into(),
+        "Dynamic" => "any".into(),
+        "Map" => "map".into(),
+        "Array" | "Vec<Dynamic>" => "array".into(),
+        "FnPtr" => "Fn".into(),
+        "()" | "" => "()".into(),
+        other => other.replace(" >", ">"),
+    }
+}
+
+fn split_top(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut cur = String::new();
+    for c in s.chars() {
+        match c {
+            '<' | '(' => depth += 1,
+            '>' | ')' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur);
+    out
+}
+
+/// "name: &str" -> "name: string"
+fn pretty_param(p: &str) -> String {
+    match p.split_once(':') {
+        Some((n, t)) => format!("{}: {}", n.trim(), pretty_type(t)),
+        None => pretty_type(p),
+    }
 }
 
 /// Names Rhai handles as keywords/special functions (not in metadata).
