@@ -123,19 +123,17 @@ pub fn install_signal_handlers(host: &Arc<Host>) {
         let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
             return;
         };
-        let mut count = 0;
         loop {
             tokio::select! {
                 _ = int.recv() => {},
                 _ = term.recv() => {},
             }
-            count += 1;
-            if count == 1 {
-                tracing::warn!("cancelling (press Ctrl-C again to exit at once)");
-                cancel.cancel();
-            } else {
+            // A second signal while the first is still being handled exits at once.
+            if cancel.is_cancelled() {
                 std::process::exit(exit::CANCELLED);
             }
+            tracing::warn!("cancelling (press Ctrl-C again to exit at once)");
+            cancel.cancel();
         }
     });
 }

@@ -9,6 +9,38 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+/// The run's cancel token. Behaves like a `CancellationToken` (`cancel`, `is_cancelled`,
+/// `cancelled().await`), but the REPL can `reset` it after an interrupted evaluation.
+#[derive(Clone, Default)]
+pub struct Cancel(Arc<RwLock<CancellationToken>>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.read().cancel();
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.read().is_cancelled()
+    }
+    /// A future that resolves when the current token is cancelled.
+    pub fn cancelled(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.token().cancelled_owned()
+    }
+    /// The current token (a child token cancels with it).
+    pub fn token(&self) -> CancellationToken {
+        self.0.read().clone()
+    }
+    pub fn child_token(&self) -> CancellationToken {
+        self.0.read().child_token()
+    }
+    /// Replace a cancelled token by a fresh one (REPL: the next line runs normally).
+    pub fn reset(&self) {
+        let mut t = self.0.write();
+        if t.is_cancelled() {
+            *t = CancellationToken::new();
+        }
+    }
+}
+
 /// Options from the command line that shape a run.
 #[derive(Debug, Clone, Default)]
 pub struct HostOptions {
@@ -40,7 +72,7 @@ pub struct DryRunAction {
 pub struct Host {
     pub config: Arc<LoadedConfig>,
     pub rt: tokio::runtime::Handle,
-    pub cancel: CancellationToken,
+    pub cancel: Cancel,
     pub opts: HostOptions,
     pub run_id: String,
     pub progress: Progress,
@@ -74,7 +106,7 @@ impl Host {
         Arc::new(Host {
             config: Arc::new(config),
             rt,
-            cancel: CancellationToken::new(),
+            cancel: Cancel::default(),
             opts,
             run_id: new_run_id(),
             progress: Progress::new(),

@@ -142,8 +142,8 @@ impl ModuleResolver for Resolver {
         pos: Position,
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
         let (name, text) = self.locate(source, path).map_err(|msg| {
-            Box::new(EvalAltResult::ErrorModuleNotFound(
-                format!("{path}: {msg}"),
+            Box::new(EvalAltResult::ErrorRuntime(
+                crate::engine::error::RalfError::not_found(format!("import \"{path}\": {msg}")).to_dynamic(),
                 pos,
             ))
         })?;
