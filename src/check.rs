@@ -49,7 +49,10 @@ struct Known {
 
 fn known(se: &ScriptEngine) -> Known {
     let mut k = Known {
-        global: crate::meta::BUILTIN_FUNCTIONS.iter().map(|s| s.to_string()).collect(),
+        global: crate::meta::BUILTIN_FUNCTIONS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         namespaced: HashMap::new(),
     };
     for f in crate::meta::functions(&se.engine, true) {
@@ -57,14 +60,22 @@ fn known(se: &ScriptEngine) -> Known {
             k.global.insert(f.name.clone());
         }
         if !f.namespace.is_empty() {
-            k.namespaced.entry(f.namespace.clone()).or_default().insert(f.name.clone());
+            k.namespaced
+                .entry(f.namespace.clone())
+                .or_default()
+                .insert(f.name.clone());
         }
     }
     k
 }
 
 /// Collect (import path, alias) pairs and every call in an AST.
-fn calls(ast: &AST) -> (Vec<(String, String)>, Vec<(Option<String>, String, rhai::Position, bool)>) {
+fn calls(
+    ast: &AST,
+) -> (
+    Vec<(String, String)>,
+    Vec<(Option<String>, String, rhai::Position, bool)>,
+) {
     let mut imports = Vec::new();
     let mut out = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
@@ -75,12 +86,20 @@ fn calls(ast: &AST) -> (Vec<(String, String)>, Vec<(Option<String>, String, rhai
                     imports.push((s.to_string(), alias.name.to_string()));
                 }
             }
-            Some(ASTNode::Expr(Expr::FnCall(f, pos))) | Some(ASTNode::Stmt(Stmt::FnCall(f, pos))) => {
+            Some(ASTNode::Expr(Expr::FnCall(f, pos)))
+            | Some(ASTNode::Stmt(Stmt::FnCall(f, pos))) => {
                 if f.op_token.is_none() {
                     let ns = if f.namespace.is_empty() {
                         None
                     } else {
-                        Some(f.namespace.path.iter().map(|i| i.name.to_string()).collect::<Vec<_>>().join("::"))
+                        Some(
+                            f.namespace
+                                .path
+                                .iter()
+                                .map(|i| i.name.to_string())
+                                .collect::<Vec<_>>()
+                                .join("::"),
+                        )
                     };
                     out.push((ns, f.name.to_string(), *pos, false));
                 }
@@ -97,17 +116,23 @@ fn calls(ast: &AST) -> (Vec<(String, String)>, Vec<(Option<String>, String, rhai
 
 fn check_ast(se: &ScriptEngine, ast: &AST, name: &str) -> Vec<String> {
     let k = known(se);
-    let mut script_fns: HashSet<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
+    let mut script_fns: HashSet<String> =
+        ast.iter_functions().map(|f| f.name.to_string()).collect();
     let (imports, calls) = calls(ast);
     // Functions of imported modules, compiled (not run) to list what they define.
     let mut module_fns: BTreeMap<String, HashSet<String>> = BTreeMap::new();
     let mut problems = Vec::new();
-    let resolver = crate::engine::resolver::Resolver::new(&se.host.cfg().stdlib_paths, se.sources.clone());
+    let resolver =
+        crate::engine::resolver::Resolver::new(&se.host.cfg().stdlib_paths, se.sources.clone());
     for (path, alias) in &imports {
         match resolver.locate(Some(name), path) {
-            Ok((src, text)) => match se.engine.compile(crate::engine::resolver::strip_shebang(&text).as_ref()) {
+            Ok((src, text)) => match se
+                .engine
+                .compile(crate::engine::resolver::strip_shebang(&text).as_ref())
+            {
                 Ok(mast) => {
-                    let fns: HashSet<String> = mast.iter_functions().map(|f| f.name.to_string()).collect();
+                    let fns: HashSet<String> =
+                        mast.iter_functions().map(|f| f.name.to_string()).collect();
                     module_fns.insert(alias.clone(), fns);
                 }
                 Err(e) => problems.push(crate::engine::render::render_parse(&e, &src, &se.sources)),
@@ -118,10 +143,20 @@ fn check_ast(se: &ScriptEngine, ast: &AST, name: &str) -> Vec<String> {
     script_fns.extend(["main".to_string()]);
     for (ns, fname, pos, is_method) in calls {
         let ok = match &ns {
-            None => k.global.contains(&fname) || script_fns.contains(&fname) || (is_method && fname.starts_with("get$")),
+            None => {
+                k.global.contains(&fname)
+                    || script_fns.contains(&fname)
+                    || (is_method && fname.starts_with("get$"))
+            }
             Some(ns) => {
-                module_fns.get(ns).map(|m| m.contains(&fname)).unwrap_or(false)
-                    || k.namespaced.get(ns).map(|m| m.contains(&fname)).unwrap_or(false)
+                module_fns
+                    .get(ns)
+                    .map(|m| m.contains(&fname))
+                    .unwrap_or(false)
+                    || k.namespaced
+                        .get(ns)
+                        .map(|m| m.contains(&fname))
+                        .unwrap_or(false)
             }
         };
         if ok {
@@ -134,13 +169,27 @@ fn check_ast(se: &ScriptEngine, ast: &AST, name: &str) -> Vec<String> {
             ),
             Some(ns) => {
                 if let Some(m) = module_fns.get(ns).or_else(|| k.namespaced.get(ns)) {
-                    (format!("unknown function `{ns}::{fname}`"), m.iter().cloned().collect())
+                    (
+                        format!("unknown function `{ns}::{fname}`"),
+                        m.iter().cloned().collect(),
+                    )
                 } else {
-                    let nss: Vec<String> = k.namespaced.keys().chain(module_fns.keys()).cloned().collect();
-                    let hint = crate::engine::options::did_you_mean(ns, nss.iter().map(|s| s.as_str()))
-                        .map(|s| format!("; did you mean `{s}`?"))
-                        .unwrap_or_default();
-                    problems.push(located(se, name, pos, &format!("unknown namespace `{ns}`{hint}")));
+                    let nss: Vec<String> = k
+                        .namespaced
+                        .keys()
+                        .chain(module_fns.keys())
+                        .cloned()
+                        .collect();
+                    let hint =
+                        crate::engine::options::did_you_mean(ns, nss.iter().map(|s| s.as_str()))
+                            .map(|s| format!("; did you mean `{s}`?"))
+                            .unwrap_or_default();
+                    problems.push(located(
+                        se,
+                        name,
+                        pos,
+                        &format!("unknown namespace `{ns}`{hint}"),
+                    ));
                     continue;
                 }
             }

@@ -95,7 +95,10 @@ pub fn functions(engine: &Engine, standard: bool) -> Vec<FnDoc> {
         None,
         |info| {
             let m = info.metadata;
-            if m.name.starts_with("get$") || m.name.starts_with("set$") || m.name.starts_with("index$") {
+            if m.name.starts_with("get$")
+                || m.name.starts_with("set$")
+                || m.name.starts_with("index$")
+            {
                 // property accessors are listed separately
             }
             Some(FnDoc {
@@ -115,7 +118,13 @@ pub fn functions(engine: &Engine, standard: bool) -> Vec<FnDoc> {
         let ours: std::collections::HashSet<(String, String, usize)> = engine
             .collect_fn_metadata(
                 None,
-                |info| Some((info.namespace.to_string(), info.metadata.name.to_string(), info.metadata.num_params)),
+                |info| {
+                    Some((
+                        info.namespace.to_string(),
+                        info.metadata.name.to_string(),
+                        info.metadata.num_params,
+                    ))
+                },
                 false,
             )
             .into_iter()
@@ -124,7 +133,9 @@ pub fn functions(engine: &Engine, standard: bool) -> Vec<FnDoc> {
             f.standard = !ours.contains(&(f.namespace.clone(), f.name.clone(), f.params.len()));
         }
     }
-    v.sort_by(|a, b| (&a.namespace, &a.name, a.params.len()).cmp(&(&b.namespace, &b.name, b.params.len())));
+    v.sort_by(|a, b| {
+        (&a.namespace, &a.name, a.params.len()).cmp(&(&b.namespace, &b.name, b.params.len()))
+    });
     v.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name && a.params == b.params);
     v
 }
@@ -195,6 +206,20 @@ fn pretty_param(p: &str) -> String {
 
 /// Names Rhai handles as keywords/special functions (not in metadata).
 pub const BUILTIN_FUNCTIONS: &[&str] = &[
-    "print", "debug", "type_of", "Fn", "call", "curry", "is_shared", "is_def_fn", "is_def_var", "eval", "exit",
-    "this", "throw", "import", "export", "global",
+    "print",
+    "debug",
+    "type_of",
+    "Fn",
+    "call",
+    "curry",
+    "is_shared",
+    "is_def_fn",
+    "is_def_var",
+    "eval",
+    "exit",
+    "this",
+    "throw",
+    "import",
+    "export",
+    "global",
 ];

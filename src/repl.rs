@@ -42,8 +42,9 @@ struct ReplHelper {
 
 const META: &[&str] = &[":help", ":vars", ":load", ":quit", ":clear"];
 const KEYWORDS: &[&str] = &[
-    "let", "const", "fn", "if", "else", "while", "loop", "for", "in", "return", "throw", "try", "catch", "import",
-    "export", "as", "break", "continue", "true", "false", "switch", "do", "until",
+    "let", "const", "fn", "if", "else", "while", "loop", "for", "in", "return", "throw", "try",
+    "catch", "import", "export", "as", "break", "continue", "true", "false", "switch", "do",
+    "until",
 ];
 
 fn word_start(line: &str, pos: usize) -> usize {
@@ -60,7 +61,13 @@ impl ReplHelper {
         if line.trim_start().starts_with(':') && !line[..pos].contains(' ') {
             let start = line.len() - line.trim_start().len();
             let w = &line[start..pos];
-            return (start, META.iter().filter(|m| m.starts_with(w)).map(|s| s.to_string()).collect());
+            return (
+                start,
+                META.iter()
+                    .filter(|m| m.starts_with(w))
+                    .map(|s| s.to_string())
+                    .collect(),
+            );
         }
         let start = word_start(line, pos);
         let word = &line[start..pos];
@@ -70,12 +77,19 @@ impl ReplHelper {
             // method: filter by the receiver's type when it is a known variable
             let recv_start = word_start(line, before.len() - 1);
             let recv = &line[recv_start..before.len() - 1];
-            let ty = self.vars.iter().find(|(n, _)| n == recv).map(|(_, t)| t.clone());
+            let ty = self
+                .vars
+                .iter()
+                .find(|(n, _)| n == recv)
+                .map(|(_, t)| t.clone());
             for f in &self.fns {
                 if !(f.namespace.is_empty() || f.global) || !f.name.starts_with(word) {
                     continue;
                 }
-                let first = f.params.first().map(|p| p.split(':').nth(1).unwrap_or("").trim().to_string());
+                let first = f
+                    .params
+                    .first()
+                    .map(|p| p.split(':').nth(1).unwrap_or("").trim().to_string());
                 let matches_type = match (&ty, &first) {
                     (Some(t), Some(p)) => p == t || p == "any" || t == "any",
                     (Some(_), None) => false,
@@ -114,7 +128,11 @@ impl ReplHelper {
             }
         }
         for f in &self.fns {
-            if f.namespace.is_empty() && f.name.starts_with(word) && !f.name.contains('$') && !f.standard {
+            if f.namespace.is_empty()
+                && f.name.starts_with(word)
+                && !f.name.contains('$')
+                && !f.standard
+            {
                 out.insert(f.name.clone());
             }
         }
@@ -140,9 +158,22 @@ struct RlHelper(Arc<parking_lot::Mutex<ReplHelper>>);
 
 impl Completer for RlHelper {
     type Candidate = Pair;
-    fn complete(&self, line: &str, pos: usize, _ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let (start, c) = self.0.lock().candidates(line, pos);
-        Ok((start, c.into_iter().map(|s| Pair { display: s.clone(), replacement: s }).collect()))
+        Ok((
+            start,
+            c.into_iter()
+                .map(|s| Pair {
+                    display: s.clone(),
+                    replacement: s,
+                })
+                .collect(),
+        ))
     }
 }
 
@@ -254,7 +285,11 @@ impl Repl {
         // at compile time; undefined variables are still reported (at run time).
         se.engine.set_strict_variables(false);
         let fns = crate::meta::functions(&se.engine, true);
-        let namespaces = fns.iter().filter(|f| !f.namespace.is_empty()).map(|f| f.namespace.clone()).collect();
+        let namespaces = fns
+            .iter()
+            .filter(|f| !f.namespace.is_empty())
+            .map(|f| f.namespace.clone())
+            .collect();
         let helper = Arc::new(parking_lot::Mutex::new(ReplHelper {
             fns,
             namespaces,
@@ -275,7 +310,12 @@ impl Repl {
         let vars = self
             .scope
             .iter_raw()
-            .map(|(n, _, v)| (n.to_string(), crate::meta::pretty_type(self.se.engine.map_type_name(v.type_name()))))
+            .map(|(n, _, v)| {
+                (
+                    n.to_string(),
+                    crate::meta::pretty_type(self.se.engine.map_type_name(v.type_name())),
+                )
+            })
             .collect();
         self.helper.lock().vars = vars;
     }
@@ -398,7 +438,13 @@ impl Repl {
     }
 
     /// Run; returns (exit code if exit() was called, whether the line succeeded).
-    fn run_ast(&mut self, name: &str, imports_ast: AST, ast: AST, print_value: bool) -> (Option<i32>, bool) {
+    fn run_ast(
+        &mut self,
+        name: &str,
+        imports_ast: AST,
+        ast: AST,
+        print_value: bool,
+    ) -> (Option<i32>, bool) {
         let full = imports_ast.merge(&self.fns_ast).merge(&ast);
         let r = self.se.run(&mut self.scope, &full);
         // Keep function definitions only.
@@ -441,11 +487,21 @@ impl Repl {
 
     fn refresh_module_aliases(&self) {
         let mut out = Vec::new();
-        let resolver = crate::engine::resolver::Resolver::new(&self.se.host.cfg().stdlib_paths, self.se.sources.clone());
+        let resolver = crate::engine::resolver::Resolver::new(
+            &self.se.host.cfg().stdlib_paths,
+            self.se.sources.clone(),
+        );
         for (p, a) in &self.imports {
             if let Ok((_, text)) = resolver.locate(None, p) {
-                if let Ok(ast) = self.se.engine.compile(crate::engine::resolver::strip_shebang(&text).as_ref()) {
-                    out.push((a.clone(), ast.iter_functions().map(|f| f.name.to_string()).collect()));
+                if let Ok(ast) = self
+                    .se
+                    .engine
+                    .compile(crate::engine::resolver::strip_shebang(&text).as_ref())
+                {
+                    out.push((
+                        a.clone(),
+                        ast.iter_functions().map(|f| f.name.to_string()).collect(),
+                    ));
                 }
             }
         }
@@ -556,10 +612,15 @@ fn rewrite_history(path: &std::path::Path) {
     if !crate::secrets::any_registered() {
         return;
     }
-    let Ok(text) = std::fs::read_to_string(path) else { return };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
     let lines: Vec<&str> = text.lines().collect();
     let keep = &lines[lines.len().saturating_sub(1000)..];
-    let cleaned: Vec<String> = keep.iter().map(|l| encode(&crate::secrets::redact(&decode(l)))).collect();
+    let cleaned: Vec<String> = keep
+        .iter()
+        .map(|l| encode(&crate::secrets::redact(&decode(l))))
+        .collect();
     let new = cleaned.join("\n") + "\n";
     if new != text {
         let tmp = path.with_extension("tmp");

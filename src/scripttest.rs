@@ -47,7 +47,9 @@ fn run_inner(host: &Arc<Host>, files: &[PathBuf]) -> i32 {
             let start = Instant::now();
             let mut scope = engine::base_scope(Vec::new());
             let opts = CallFnOptions::new().eval_ast(true).rewind_scope(true);
-            let r = se.engine.call_fn_with_options::<Dynamic>(opts, &mut scope, &ast, &t, ());
+            let r = se
+                .engine
+                .call_fn_with_options::<Dynamic>(opts, &mut scope, &ast, &t, ());
             let ms = start.elapsed().as_millis();
             match r {
                 Ok(_) => {

@@ -35,20 +35,39 @@ pub struct RetryOpts {
     pub on: Option<Vec<String>>,
 }
 
+/// Raised (as an uncatchable termination) by `exit(code)`.
+#[derive(Debug, Clone, Copy)]
+pub struct ExitRequest(pub i32);
+
+fn sleep_any(ctx: &NativeCallContext, seconds: Dynamic) -> RhaiResult<()> {
+    use crate::bindings::AtCall;
+    let h = host(ctx)?;
+    let d = options::duration_arg(&seconds, "sleep").at(ctx)?;
+    crate::engine::bridge::sleep(&h, d).at(ctx)
+}
+
 fn retry_impl(ctx: &NativeCallContext, opts: &Map, f: &FnPtr) -> RhaiResult<Dynamic> {
     let h = host(ctx)?;
     let o: RetryOpts = options::decode(opts, "retry")?;
     let attempts = o.attempts.unwrap_or(3);
     if attempts < 1 {
-        return Err(RalfError::invalid(format!("retry: attempts must be at least 1, got {attempts}")).into());
+        return Err(RalfError::invalid(format!(
+            "retry: attempts must be at least 1, got {attempts}"
+        ))
+        .into());
     }
     let backoff = o.backoff.unwrap_or(2.0);
     if !backoff.is_finite() || backoff < 1.0 {
-        return Err(RalfError::invalid(format!("retry: backoff must be >= 1.0, got {backoff}")).into());
+        return Err(
+            RalfError::invalid(format!("retry: backoff must be >= 1.0, got {backoff}")).into(),
+        );
     }
     let jitter = o.jitter.unwrap_or(0.0);
     if !(0.0..=1.0).contains(&jitter) {
-        return Err(RalfError::invalid(format!("retry: jitter must be between 0 and 1, got {jitter}")).into());
+        return Err(RalfError::invalid(format!(
+            "retry: jitter must be between 0 and 1, got {jitter}"
+        ))
+        .into());
     }
     let on: Option<Vec<String>> = o.on;
     if let Some(list) = &on {
@@ -58,7 +77,10 @@ fn retry_impl(ctx: &NativeCallContext, opts: &Map, f: &FnPtr) -> RhaiResult<Dyna
                 let hint = options::did_you_mean(k, names.iter().copied())
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
-                return Err(RalfError::invalid(format!("retry: unknown error kind `{k}` in `on`{hint}")).into());
+                return Err(RalfError::invalid(format!(
+                    "retry: unknown error kind `{k}` in `on`{hint}"
+                ))
+                .into());
             }
         }
     }
@@ -103,9 +125,16 @@ fn retry_impl(ctx: &NativeCallContext, opts: &Map, f: &FnPtr) -> RhaiResult<Dyna
     }
 }
 
-fn parallel_impl(ctx: &NativeCallContext, items: Array, limit: i64, f: &FnPtr) -> RhaiResult<Array> {
+fn parallel_impl(
+    ctx: &NativeCallContext,
+    items: Array,
+    limit: i64,
+    f: &FnPtr,
+) -> RhaiResult<Array> {
     if limit < 1 {
-        return Err(RalfError::invalid(format!("parallel: limit must be at least 1, got {limit}")).into());
+        return Err(
+            RalfError::invalid(format!("parallel: limit must be at least 1, got {limit}")).into(),
+        );
     }
     let n = items.len();
     if n == 0 {
@@ -116,7 +145,8 @@ fn parallel_impl(ctx: &NativeCallContext, items: Array, limit: i64, f: &FnPtr) -
     let engine = ctx.engine();
     let workers = (limit as usize).min(n);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<parking_lot::Mutex<Option<Dynamic>>> = (0..n).map(|_| parking_lot::Mutex::new(None)).collect();
+    let results: Vec<parking_lot::Mutex<Option<Dynamic>>> =
+        (0..n).map(|_| parking_lot::Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..workers {
             let store = &store;
@@ -168,8 +198,9 @@ mod globals {
     /// ```
     #[rhai_fn(name = "env", return_raw)]
     pub fn env1(name: &str) -> RhaiResult<String> {
-        std::env::var(name)
-            .map_err(|_| RalfError::not_found(format!("environment variable {name} is not set")).into())
+        std::env::var(name).map_err(|_| {
+            RalfError::not_found(format!("environment variable {name} is not set")).into()
+        })
     }
 
     /// Read an environment variable, or `default` when it is unset.
@@ -202,7 +233,9 @@ mod globals {
             return Ok(v);
         }
         if let Some(src) = h.cfg().secrets.get(name) {
-            if let Some(v) = crate::secrets::load_ref(src.env.as_deref(), src.file.as_deref(), name)? {
+            if let Some(v) =
+                crate::secrets::load_ref(src.env.as_deref(), src.file.as_deref(), name)?
+            {
                 return Ok(v);
             }
             return Err(RalfError::not_found(format!(
@@ -221,17 +254,68 @@ mod globals {
         .into())
     }
 
-    /// Sleep for a number of seconds (INT, FLOAT, or a string like "1.5s", "2m"). Ctrl-C interrupts it.
+    /// Sleep for a number of seconds. Ctrl-C interrupts it (the run is then cancelled).
+    ///
+    /// ```rhai
+    /// sleep(0);
+    /// ```
+    #[rhai_fn(name = "sleep", return_raw)]
+    pub fn sleep_int(ctx: NativeCallContext, seconds: i64) -> RhaiResult<()> {
+        sleep_any(&ctx, Dynamic::from(seconds))
+    }
+
+    /// Sleep for a fractional number of seconds. Ctrl-C interrupts it.
     ///
     /// ```rhai
     /// sleep(0.01);
+    /// ```
+    #[rhai_fn(name = "sleep", return_raw)]
+    pub fn sleep_float(ctx: NativeCallContext, seconds: f64) -> RhaiResult<()> {
+        sleep_any(&ctx, Dynamic::from(seconds))
+    }
+
+    /// Sleep for a duration given as text: "10ms", "1.5s", "2m". Ctrl-C interrupts it.
+    ///
+    /// ```rhai
     /// sleep("10ms");
     /// ```
-    #[rhai_fn(return_raw)]
-    pub fn sleep(ctx: NativeCallContext, seconds: Dynamic) -> RhaiResult<()> {
-        let h = host(&ctx)?;
-        let d = options::duration_arg(&seconds, "sleep")?;
-        crate::engine::bridge::sleep(&h, d).map_err(Into::into)
+    #[rhai_fn(name = "sleep", return_raw)]
+    pub fn sleep_str(ctx: NativeCallContext, duration: &str) -> RhaiResult<()> {
+        sleep_any(&ctx, Dynamic::from(duration.to_string()))
+    }
+
+    /// End the script at once with this process exit code (0 success, 1 failed, 3 partial ...).
+    /// Unlike an error, `exit` cannot be caught.
+    ///
+    /// ```rhai,no_run
+    /// exit(3);
+    /// ```
+    #[rhai_fn(name = "exit", return_raw)]
+    pub fn exit_code(ctx: NativeCallContext, code: i64) -> RhaiResult<()> {
+        Err(Box::new(EvalAltResult::ErrorTerminated(
+            Dynamic::from(ExitRequest(code.clamp(0, 255) as i32)),
+            ctx.call_position(),
+        )))
+    }
+
+    /// End the script at once with exit code 0.
+    ///
+    /// ```rhai,no_run
+    /// exit();
+    /// ```
+    #[rhai_fn(name = "exit", return_raw)]
+    pub fn exit0(ctx: NativeCallContext) -> RhaiResult<()> {
+        exit_code(ctx, 0)
+    }
+
+    /// Anything else given to `sleep` is an `invalid` error.
+    ///
+    /// ```rhai
+    /// try { sleep(#{}); } catch (e) { assert(e.kind == "invalid"); }
+    /// ```
+    #[rhai_fn(name = "sleep", return_raw)]
+    pub fn sleep_dyn(ctx: NativeCallContext, seconds: Dynamic) -> RhaiResult<()> {
+        sleep_any(&ctx, seconds)
     }
 
     /// Call `f` until it succeeds, at most `attempts` times, sleeping `delay` seconds between attempts,
@@ -263,7 +347,12 @@ mod globals {
     /// assert(rs[2].value == 30);
     /// ```
     #[rhai_fn(return_raw)]
-    pub fn parallel(ctx: NativeCallContext, items: Array, limit: i64, f: FnPtr) -> RhaiResult<Array> {
+    pub fn parallel(
+        ctx: NativeCallContext,
+        items: Array,
+        limit: i64,
+        f: FnPtr,
+    ) -> RhaiResult<Array> {
         parallel_impl(&ctx, items, limit, &f)
     }
 
@@ -306,7 +395,10 @@ mod globals {
         if cond {
             Ok(())
         } else {
-            Err(crate::bindings::at(&ctx, RalfError::invalid("assertion failed")))
+            Err(crate::bindings::at(
+                &ctx,
+                RalfError::invalid("assertion failed"),
+            ))
         }
     }
 
@@ -320,7 +412,10 @@ mod globals {
         if cond {
             Ok(())
         } else {
-            Err(crate::bindings::at(&ctx, RalfError::invalid(format!("assertion failed: {message}"))))
+            Err(crate::bindings::at(
+                &ctx,
+                RalfError::invalid(format!("assertion failed: {message}")),
+            ))
         }
     }
 
@@ -331,8 +426,11 @@ mod globals {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn assert_eq(ctx: NativeCallContext, left: Dynamic, right: Dynamic) -> RhaiResult<()> {
-        let same = if left.type_id() == right.type_id() || (left.is_int() || left.is_float()) && (right.is_int() || right.is_float()) {
-            ctx.call_native_fn::<bool>("==", (left.clone(), right.clone())).unwrap_or(false)
+        let same = if left.type_id() == right.type_id()
+            || (left.is_int() || left.is_float()) && (right.is_int() || right.is_float())
+        {
+            ctx.call_native_fn::<bool>("==", (left.clone(), right.clone()))
+                .unwrap_or(false)
         } else {
             false
         };
@@ -341,7 +439,9 @@ mod globals {
         } else {
             Err(crate::bindings::at(
                 &ctx,
-                RalfError::invalid(format!("assertion failed: left == right\n  left:  {left:?}\n  right: {right:?}")),
+                RalfError::invalid(format!(
+                    "assertion failed: left == right\n  left:  {left:?}\n  right: {right:?}"
+                )),
             ))
         }
     }
@@ -373,9 +473,12 @@ mod json_mod {
     #[rhai_fn(return_raw)]
     pub fn parse(ctx: NativeCallContext, text: &str) -> RhaiResult<Dynamic> {
         let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            crate::bindings::at(&ctx, RalfError::invalid(format!("json::parse: {e}"))
-                .with("line", e.line())
-                .with("column", e.column()))
+            crate::bindings::at(
+                &ctx,
+                RalfError::invalid(format!("json::parse: {e}"))
+                    .with("line", e.line())
+                    .with("column", e.column()),
+            )
         })?;
         rhai::serde::to_dynamic(v)
     }
@@ -406,7 +509,8 @@ mod json_mod {
 fn log_with(level: tracing::Level, msg: &str, fields: Option<&Map>) {
     let f = fields
         .map(|m| {
-            let v: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(m.clone())).unwrap_or_default();
+            let v: serde_json::Value =
+                rhai::serde::from_dynamic(&Dynamic::from_map(m.clone())).unwrap_or_default();
             format!(" {v}")
         })
         .unwrap_or_default();
@@ -521,7 +625,8 @@ mod time_mod {
     /// assert(time::mono() >= start);
     /// ```
     pub fn mono() -> f64 {
-        static START: once_cell::sync::Lazy<std::time::Instant> = once_cell::sync::Lazy::new(std::time::Instant::now);
+        static START: once_cell::sync::Lazy<std::time::Instant> =
+            once_cell::sync::Lazy::new(std::time::Instant::now);
         START.elapsed().as_secs_f64()
     }
 

@@ -47,3 +47,54 @@ pub fn sleep(host: &Host, d: Duration) -> RResult<()> {
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{Host, HostOptions};
+
+    #[test]
+    fn cancel_wakes_a_blocked_call() {
+        let rt = crate::app::runtime();
+        let host = Host::new(
+            Default::default(),
+            rt.handle().clone(),
+            HostOptions::default(),
+        );
+        let h2 = host.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            h2.cancel.cancel();
+        });
+        let start = std::time::Instant::now();
+        let r = sleep(&host, Duration::from_secs(20));
+        t.join().unwrap();
+        assert_eq!(
+            r.unwrap_err().kind,
+            crate::engine::error::ErrorKind::Cancelled
+        );
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn deadline_gives_timeout() {
+        let rt = crate::app::runtime();
+        let host = Host::new(
+            Default::default(),
+            rt.handle().clone(),
+            HostOptions::default(),
+        );
+        let r: RResult<()> = block_on(
+            &host,
+            "waiting for godot",
+            Some(Duration::from_millis(50)),
+            async {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                Ok(())
+            },
+        );
+        let e = r.unwrap_err();
+        assert_eq!(e.kind, crate::engine::error::ErrorKind::Timeout);
+        assert_eq!(e.message, "waiting for godot did not finish within 50ms");
+    }
+}

@@ -123,9 +123,12 @@ impl ScriptEngine {
     pub fn run(&self, scope: &mut Scope, ast: &AST) -> Result<Outcome, Box<EvalAltResult>> {
         match self.engine.eval_ast_with_scope::<Dynamic>(scope, ast) {
             Ok(v) => Ok(Outcome::Value(v)),
-            Err(e) => match *e {
-                EvalAltResult::Exit(v, _) => Ok(Outcome::Exit(exit_value(&v))),
-                _ => Err(e),
+            Err(e) => match exit_request(&e) {
+                Some(code) => Ok(Outcome::Exit(code)),
+                None => match *e {
+                    EvalAltResult::Exit(v, _) => Ok(Outcome::Exit(exit_value(&v))),
+                    _ => Err(e),
+                },
             },
         }
     }
@@ -145,6 +148,18 @@ pub fn base_scope(args: Vec<String>) -> Scope<'static> {
     scope
 }
 
+/// The code of an `exit(code)` call, wherever in the call chain it happened.
+pub fn exit_request(e: &EvalAltResult) -> Option<i32> {
+    match e {
+        EvalAltResult::ErrorTerminated(v, _) => v
+            .read_lock::<crate::bindings::core::ExitRequest>()
+            .map(|r| r.0),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+        | EvalAltResult::ErrorInModule(_, inner, _) => exit_request(inner),
+        _ => None,
+    }
+}
+
 fn exit_value(v: &Dynamic) -> i32 {
     if let Ok(i) = v.as_int() {
         return i.clamp(0, 255) as i32;
@@ -159,9 +174,8 @@ fn exit_value(v: &Dynamic) -> i32 {
 pub fn exit_code_for(err: &EvalAltResult) -> i32 {
     match err {
         EvalAltResult::ErrorTerminated(_, _) => exit::CANCELLED,
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
-            exit_code_for(inner)
-        }
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+        | EvalAltResult::ErrorInModule(_, inner, _) => exit_code_for(inner),
         EvalAltResult::ErrorRuntime(v, _) => match error::RalfError::from_dynamic(v) {
             Some(e) if e.kind == error::ErrorKind::Cancelled => exit::CANCELLED,
             // An error may name the process exit code it implies (e.g. 75 for a held run lock).

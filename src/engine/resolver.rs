@@ -143,7 +143,8 @@ impl ModuleResolver for Resolver {
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
         let (name, text) = self.locate(source, path).map_err(|msg| {
             Box::new(EvalAltResult::ErrorRuntime(
-                crate::engine::error::RalfError::not_found(format!("import \"{path}\": {msg}")).to_dynamic(),
+                crate::engine::error::RalfError::not_found(format!("import \"{path}\": {msg}"))
+                    .to_dynamic(),
                 pos,
             ))
         })?;
@@ -154,9 +155,13 @@ impl ModuleResolver for Resolver {
             return Ok(m.clone());
         }
         self.sources.insert(&name, &text);
-        let mut ast = engine
-            .compile(strip_shebang(&text).as_ref())
-            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.clone(), Box::new(e.into()), pos)))?;
+        let mut ast = engine.compile(strip_shebang(&text).as_ref()).map_err(|e| {
+            Box::new(EvalAltResult::ErrorInModule(
+                name.clone(),
+                Box::new(e.into()),
+                pos,
+            ))
+        })?;
         ast.set_source(name.as_str());
         let m = Module::eval_ast_as_new(Scope::new(), &ast, engine)
             .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.clone(), e, pos)))?;
