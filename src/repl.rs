@@ -71,6 +71,9 @@ impl ReplHelper {
         }
         let start = word_start(line, pos);
         let word = &line[start..pos];
+        if inside_string(&line[..pos]) {
+            return (start, Vec::new());
+        }
         let before = line[..start].trim_end();
         let mut out = BTreeSet::new();
         if before.ends_with('.') {
@@ -151,6 +154,28 @@ impl ReplHelper {
         }
         (start, out.into_iter().collect())
     }
+}
+
+/// True when `text` ends inside a string literal.
+fn inside_string(text: &str) -> bool {
+    let mut q: Option<char> = None;
+    let mut esc = false;
+    for c in text.chars() {
+        match q {
+            Some(open) => {
+                if esc {
+                    esc = false;
+                } else if c == '\\' && open != '`' {
+                    esc = true;
+                } else if c == open {
+                    q = None;
+                }
+            }
+            None if c == '"' || c == '`' => q = Some(c),
+            None => {}
+        }
+    }
+    q.is_some()
 }
 
 /// rustyline's helper (the ReplHelper lives behind a lock so the REPL can refresh variables).
