@@ -580,12 +580,12 @@ mod log_mod {
     pub fn error2(msg: &str, fields: Map) {
         log_with(tracing::Level::ERROR, msg, Some(&fields))
     }
-    /// Log at debug level (shown with -v).
+    /// Log at debug level (shown with -v). (`debug` is a Rhai keyword, hence the name.)
     ///
     /// ```rhai
-    /// log::debug("details");
+    /// log::verbose("details");
     /// ```
-    #[rhai_fn(name = "debug")]
+    #[rhai_fn(name = "verbose")]
     pub fn debug1(msg: &str) {
         log_with(tracing::Level::DEBUG, msg, None)
     }

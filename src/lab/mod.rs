@@ -32,3 +32,47 @@ pub async fn start_all() -> RResult<Lab> {
     exo::start(&mut lab).await?;
     Ok(lab)
 }
+
+/// A config file (YAML) and environment variables that point ralf-sh at running stand-ins, from the
+/// JSON object `lab serve` prints. Secrets go into the environment, never into the file.
+pub fn client_config(info: &Value) -> (String, Vec<(String, String)>) {
+    let mut yaml = String::new();
+    let mut env = Vec::new();
+    let s = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    if let Some(sem) = info.get("semaphore") {
+        if let Some(url) = s(sem, "url") {
+            yaml.push_str(&format!("semaphore:\n  url: {url}\n"));
+            if let Some(p) = sem.get("project_id").and_then(|p| p.as_i64()) {
+                yaml.push_str(&format!("  project: {p}\n"));
+            }
+            if let Some(t) = s(sem, "token") {
+                yaml.push_str("  token_env: RALF_LAB_SEMAPHORE_TOKEN\n");
+                env.push(("RALF_LAB_SEMAPHORE_TOKEN".to_string(), t));
+            }
+        }
+    }
+    if let Some(pve) = info.get("proxmox") {
+        if let Some(url) = s(pve, "url") {
+            yaml.push_str(&format!("proxmox:\n  url: {url}\n"));
+            if let Some(n) = s(pve, "node") {
+                yaml.push_str(&format!("  node: {n}\n"));
+            }
+            if let Some(t) = s(pve, "token_id") {
+                yaml.push_str(&format!("  token_id: \"{t}\"\n"));
+            }
+            if let Some(t) = s(pve, "token_secret") {
+                yaml.push_str("  token_secret_env: RALF_LAB_PVE_TOKEN_SECRET\n");
+                env.push(("RALF_LAB_PVE_TOKEN_SECRET".to_string(), t));
+            }
+            if let Some(f) = s(pve, "fingerprint") {
+                yaml.push_str(&format!("  fingerprint: \"{f}\"\n"));
+            }
+        }
+    }
+    if let Some(exo) = info.get("exo") {
+        if let (Some(url), Some(model)) = (s(exo, "url"), s(exo, "model")) {
+            yaml.push_str(&format!("llm:\n  url: {url}\n  model: \"{model}\"\n"));
+        }
+    }
+    (yaml, env)
+}
