@@ -28,7 +28,10 @@ fn main() {
     let (t, m) = measure(
         || {
             let mut c = Command::new(env!("CARGO_BIN_EXE_ralf-sh"));
-            c.args(["-e", "1"]).env("HOME", &home).env("CI", "1").current_dir(&home);
+            c.args(["-e", "1"])
+                .env("HOME", &home)
+                .env("CI", "1")
+                .current_dir(&home);
             c
         },
         n,

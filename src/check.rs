@@ -69,13 +69,11 @@ fn known(se: &ScriptEngine) -> Known {
     k
 }
 
+/// A call found in a script: (namespace, name, position, is a method call).
+type Call = (Option<String>, String, rhai::Position, bool);
+
 /// Collect (import path, alias) pairs and every call in an AST.
-fn calls(
-    ast: &AST,
-) -> (
-    Vec<(String, String)>,
-    Vec<(Option<String>, String, rhai::Position, bool)>,
-) {
+fn calls(ast: &AST) -> (Vec<(String, String)>, Vec<Call>) {
     let mut imports = Vec::new();
     let mut out = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
@@ -87,22 +85,22 @@ fn calls(
                 }
             }
             Some(ASTNode::Expr(Expr::FnCall(f, pos)))
-            | Some(ASTNode::Stmt(Stmt::FnCall(f, pos))) => {
-                if f.op_token.is_none() {
-                    let ns = if f.namespace.is_empty() {
-                        None
-                    } else {
-                        Some(
-                            f.namespace
-                                .path
-                                .iter()
-                                .map(|i| i.name.to_string())
-                                .collect::<Vec<_>>()
-                                .join("::"),
-                        )
-                    };
-                    out.push((ns, f.name.to_string(), *pos, false));
-                }
+            | Some(ASTNode::Stmt(Stmt::FnCall(f, pos)))
+                if f.op_token.is_none() =>
+            {
+                let ns = if f.namespace.is_empty() {
+                    None
+                } else {
+                    Some(
+                        f.namespace
+                            .path
+                            .iter()
+                            .map(|i| i.name.to_string())
+                            .collect::<Vec<_>>()
+                            .join("::"),
+                    )
+                };
+                out.push((ns, f.name.to_string(), *pos, false));
             }
             Some(ASTNode::Expr(Expr::MethodCall(f, pos))) => {
                 out.push((None, f.name.to_string(), *pos, true));

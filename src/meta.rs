@@ -85,12 +85,6 @@ fn clean_comment(lines: &[impl AsRef<str>]) -> String {
 
 /// Every function the engine knows. `standard` includes Rhai's own packages.
 pub fn functions(engine: &Engine, standard: bool) -> Vec<FnDoc> {
-    let std_names: std::collections::HashSet<(String, usize)> = if standard {
-        Default::default()
-    } else {
-        Default::default()
-    };
-    let _ = std_names;
     let mut v: Vec<FnDoc> = engine.collect_fn_metadata(
         None,
         |info| {

@@ -18,11 +18,15 @@ impl Drop for LabProcess {
 
 fn start_lab(home: &std::path::Path) -> (LabProcess, serde_json::Value) {
     let mut c = common::cmd(home);
-    c.args(["lab", "serve"]).stdout(Stdio::piped()).stderr(Stdio::null());
+    c.args(["lab", "serve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
     let mut child = c.spawn().expect("lab serve");
     let out = child.stdout.take().unwrap();
     let mut line = String::new();
-    BufReader::new(out).read_line(&mut line).expect("lab info line");
+    BufReader::new(out)
+        .read_line(&mut line)
+        .expect("lab info line");
     let info: serde_json::Value = serde_json::from_str(&line).expect("lab prints one JSON line");
     (LabProcess(child), info)
 }
@@ -55,7 +59,9 @@ fn every_doc_example_runs() {
         for line in doc.lines() {
             let t = line.trim();
             match &mut cur {
-                None if t.starts_with("```rhai") => cur = Some((String::new(), !t.contains("no_run"))),
+                None if t.starts_with("```rhai") => {
+                    cur = Some((String::new(), !t.contains("no_run")))
+                }
                 Some(_) if t.starts_with("```") => {
                     let (code, runnable) = cur.take().unwrap();
                     jobs.push((format!("{name}#{n}"), code, runnable));
@@ -74,7 +80,10 @@ fn every_doc_example_runs() {
     }
     undocumented.sort();
     undocumented.dedup();
-    assert!(undocumented.is_empty(), "functions without a ```rhai example: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "functions without a ```rhai example: {undocumented:?}"
+    );
     assert!(jobs.len() > 20, "too few examples found: {}", jobs.len());
 
     let failures = Mutex::new(Vec::new());
@@ -83,7 +92,9 @@ fn every_doc_example_runs() {
         for _ in 0..3 {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some((name, code, runnable)) = jobs.get(i) else { break };
+                let Some((name, code, runnable)) = jobs.get(i) else {
+                    break;
+                };
                 let file = home.path().join(format!("ex{i}.rhai"));
                 std::fs::write(&file, code).unwrap();
                 let mut c = common::cmd(home.path());
@@ -98,12 +109,20 @@ fn every_doc_example_runs() {
                 c.stdin(Stdio::null());
                 let (rc, out, err) = common::run(c);
                 if rc != 0 {
-                    failures.lock().unwrap().push(format!("{name} (exit {rc}):\n{code}\n{out}{err}"));
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("{name} (exit {rc}):\n{code}\n{out}{err}"));
                 }
             });
         }
     });
     let f = failures.into_inner().unwrap();
-    assert!(f.is_empty(), "{} failing doc examples:\n{}", f.len(), f.join("\n"));
+    assert!(
+        f.is_empty(),
+        "{} failing doc examples:\n{}",
+        f.len(),
+        f.join("\n")
+    );
     let _ = Command::new("true").status();
 }

@@ -9,7 +9,9 @@ const CANARY: &str = "canary-a1b2c3d4e5";
 
 fn repl(home: &std::path::Path) -> PtySession {
     let mut c = common::cmd(home);
-    c.arg("repl").env("TERM", "xterm").env("RALF_SECRET_TOKEN", CANARY);
+    c.arg("repl")
+        .env("TERM", "xterm")
+        .env("RALF_SECRET_TOKEN", CANARY);
     let mut p = spawn_command(c, Some(20_000)).expect("spawn repl");
     prompt(&mut p);
     p

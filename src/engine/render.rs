@@ -20,7 +20,7 @@ pub fn human_duration(d: Duration) -> String {
         }
     } else if ms < 3_600_000 {
         let s = d.as_secs();
-        if s % 60 == 0 {
+        if s.is_multiple_of(60) {
             format!("{}m", s / 60)
         } else {
             format!("{}m {}s", s / 60, s % 60)
