@@ -257,15 +257,13 @@ const CANARY: &str = "canary-7f3c9e2b1d";
 #[test]
 fn canary_secret_never_printed_logged_or_in_errors() {
     let home = tempfile::tempdir().unwrap();
-    let script = format!(
-        "let t = secret(\"api\");\n\
+    let script = "let t = secret(\"api\");\n\
          print(t);\n\
-         print(`token is ${{t}}`);\n\
-         log::info(`log ${{t}}`, #{{ tok: t }});\n\
+         print(`token is ${t}`);\n\
+         log::info(`log ${t}`, #{ tok: t });\n\
          log::warn(t);\n\
-         try {{ json::parse(t); }} catch (e) {{ print(e.message); }}\n\
-         throw `boom ${{t}}`;\n"
-    );
+         try { json::parse(t); } catch (e) { print(e.message); }\n\
+         throw `boom ${t}`;\n";
     std::fs::write(home.path().join("leak.rhai"), script).unwrap();
     for fmt in ["human", "json"] {
         let mut c = cmd(home.path());
