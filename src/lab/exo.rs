@@ -14,9 +14,9 @@
 //!   a rule applies); `DELETE /_lab/script` clears them.
 //! - `GET /_lab/requests`: every request received (`{path, body}`); `DELETE /_lab/requests` clears the list.
 //!
-//! A directive in the last user message does the same without the control API (used by script tests
-//! and doc examples): `[lab:MODE]`, or `[lab:MODE*N]` to apply it to the first N requests with that
-//! exact message only.
+//! A directive in a user message does the same without the control API (used by script tests
+//! and doc examples): `[lab:MODE]` applies to every request of that conversation, `[lab:MODE*N]` only to
+//! the first N requests whose first user message is exactly the same.
 //!
 //! Modes: `valid_json`, `wrapped_json` (JSON inside prose and a code fence), `invalid_json` (JSON that
 //! fails the decision schema), `garbage`, `slow` (waits `delay` s, default 2, then answers), `unknown_model`
@@ -305,10 +305,10 @@ struct Plan {
     retry_after: Option<f64>,
 }
 
-fn plan_for(st: &AppState, last_user: &str) -> Plan {
+fn plan_for(st: &AppState, last_user: &str, first_user: &str, all_user: &str) -> Plan {
     let mut inner = st.inner.lock();
     let seen = {
-        let c = inner.seen.entry(last_user.to_string()).or_insert(0);
+        let c = inner.seen.entry(first_user.to_string()).or_insert(0);
         *c += 1;
         *c
     };
@@ -335,10 +335,10 @@ fn plan_for(st: &AppState, last_user: &str) -> Plan {
         };
     }
     drop(inner);
-    // Directive in the message: [lab:MODE] or [lab:MODE*N]
-    if let Some(start) = last_user.find("[lab:") {
-        if let Some(end) = last_user[start..].find(']') {
-            let spec = &last_user[start + 5..start + end];
+    // Directive in any user message: [lab:MODE] or [lab:MODE*N] (N counted per conversation start)
+    if let Some(start) = all_user.find("[lab:") {
+        if let Some(end) = all_user[start..].find(']') {
+            let spec = &all_user[start + 5..start + end];
             let (mode, limit) = match spec.split_once('*') {
                 Some((m, n)) => (m, n.trim().parse::<u32>().ok()),
                 None => (spec, None),
@@ -443,9 +443,15 @@ async fn chat(State(st): State<AppState>, headers: HeaderMap, body: axum::body::
     let all_text: String = messages.iter().map(text_of).collect::<Vec<_>>().join("\n");
     let stream = req.get("stream").and_then(|s| s.as_bool()).unwrap_or(false);
 
-    let plan = plan_for(&st, &last_user);
+    let user_texts: Vec<String> = messages
+        .iter()
+        .filter(|m| m.get("role").and_then(|r| r.as_str()) == Some("user"))
+        .map(text_of)
+        .collect();
+    let first_user = user_texts.first().cloned().unwrap_or_default();
+    let plan = plan_for(&st, &last_user, &first_user, &user_texts.join("\n"));
     let mode = plan.mode.as_deref().unwrap_or("");
-    if mode == "unknown_model" || !st.models.iter().any(|m| *m == model) {
+    if mode == "unknown_model" || !st.models.contains(&model) {
         return exo_error(
             StatusCode::NOT_FOUND,
             &format!("No instance found for model {model}"),
@@ -473,9 +479,11 @@ async fn chat(State(st): State<AppState>, headers: HeaderMap, body: axum::body::
         "error_string" => {
             return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid request: lab says no"}))).into_response()
         }
-        "slow" => {
+        // A slow stream sends its headers and a keep-alive first, then stalls (like exo v1 in prefill).
+        "slow" if !stream => {
             tokio::time::sleep(Duration::from_secs_f64(plan.delay.unwrap_or(2.0))).await;
         }
+        "slow" => {}
         _ => {
             if let Some(d) = plan.delay {
                 tokio::time::sleep(Duration::from_secs_f64(d)).await;
@@ -483,7 +491,7 @@ async fn chat(State(st): State<AppState>, headers: HeaderMap, body: axum::body::
         }
     }
 
-    let decision = default_decision(&last_user);
+    let decision = default_decision(&first_user);
     let text = match (plan.reply.clone(), mode) {
         (Some(r), _) => r,
         (None, "valid_json") => decision.to_string(),
@@ -565,25 +573,50 @@ async fn chat(State(st): State<AppState>, headers: HeaderMap, body: axum::body::
         }
         _ => parts.push("data: [DONE]\n\n".into()),
     }
-    let keepalive_pause = if mode == "keepalive" {
+    let pause = if mode == "keepalive" {
         Duration::from_millis(30)
     } else {
         Duration::ZERO
     };
+    let stall = if mode == "slow" {
+        Duration::from_secs_f64(plan.delay.unwrap_or(2.0))
+    } else {
+        Duration::ZERO
+    };
+    let timed: Vec<(Duration, String)> = parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            (
+                if i == 1 {
+                    pause + stall
+                } else if i > 1 {
+                    pause
+                } else {
+                    Duration::ZERO
+                },
+                p,
+            )
+        })
+        .collect();
     let stream =
-        futures_util::stream::unfold((parts.into_iter(), cut), move |(mut it, cut)| async move {
+        futures_util::stream::unfold((timed.into_iter(), cut), move |(mut it, cut)| async move {
             match it.next() {
-                Some(p) => {
-                    if !keepalive_pause.is_zero() {
-                        tokio::time::sleep(keepalive_pause).await;
+                Some((wait, p)) => {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
                     }
                     Some((Ok::<_, std::io::Error>(bytes::Bytes::from(p)), (it, cut)))
                 }
                 None if cut => Some((
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::ConnectionReset,
-                        "lab: stream cut",
-                    )),
+                    {
+                        // let what was sent reach the client before the connection breaks
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "lab: stream cut",
+                        ))
+                    },
                     (it, false),
                 )),
                 None => None,

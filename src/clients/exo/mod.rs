@@ -455,6 +455,9 @@ impl Client {
             Ok(v) => model_ids(&v),
             Err(_) => return Err(e),
         };
+        if offered.contains(&model) {
+            return Err(e); // the model exists: the 404/400 means something else
+        }
         let hint = crate::engine::options::did_you_mean(&model, offered.iter().map(|s| s.as_str()))
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();
