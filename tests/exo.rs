@@ -415,3 +415,96 @@ fn rhai_script_tests() {
     );
     assert!(failed.is_empty(), "{failed:#?}");
 }
+
+/// The ```rhai examples in the doc comments of src/bindings/exo.rs run against the stand-in.
+#[test]
+fn doc_examples_run_against_the_stand_in() {
+    let s = stand();
+    let (se, _) = engine(&s.rt, &s.lab.url, DEFAULT_MODEL, "");
+    let src = include_str!("../src/bindings/exo.rs");
+    let mut examples = Vec::new();
+    let mut cur: Option<String> = None;
+    for line in src.lines() {
+        let Some(doc) = line.trim_start().strip_prefix("///") else {
+            continue;
+        };
+        let doc = doc.strip_prefix(' ').unwrap_or(doc);
+        match (&mut cur, doc.trim()) {
+            (None, "```rhai") => cur = Some(String::new()),
+            (Some(_), "```") => examples.push(cur.take().unwrap()),
+            (Some(code), _) => {
+                code.push_str(doc);
+                code.push('\n');
+            }
+            _ => {}
+        }
+    }
+    assert!(examples.len() >= 15, "{}", examples.len());
+    for ex in &examples {
+        if let Err(e) = se.engine.eval::<rhai::Dynamic>(ex) {
+            panic!("example failed: {e}\n{ex}");
+        }
+    }
+}
+
+#[test]
+fn lab_control_api_over_http() {
+    let s = stand();
+    let url = s.lab.url.clone();
+    s.rt.block_on(async {
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{url}/_lab/script"))
+            .json(&json!({"rules": [{"match": "ping", "reply": "pong"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        let bad = http
+            .post(format!("{url}/_lab/script"))
+            .json(&json!({"rules": [{"match": "x", "mode": "garbge"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad.status().as_u16(), 400);
+        assert!(bad
+            .text()
+            .await
+            .unwrap()
+            .contains("did you mean `garbage`?"));
+        let c = client(&url);
+        assert_eq!(c.chat(&ask("ping")).await.unwrap().text, "pong");
+        let reqs: serde_json::Value = http
+            .get(format!("{url}/_lab/requests"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(reqs.as_array().unwrap().len(), 1);
+        assert_eq!(reqs[0]["body"]["messages"][0]["content"], "ping");
+        let node: serde_json::Value = http
+            .get(format!("{url}/node_id"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(node.is_string());
+        // exo v1 validation errors are FastAPI 422 {"detail": [..]}
+        let r = http
+            .post(format!("{url}/v1/chat/completions"))
+            .json(&json!({"messages": []}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 422);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            ralf_sh::clients::exo::error_message(&v).unwrap(),
+            "body.model: Field required"
+        );
+    });
+}

@@ -458,7 +458,15 @@ impl Client {
         if offered.contains(&model) {
             return Err(e); // the model exists: the 404/400 means something else
         }
-        let hint = crate::engine::options::did_you_mean(&model, offered.iter().map(|s| s.as_str()))
+        // exo v1 wants the full Hugging Face id: `llama-3.2-3b` -> `mlx-community/Llama-3.2-3B-Instruct-4bit`.
+        let lower = model.to_lowercase();
+        let hint = offered
+            .iter()
+            .find(|m| !lower.is_empty() && m.to_lowercase().contains(&lower))
+            .map(|s| s.as_str())
+            .or_else(|| {
+                crate::engine::options::did_you_mean(&model, offered.iter().map(|s| s.as_str()))
+            })
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();
         let list = if offered.is_empty() {
@@ -467,7 +475,7 @@ impl Client {
             offered.join(", ")
         };
         Err(RalfError::not_found(format!(
-            "exo: model `{model}` is not available on {} (names must match exactly){hint} The server offers: {list}. (server said: {})",
+            "exo: model `{model}` is not available on {} (names must match exactly). The server offers: {list}{hint} (server said: {})",
             self.base, e.message
         ))
         .with("status", status)
