@@ -508,3 +508,90 @@ fn lab_control_api_over_http() {
         );
     });
 }
+
+/// Minimal look-alikes of llama.cpp (loading), legacy exo and Ollama: the probe tells them apart and
+/// their quirks (chunk objects, no [DONE], error shapes) are handled.
+#[test]
+fn other_servers_probe_and_quirks() {
+    use axum::routing::{get, post};
+    use axum::{http::StatusCode, Json, Router};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let serve = |app: Router| {
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}", l.local_addr().unwrap());
+            tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+            url
+        })
+    };
+    let loading = || async {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"error": {"code": 503, "message": "Loading model", "type": "unavailable_error"}}),
+            ),
+        )
+    };
+    let llama = serve(
+        Router::new()
+            .route("/health", get(loading))
+            .route("/v1/models", get(loading)),
+    );
+    let legacy = serve(
+        Router::new()
+            .route("/healthcheck", get(|| async { Json(json!({"status": "ok"})) }))
+            .route("/v1/models", get(|| async { Json(json!({"object": "list", "data": [{"id": "llama-3.2-3b", "object": "model"}]})) }))
+            .route(
+                "/v1/chat/completions",
+                post(|| async {
+                    let body = "data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"delta\":{\"content\":\"Hel\"}}]}\n\n\
+                                data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\n\n";
+                    ([("content-type", "text/event-stream")], body)
+                }),
+            ),
+    );
+    let ollama = serve(
+        Router::new()
+            .route("/api/version", get(|| async { Json(json!({"version": "0.12.0"})) }))
+            .route("/v1/models", get(|| async { Json(json!({"object": "list", "data": [{"id": "llama3.2:3b", "object": "model"}]})) }))
+            .route(
+                "/v1/chat/completions",
+                post(|| async {
+                    (StatusCode::NOT_FOUND, Json(json!({"error": {"message": "model \"llama3.2\" not found, try pulling it first", "type": "not_found_error", "param": null, "code": null}})))
+                }),
+            ),
+    );
+    rt.block_on(async {
+        let lim = Duration::from_secs(2);
+        let h = client(&llama).health(lim).await;
+        assert_eq!((h.ok, h.server.as_str()), (false, "llama.cpp"));
+        assert!(h.error.unwrap().contains("503: Loading model"));
+        let h = client(&legacy).health(lim).await;
+        assert_eq!((h.ok, h.server.as_str()), (true, "exo-v0"));
+        let h = client(&ollama).health(lim).await;
+        assert_eq!((h.ok, h.server.as_str()), (true, "ollama"));
+
+        let r = Client::new(ExoOptions::new(&legacy, "llama-3.2-3b"))
+            .unwrap()
+            .chat_stream(&ask("hi"), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(r.text, "Hello");
+        let e = Client::new(ExoOptions::new(&ollama, "llama3.2"))
+            .unwrap()
+            .chat(&ask("hi"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NotFound);
+        assert!(
+            e.message
+                .contains("The server offers: llama3.2:3b; did you mean `llama3.2:3b`?"),
+            "{e}"
+        );
+        assert!(e.message.contains("try pulling it first"), "{e}");
+    });
+}
