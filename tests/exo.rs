@@ -286,6 +286,25 @@ fn server_down_falls_back_at_once() {
     );
     assert!(d.error.unwrap().contains("cannot reach"));
     assert!(!s.rt.block_on(c.available(Duration::from_secs(1))));
+
+    // A server that accepted the request and went silent: the idle timeout ends it, the fallback answers.
+    let mut o = ExoOptions::new(&s.lab.url, DEFAULT_MODEL);
+    o.idle_timeout = Duration::from_millis(300);
+    let c = Client::new(o).unwrap();
+    s.lab
+        .script(vec![Rule {
+            delay: Some(5.0),
+            ..rule("Deploy", "slow")
+        }])
+        .unwrap();
+    let (d, _) =
+        s.rt.block_on(advisor::decide(&c, "Deploy?", &json!({}), "wait"));
+    let d = d.unwrap();
+    assert_eq!(
+        (d.decision.as_str(), d.source.as_str()),
+        ("wait", "fallback")
+    );
+    assert!(d.error.unwrap().contains("idle timeout"));
 }
 
 #[test]

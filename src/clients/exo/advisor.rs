@@ -158,7 +158,8 @@ pub fn parse_decision(text: &str) -> Result<Decision, String> {
 }
 
 /// Ask for a decision: at most two model answers, then the fallback. Errors reaching the server make
-/// the fallback answer at once; only `cancelled` is passed on.
+/// the fallback answer at once; only `cancelled` is passed on. The answer is streamed so that the idle
+/// timeout (not only the overall deadline) catches a server that stopped talking.
 pub async fn decide(
     client: &Client,
     question: &str,
@@ -177,7 +178,7 @@ pub async fn decide(
             max_tokens: Some(200),
             model: None,
         };
-        let answer = match client.chat_fail_fast(&req).await {
+        let answer = match client.chat_stream_fail_fast(&req).await {
             Ok(r) => r.text,
             Err(e) if e.kind == ErrorKind::Cancelled => {
                 tr.messages = messages;

@@ -274,12 +274,6 @@ impl Client {
         self.chat_inner(req, true).await
     }
 
-    /// Non-streaming chat that does not retry connection failures (used by the advisor, which
-    /// falls back at once when the server is down).
-    pub async fn chat_fail_fast(&self, req: &ChatRequest) -> RResult<ChatResponse> {
-        self.chat_inner(req, false).await
-    }
-
     async fn chat_inner(&self, req: &ChatRequest, retry_connect: bool) -> RResult<ChatResponse> {
         let url = format!("{}/v1/chat/completions", self.base);
         let body = self.request_body(req, false);
@@ -313,6 +307,22 @@ impl Client {
     pub async fn chat_stream(
         &self,
         req: &ChatRequest,
+        on_delta: impl FnMut(&str),
+    ) -> RResult<ChatResponse> {
+        self.chat_stream_inner(req, true, on_delta).await
+    }
+
+    /// Streaming chat that does not retry connection failures (the advisor falls back at once when
+    /// the server is down). Streaming lets the idle timeout catch a server that went silent, while
+    /// exo's keep-alives keep a slow but live generation going.
+    pub async fn chat_stream_fail_fast(&self, req: &ChatRequest) -> RResult<ChatResponse> {
+        self.chat_stream_inner(req, false, |_| {}).await
+    }
+
+    async fn chat_stream_inner(
+        &self,
+        req: &ChatRequest,
+        retry_connect: bool,
         mut on_delta: impl FnMut(&str),
     ) -> RResult<ChatResponse> {
         let url = format!("{}/v1/chat/completions", self.base);
@@ -325,7 +335,7 @@ impl Client {
                 "chat completion stream",
                 deadline,
                 self.opts.retries,
-                true,
+                retry_connect,
                 || async {
                     let resp = self
                         .auth(self.http.post(&url))
