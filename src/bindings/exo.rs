@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Exo>("Exo");
@@ -39,7 +39,13 @@ struct ExoInner {
     client: Client,
     enabled: bool,
     fallback: String,
+    /// After a failed connect, `decide` falls back at once until then (a powered-off host would
+    /// otherwise cost a connect timeout per decision).
+    down_until: parking_lot::Mutex<Option<Instant>>,
 }
+
+/// How long `decide` skips a server it could not connect to.
+pub const DOWN_MEMO: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for Exo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -178,6 +184,7 @@ fn connect_impl(h: &Host, o: ConnectOpts) -> RResult<Exo> {
         client,
         enabled,
         fallback,
+        down_until: parking_lot::Mutex::new(None),
     })))
 }
 
@@ -322,6 +329,24 @@ fn decide_impl(
         );
         return Ok(decision_map(&d));
     }
+    let down = *ai.0.down_until.lock();
+    if let Some(until) = down.filter(|u| Instant::now() < *u) {
+        let left = until.saturating_duration_since(Instant::now());
+        let d = Decision::fallback(
+            &ai.0.fallback,
+            "advisor unavailable",
+            Some(format!(
+                "{} could not be reached a moment ago; not retried for another {}",
+                ai.0.client.base(),
+                crate::engine::render::human_duration(left)
+            )),
+        );
+        h.record_event(
+            "llm",
+            json!({"op": "decide", "question": question, "result": d}),
+        );
+        return Ok(decision_map(&d));
+    }
     let client = ai.0.client.clone();
     let fallback = ai.0.fallback.clone();
     let q = question.to_string();
@@ -331,6 +356,7 @@ fn decide_impl(
     })
     .at(ctx)?;
     let d = res.at(ctx)?;
+    *ai.0.down_until.lock() = tr.unreachable.then(|| Instant::now() + DOWN_MEMO);
     h.record_event(
         "llm",
         advisor::journal_record(
@@ -505,13 +531,17 @@ mod exo_methods {
         let h = host(&ctx)?;
         let client = ai.0.client.clone();
         let limit = client.options().connect_timeout + Duration::from_secs(5);
-        block_on(
+        let up = block_on(
             &h,
             "exo available",
             Some(limit + Duration::from_secs(1)),
             async move { Ok(client.available(limit).await) },
         )
-        .at(&ctx)
+        .at(&ctx)?;
+        if up {
+            *ai.0.down_until.lock() = None;
+        }
+        Ok(up)
     }
 
     /// Probe the server: `#{ ok, server, models, error }` where `server` is `exo-v1` (answers
@@ -636,8 +666,9 @@ mod exo_methods {
     /// The model must answer a JSON object (found even inside prose or a code fence); an answer that
     /// fails the check is asked again once, then the fallback answers (`source: "fallback"`, plus
     /// `error`). When the server is down or the advisor disabled the fallback answers at once
-    /// (`proceed` with the reason "advisor unavailable", or `llm.fallback_decision`). Never throws
-    /// for server trouble.
+    /// (`proceed` with the reason "advisor unavailable", or `llm.fallback_decision`); after a failed
+    /// connect the server is not tried again for 30 s (or until `available()` sees it back). Never
+    /// throws for server trouble.
     ///
     /// **Never the authority**: use the answer only to hold a service back or to explain. The
     /// deterministic planner decides the order; never reorder or add work because of an answer.

@@ -42,6 +42,9 @@ pub struct Transcript {
     pub messages: Vec<Message>,
     pub answers: Vec<String>,
     pub problems: Vec<String>,
+    /// The server could not even be connected to (refused, unreachable, connect timeout).
+    #[serde(skip)]
+    pub unreachable: bool,
 }
 
 pub const DECIDE_SYSTEM: &str = "You are a cautious deployment advisor for a homelab. \
@@ -186,6 +189,7 @@ pub async fn decide(
             }
             Err(e) => {
                 tr.messages = messages;
+                tr.unreachable = e.details.get("connect").and_then(|c| c.as_bool()) == Some(true);
                 tr.problems.push(e.message.clone());
                 return (
                     Ok(Decision::fallback(
