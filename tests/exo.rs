@@ -584,7 +584,17 @@ fn other_servers_probe_and_quirks() {
                 }),
             ),
     );
+    let plain = serve(Router::new().route(
+        "/v1/chat/completions",
+        post(|| async { Json(json!({"choices": [{"message": {"role": "assistant", "content": "one piece"}, "finish_reason": "stop"}]})) }),
+    ));
     rt.block_on(async {
+        // stream requested, JSON answered: still the answer
+        let r = client(&plain)
+            .chat_stream(&ask("hi"), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(r.text, "one piece");
         let lim = Duration::from_secs(2);
         let h = client(&llama).health(lim).await;
         assert_eq!((h.ok, h.server.as_str()), (false, "llama.cpp"));

@@ -347,10 +347,22 @@ impl Client {
                 },
             )
             .await;
-        let resp = match self.explain_unknown_model(resp, req).await {
-            Ok(r) => r,
-            Err(e) => return Err(e),
-        };
+        let resp = self.explain_unknown_model(resp, req).await?;
+        let is_json = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|ct| ct.starts_with("application/json"))
+            .unwrap_or(false);
+        if is_json {
+            // A server (or proxy) that ignored `stream: true` and answered in one piece.
+            let v = read_json_body(resp, &url).await?;
+            let r = parse_completion(&v, &url)?;
+            if !r.text.is_empty() {
+                on_delta(&r.text);
+            }
+            return Ok(r);
+        }
         let mut out = ChatResponse::default();
         let mut parser = sse::SseParser::new();
         let mut stream = resp.bytes_stream();
@@ -394,6 +406,13 @@ impl Client {
                 if ev.data.trim_start().starts_with("[DONE]") {
                     done = true;
                     break;
+                }
+                if ev.event == "error" && serde_json::from_str::<Value>(&ev.data).is_err() {
+                    return Err(RalfError::unavailable(format!(
+                        "exo: the server reported an error mid-stream: {}",
+                        excerpt(&ev.data)
+                    ))
+                    .with("url", &url));
                 }
                 let v: Value = serde_json::from_str(&ev.data).map_err(|e| {
                     RalfError::unavailable(format!(
