@@ -1,1 +1,974 @@
-//! exo client (not yet implemented).
+//! Client for OpenAI-compatible chat servers: exo (legacy v0 and v1), Ollama, llama.cpp `llama-server`.
+//!
+//! Facts it is built on (see `specs/EXO-DOCKER-SSH.md` section A):
+//! - `POST /v1/chat/completions`, streaming or not; `GET /v1/models` is the portable health probe.
+//! - exo v1 sends 200 and headers before generating, so a generation error leaves a 200 with a cut or
+//!   empty body: such a body is an `unavailable` error, never an empty answer.
+//! - Streams: `:` comments (keep-alives every 10 s on exo), multi-line `data:`, `data: [DONE]` or plain
+//!   EOF (legacy exo), `{"error": ..}` payloads or `event: error`, chunk objects named `chat.completion`
+//!   (exo v1) or `chat.completion.chunk` (everyone else): the object name is never checked.
+//! - Errors: `{"error": {"message", ..}}` (OpenAI, exo v1, llama.cpp), `{"error": "text"}` (Ollama
+//!   native), `{"detail": "text" | [..]}` (FastAPI 422, legacy exo).
+//! - Retries: 408, 409, 429, 5xx and connection errors, exponential backoff, `Retry-After` honoured (≤ 120 s),
+//!   `x-should-retry` obeyed. Never other 4xx.
+//!
+//! Every message content goes through [`crate::secrets::redact`] before it leaves the machine.
+
+pub mod advisor;
+pub mod sse;
+
+use crate::engine::error::{ErrorKind, RResult, RalfError};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// Longest wait a `Retry-After` header may impose.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// How to reach the server and how long to wait.
+#[derive(Clone)]
+pub struct ExoOptions {
+    /// Server root, e.g. `http://127.0.0.1:52415` (the API is under `/v1`). A trailing `/v1` is accepted.
+    pub url: String,
+    /// Exact model id (exo v1 matches it exactly, e.g. `mlx-community/Llama-3.2-3B-Instruct-4bit`).
+    pub model: String,
+    /// Bearer token; servers that need none get a dummy one.
+    pub api_key: Option<String>,
+    /// TCP connect timeout (default 5 s).
+    pub connect_timeout: Duration,
+    /// Streams: longest silence (no byte at all, comments included) before giving up (default 60 s).
+    pub idle_timeout: Duration,
+    /// Overall deadline of one call, retries included (default 10 min).
+    pub timeout: Duration,
+    /// Retries after the first attempt for retryable failures (default 2).
+    pub retries: u32,
+    /// First backoff delay (doubles each retry, at most 8 s; default 0.5 s).
+    pub backoff: Duration,
+}
+
+impl std::fmt::Debug for ExoOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExoOptions")
+            .field("url", &self.url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "«set»"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .finish()
+    }
+}
+
+impl ExoOptions {
+    pub fn new(url: impl Into<String>, model: impl Into<String>) -> Self {
+        ExoOptions {
+            url: url.into(),
+            model: model.into(),
+            api_key: None,
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            timeout: Duration::from_secs(600),
+            retries: 2,
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// One chat message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: &str, content: impl Into<String>) -> Self {
+        Message {
+            role: role.to_string(),
+            content: content.into(),
+        }
+    }
+    pub fn system(c: impl Into<String>) -> Self {
+        Self::new("system", c)
+    }
+    pub fn user(c: impl Into<String>) -> Self {
+        Self::new("user", c)
+    }
+    pub fn assistant(c: impl Into<String>) -> Self {
+        Self::new("assistant", c)
+    }
+}
+
+/// A chat request (the model comes from the client unless overridden).
+#[derive(Debug, Clone, Default)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u64>,
+    pub model: Option<String>,
+}
+
+/// The answer of a chat request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatResponse {
+    pub text: String,
+    pub finish_reason: Option<String>,
+    pub model: Option<String>,
+    pub usage: Option<Value>,
+    /// Streams only: comment lines seen (keep-alives).
+    pub comments: usize,
+}
+
+/// Which kind of server answered the health probe.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Health {
+    pub ok: bool,
+    /// `exo-v1`, `exo-v0`, `llama.cpp`, `ollama` or `openai-compatible`.
+    pub server: String,
+    pub models: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// What failed in one attempt, and whether trying again may help.
+struct Attempt {
+    err: RalfError,
+    retry: bool,
+    retry_after: Option<Duration>,
+}
+
+impl From<RalfError> for Attempt {
+    fn from(err: RalfError) -> Self {
+        Attempt {
+            err,
+            retry: false,
+            retry_after: None,
+        }
+    }
+}
+
+/// An OpenAI-compatible chat client.
+#[derive(Clone, Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    opts: ExoOptions,
+    base: String,
+}
+
+impl Client {
+    pub fn new(opts: ExoOptions) -> RResult<Client> {
+        let base = base_url(&opts.url)?;
+        if opts.model.trim().is_empty() {
+            return Err(RalfError::config(
+                "exo: no model given (llm.model in the config)",
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(opts.connect_timeout)
+            .user_agent(concat!("ralf-sh/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| RalfError::internal(format!("exo: cannot build HTTP client: {e}")))?;
+        Ok(Client { http, opts, base })
+    }
+
+    pub fn options(&self) -> &ExoOptions {
+        &self.opts
+    }
+
+    /// Server root without a trailing slash or `/v1`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn auth(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        rb.bearer_auth(self.opts.api_key.as_deref().unwrap_or("ralf-sh"))
+    }
+
+    /// Model ids the server offers (`GET /v1/models`).
+    pub async fn models(&self) -> RResult<Vec<String>> {
+        let v = self.get_json("/v1/models", self.opts.timeout, true).await?;
+        Ok(model_ids(&v))
+    }
+
+    /// Is the server answering `GET /v1/models` with 200? (Works on exo v0/v1, Ollama, llama.cpp.)
+    /// Never retries; waits at most `limit`.
+    pub async fn available(&self, limit: Duration) -> bool {
+        self.get_json("/v1/models", limit, false).await.is_ok()
+    }
+
+    /// Probe the server: reachable models and what kind of server it is.
+    /// exo v1 answers `GET /node_id`, legacy exo `GET /healthcheck`, llama.cpp `GET /health`
+    /// (503 while loading), Ollama `GET /api/version`.
+    pub async fn health(&self, limit: Duration) -> Health {
+        let models = self.get_json("/v1/models", limit, false).await;
+        let mut server = "openai-compatible".to_string();
+        for (path, name) in [
+            ("/node_id", "exo-v1"),
+            ("/healthcheck", "exo-v0"),
+            ("/health", "llama.cpp"),
+            ("/api/version", "ollama"),
+        ] {
+            let probe = self
+                .auth(self.http.get(format!("{}{path}", self.base)))
+                .timeout(limit)
+                .send()
+                .await;
+            match probe {
+                Ok(r)
+                    if r.status().is_success()
+                        || (name == "llama.cpp" && r.status().as_u16() == 503) =>
+                {
+                    let body: Value = r.json().await.unwrap_or(Value::Null);
+                    let fits = match name {
+                        "exo-v1" => body.is_string(),
+                        "exo-v0" | "llama.cpp" => {
+                            body.get("status").is_some() || body.get("error").is_some()
+                        }
+                        _ => body.get("version").is_some(),
+                    };
+                    if fits {
+                        server = name.to_string();
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break, // not reachable at all: no point probing further
+            }
+        }
+        match models {
+            Ok(v) => Health {
+                ok: true,
+                server,
+                models: model_ids(&v),
+                error: None,
+            },
+            Err(e) => Health {
+                ok: false,
+                server,
+                models: Vec::new(),
+                error: Some(e.message),
+            },
+        }
+    }
+
+    async fn get_json(&self, path: &str, limit: Duration, retry: bool) -> RResult<Value> {
+        let url = format!("{}{path}", self.base);
+        let deadline = Instant::now() + limit;
+        let retries = if retry { self.opts.retries } else { 0 };
+        self.with_retries(&format!("GET {path}"), deadline, retries, true, || async {
+            let resp = self
+                .auth(self.http.get(&url))
+                .timeout(remaining(deadline))
+                .send()
+                .await
+                .map_err(|e| self.send_error(e, &url))?;
+            let resp = self.check_status(resp, &url).await?;
+            read_json_body(resp, &url).await.map_err(Attempt::from)
+        })
+        .await
+    }
+
+    /// Non-streaming chat completion.
+    pub async fn chat(&self, req: &ChatRequest) -> RResult<ChatResponse> {
+        self.chat_inner(req, true).await
+    }
+
+    async fn chat_inner(&self, req: &ChatRequest, retry_connect: bool) -> RResult<ChatResponse> {
+        let url = format!("{}/v1/chat/completions", self.base);
+        let body = self.request_body(req, false);
+        let deadline = Instant::now() + self.opts.timeout;
+        let r = self
+            .with_retries(
+                "chat completion",
+                deadline,
+                self.opts.retries,
+                retry_connect,
+                || async {
+                    let resp = self
+                        .auth(self.http.post(&url))
+                        .json(&body)
+                        .timeout(remaining(deadline))
+                        .send()
+                        .await
+                        .map_err(|e| self.send_error(e, &url))?;
+                    let resp = self.check_status(resp, &url).await?;
+                    let v = read_json_body(resp, &url).await?;
+                    parse_completion(&v, &url).map_err(Attempt::from)
+                },
+            )
+            .await;
+        self.explain_unknown_model(r, req).await
+    }
+
+    /// Streaming chat completion: `on_delta` gets each piece of text as it arrives; the whole text is
+    /// returned. No overall limit applies to the stream itself beyond `timeout`; silence longer than
+    /// `idle_timeout` (no byte, not even a keep-alive comment) fails with `timeout`.
+    pub async fn chat_stream(
+        &self,
+        req: &ChatRequest,
+        on_delta: impl FnMut(&str),
+    ) -> RResult<ChatResponse> {
+        self.chat_stream_inner(req, true, on_delta).await
+    }
+
+    /// Streaming chat that does not retry connection failures (the advisor falls back at once when
+    /// the server is down). Streaming lets the idle timeout catch a server that went silent, while
+    /// exo's keep-alives keep a slow but live generation going.
+    pub async fn chat_stream_fail_fast(&self, req: &ChatRequest) -> RResult<ChatResponse> {
+        self.chat_stream_inner(req, false, |_| {}).await
+    }
+
+    async fn chat_stream_inner(
+        &self,
+        req: &ChatRequest,
+        retry_connect: bool,
+        mut on_delta: impl FnMut(&str),
+    ) -> RResult<ChatResponse> {
+        let url = format!("{}/v1/chat/completions", self.base);
+        let body = self.request_body(req, true);
+        let deadline = Instant::now() + self.opts.timeout;
+        let idle = self.opts.idle_timeout;
+        // Retries only until the response headers arrived; once text flowed, a failure is final.
+        let resp = self
+            .with_retries(
+                "chat completion stream",
+                deadline,
+                self.opts.retries,
+                retry_connect,
+                || async {
+                    let resp = self
+                        .auth(self.http.post(&url))
+                        .json(&body)
+                        .send()
+                        .await
+                        .map_err(|e| self.send_error(e, &url))?;
+                    self.check_status(resp, &url).await
+                },
+            )
+            .await;
+        let resp = self.explain_unknown_model(resp, req).await?;
+        let is_json = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|ct| ct.starts_with("application/json"))
+            .unwrap_or(false);
+        if is_json {
+            // A server (or proxy) that ignored `stream: true` and answered in one piece.
+            let v = read_json_body(resp, &url).await?;
+            let r = parse_completion(&v, &url)?;
+            if !r.text.is_empty() {
+                on_delta(&r.text);
+            }
+            return Ok(r);
+        }
+        let mut out = ChatResponse::default();
+        let mut parser = sse::SseParser::new();
+        let mut stream = resp.bytes_stream();
+        let mut received = 0usize;
+        let mut done = false;
+        let mut events_seen = 0usize;
+        loop {
+            let left = remaining(deadline);
+            if left.is_zero() {
+                return Err(RalfError::timeout(format!(
+                    "exo: stream from {url} did not finish within {}",
+                    crate::engine::render::human_duration(self.opts.timeout)
+                )));
+            }
+            let next = tokio::time::timeout(idle.min(left), stream.next()).await;
+            let eof = matches!(next, Ok(None));
+            let events = match next {
+                Err(_) if idle <= left => {
+                    return Err(RalfError::timeout(format!(
+                        "exo: stream from {url} was silent for {} (idle timeout; not even a keep-alive)",
+                        crate::engine::render::human_duration(idle)
+                    ))
+                    .with("received_bytes", received))
+                }
+                Err(_) => continue, // deadline reached: reported at the top of the loop
+                Ok(None) => parser.finish(),
+                Ok(Some(Err(e))) => {
+                    return Err(RalfError::unavailable(format!(
+                        "exo: stream from {url} was cut off after {received} bytes: {}",
+                        error_chain(&e)
+                    ))
+                    .with("received_bytes", received))
+                }
+                Ok(Some(Ok(bytes))) => {
+                    received += bytes.len();
+                    parser.push(&bytes)
+                }
+            };
+            for ev in events {
+                events_seen += 1;
+                if ev.data.trim_start().starts_with("[DONE]") {
+                    done = true;
+                    break;
+                }
+                if ev.event == "error" && serde_json::from_str::<Value>(&ev.data).is_err() {
+                    return Err(RalfError::unavailable(format!(
+                        "exo: the server reported an error mid-stream: {}",
+                        excerpt(&ev.data)
+                    ))
+                    .with("url", &url));
+                }
+                let v: Value = serde_json::from_str(&ev.data).map_err(|e| {
+                    RalfError::unavailable(format!(
+                        "exo: stream from {url} sent an event that is not JSON ({e}): {}",
+                        excerpt(&ev.data)
+                    ))
+                })?;
+                if ev.event == "error" || v.get("error").is_some() {
+                    let msg = error_message(&v).unwrap_or_else(|| excerpt(&ev.data));
+                    return Err(RalfError::unavailable(format!(
+                        "exo: the server reported an error mid-stream: {msg}"
+                    ))
+                    .with("url", &url));
+                }
+                apply_chunk(&v, &mut out, &mut on_delta);
+            }
+            if done || eof {
+                break;
+            }
+        }
+        if events_seen == 0 {
+            return Err(RalfError::unavailable(format!(
+                "exo: stream from {url} ended without any data ({received} bytes, {} comment lines)",
+                parser.comments
+            )));
+        }
+        out.comments = parser.comments;
+        Ok(out)
+    }
+
+    fn request_body(&self, req: &ChatRequest, stream: bool) -> Value {
+        let messages: Vec<Value> = req
+            .messages
+            .iter()
+            .map(|m| json!({"role": m.role, "content": crate::secrets::redact(&m.content)}))
+            .collect();
+        let mut body = json!({
+            "model": req.model.as_deref().unwrap_or(&self.opts.model),
+            "messages": messages,
+            "stream": stream,
+        });
+        if let Some(t) = req.temperature {
+            body["temperature"] = json!(t);
+        }
+        if let Some(m) = req.max_tokens {
+            body["max_tokens"] = json!(m);
+        }
+        body
+    }
+
+    /// A 404 mentioning the model becomes "model X is not offered; the server offers: ...".
+    async fn explain_unknown_model<T>(&self, r: RResult<T>, req: &ChatRequest) -> RResult<T> {
+        let e = match r {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let status = e.details.get("status").and_then(|s| s.as_u64());
+        let lower = e.message.to_lowercase();
+        if !(status == Some(404) || (status == Some(400) && lower.contains("model")))
+            || !lower.contains("model")
+        {
+            return Err(e);
+        }
+        let model = req.model.clone().unwrap_or_else(|| self.opts.model.clone());
+        let offered = match self
+            .get_json("/v1/models", self.opts.connect_timeout * 2, false)
+            .await
+        {
+            Ok(v) => model_ids(&v),
+            Err(_) => return Err(e),
+        };
+        if offered.contains(&model) {
+            return Err(e); // the model exists: the 404/400 means something else
+        }
+        // exo v1 wants the full Hugging Face id: `llama-3.2-3b` -> `mlx-community/Llama-3.2-3B-Instruct-4bit`.
+        let lower = model.to_lowercase();
+        let hint = offered
+            .iter()
+            .find(|m| !lower.is_empty() && m.to_lowercase().contains(&lower))
+            .map(|s| s.as_str())
+            .or_else(|| {
+                crate::engine::options::did_you_mean(&model, offered.iter().map(|s| s.as_str()))
+            })
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        let list = if offered.is_empty() {
+            "none".to_string()
+        } else {
+            offered.join(", ")
+        };
+        Err(RalfError::not_found(format!(
+            "exo: model `{model}` is not available on {} (names must match exactly). The server offers: {list}{hint} (server said: {})",
+            self.base, e.message
+        ))
+        .with("status", status)
+        .with("model", &model)
+        .with("available", &offered))
+    }
+
+    async fn with_retries<T, F, Fut>(
+        &self,
+        what: &str,
+        deadline: Instant,
+        retries: u32,
+        retry_connect: bool,
+        mut f: F,
+    ) -> RResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Attempt>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            let left = remaining(deadline);
+            if left.is_zero() {
+                return Err(RalfError::timeout(format!(
+                    "exo: {what} at {} did not finish within {}",
+                    self.base,
+                    crate::engine::render::human_duration(self.opts.timeout)
+                )));
+            }
+            let r = match tokio::time::timeout(left, f()).await {
+                Ok(r) => r,
+                Err(_) => continue,
+            };
+            let a = match r {
+                Ok(v) => return Ok(v),
+                Err(a) => a,
+            };
+            let is_connect = a.err.details.get("connect").and_then(|v| v.as_bool()) == Some(true);
+            if !a.retry || attempt >= retries || (is_connect && !retry_connect) {
+                let mut e = a.err;
+                if attempt > 0 {
+                    e = e.with("attempts", attempt + 1);
+                }
+                return Err(e);
+            }
+            let backoff =
+                (self.opts.backoff * 2u32.pow(attempt.min(4))).min(Duration::from_secs(8));
+            let wait = a
+                .retry_after
+                .map(|w| w.min(MAX_RETRY_AFTER))
+                .unwrap_or(backoff);
+            if wait >= remaining(deadline) {
+                return Err(a.err.with("attempts", attempt + 1));
+            }
+            tracing::warn!(
+                target: "ralf::exo",
+                "{what}: {} (attempt {}/{}); retrying in {}",
+                a.err.message,
+                attempt + 1,
+                retries + 1,
+                crate::engine::render::human_duration(wait)
+            );
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    fn send_error(&self, e: reqwest::Error, url: &str) -> Attempt {
+        let chain = error_chain(&e);
+        if e.is_timeout() {
+            let connect = e.is_connect();
+            let err = RalfError::timeout(format!(
+                "exo: {} {url} timed out{}",
+                if connect {
+                    "connecting to"
+                } else {
+                    "request to"
+                },
+                if connect {
+                    format!(
+                        " after {}",
+                        crate::engine::render::human_duration(self.opts.connect_timeout)
+                    )
+                } else {
+                    String::new()
+                }
+            ))
+            .with("url", url)
+            .with("connect", connect);
+            return Attempt {
+                err,
+                retry: true,
+                retry_after: None,
+            };
+        }
+        let connect = e.is_connect();
+        Attempt {
+            err: RalfError::unavailable(format!("exo: cannot reach {url}: {chain}"))
+                .with("url", url)
+                .with("connect", connect),
+            retry: true,
+            retry_after: None,
+        }
+    }
+
+    async fn check_status(
+        &self,
+        resp: reqwest::Response,
+        url: &str,
+    ) -> Result<reqwest::Response, Attempt> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let code = status.as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        let msg = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| error_message(&v))
+            .unwrap_or_else(|| {
+                if text.trim().is_empty() {
+                    status
+                        .canonical_reason()
+                        .unwrap_or("no message")
+                        .to_string()
+                } else {
+                    excerpt(&text)
+                }
+            });
+        let kind = match code {
+            400 | 405 | 413 | 415 | 422 => ErrorKind::Invalid,
+            401 => ErrorKind::Auth,
+            403 => ErrorKind::Forbidden,
+            404 => ErrorKind::NotFound,
+            408 => ErrorKind::Timeout,
+            409 => ErrorKind::Conflict,
+            _ => ErrorKind::Unavailable,
+        };
+        let hint = match code {
+            401 => " (check llm.api_key_env / api_key_file)",
+            _ => "",
+        };
+        let mut retry = matches!(code, 408 | 409 | 429) || code >= 500;
+        match headers.get("x-should-retry").and_then(|v| v.to_str().ok()) {
+            Some("true") => retry = true,
+            Some("false") => retry = false,
+            _ => {}
+        }
+        let retry_after = headers
+            .get("retry-after-ms")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|ms| ms.is_finite() && *ms >= 0.0)
+            .map(|ms| Duration::from_secs_f64(ms / 1000.0))
+            .or_else(|| {
+                headers
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_retry_after)
+            });
+        Err(Attempt {
+            err: RalfError::new(kind, format!("exo: {url} answered {code}: {msg}{hint}"))
+                .with("status", code)
+                .with("url", url),
+            retry,
+            retry_after,
+        })
+    }
+}
+
+/// `Retry-After`: seconds, or an HTTP date.
+pub fn parse_retry_after(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<f64>() {
+        return (n.is_finite() && n >= 0.0).then(|| Duration::from_secs_f64(n));
+    }
+    let t = chrono::DateTime::parse_from_rfc2822(s).ok()?;
+    let secs = (t.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_milliseconds();
+    Some(Duration::from_millis(secs.max(0) as u64))
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+fn base_url(url: &str) -> RResult<String> {
+    let t = url.trim().trim_end_matches('/');
+    let t = t.strip_suffix("/v1").unwrap_or(t);
+    let parsed = reqwest::Url::parse(t).map_err(|e| {
+        RalfError::config(format!(
+            "exo: invalid url `{url}`: {e} (expected e.g. http://127.0.0.1:52415)"
+        ))
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(RalfError::config(format!(
+            "exo: url `{url}` must start with http:// or https://"
+        )));
+    }
+    Ok(t.to_string())
+}
+
+async fn read_json_body(resp: reqwest::Response, url: &str) -> RResult<Value> {
+    let bytes = resp.bytes().await.map_err(|e| {
+        RalfError::unavailable(format!(
+            "exo: {url} answered 200 but the body was cut off: {}",
+            error_chain(&e)
+        ))
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let text = String::from_utf8_lossy(&bytes);
+        RalfError::unavailable(format!(
+            "exo: {url} answered 200 but the body is {} ({e}): {}",
+            if text.trim().is_empty() {
+                "empty"
+            } else {
+                "not valid JSON (cut off?)"
+            },
+            excerpt(&text)
+        ))
+        .with("url", url)
+    })
+}
+
+fn parse_completion(v: &Value, url: &str) -> RResult<ChatResponse> {
+    if v.get("error").is_some() {
+        let msg = error_message(v).unwrap_or_default();
+        return Err(RalfError::unavailable(format!(
+            "exo: {url} answered 200 with an error: {msg}"
+        )));
+    }
+    let choice = v.get("choices").and_then(|c| c.get(0)).ok_or_else(|| {
+        RalfError::unavailable(format!(
+            "exo: {url} answered 200 without choices: {}",
+            excerpt(&v.to_string())
+        ))
+    })?;
+    let content = choice
+        .pointer("/message/content")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let text = match content {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        // content given as parts: join the text parts
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+            .collect::<Vec<_>>()
+            .join(""),
+        other => other.to_string(),
+    };
+    let finish_reason = choice
+        .get("finish_reason")
+        .and_then(|f| f.as_str())
+        .map(String::from);
+    if finish_reason.as_deref() == Some("error") {
+        return Err(RalfError::unavailable(format!(
+            "exo: generation failed on the server (finish_reason: error); partial text: {}",
+            excerpt(&text)
+        )));
+    }
+    Ok(ChatResponse {
+        text,
+        finish_reason,
+        model: v.get("model").and_then(|m| m.as_str()).map(String::from),
+        usage: v.get("usage").cloned(),
+        comments: 0,
+    })
+}
+
+fn apply_chunk(v: &Value, out: &mut ChatResponse, on_delta: &mut impl FnMut(&str)) {
+    if out.model.is_none() {
+        out.model = v.get("model").and_then(|m| m.as_str()).map(String::from);
+    }
+    if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
+        out.usage = Some(u.clone());
+    }
+    let Some(choice) = v.get("choices").and_then(|c| c.get(0)) else {
+        return; // a usage-only chunk
+    };
+    let piece = choice
+        .pointer("/delta/content")
+        .or_else(|| choice.pointer("/message/content"))
+        .and_then(|c| c.as_str());
+    if let Some(p) = piece {
+        if !p.is_empty() {
+            out.text.push_str(p);
+            on_delta(p);
+        }
+    }
+    if let Some(f) = choice.get("finish_reason").and_then(|f| f.as_str()) {
+        out.finish_reason = Some(f.to_string());
+    }
+}
+
+/// The model ids in a `/v1/models` answer (OpenAI `data[].id`; Ollama native `models[].name` too).
+pub fn model_ids(v: &Value) -> Vec<String> {
+    let list = v
+        .get("data")
+        .or_else(|| v.get("models"))
+        .and_then(|d| d.as_array())
+        .cloned()
+        .unwrap_or_default();
+    list.iter()
+        .filter_map(|m| {
+            m.get("id")
+                .or_else(|| m.get("model"))
+                .or_else(|| m.get("name"))
+                .and_then(|s| s.as_str())
+                .map(String::from)
+        })
+        .collect()
+}
+
+/// A readable message from any of the error shapes servers use.
+pub fn error_message(v: &Value) -> Option<String> {
+    if let Some(e) = v.get("error") {
+        return Some(match e {
+            Value::String(s) => s.clone(),
+            Value::Object(o) => {
+                let msg = o
+                    .get("message")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or("")
+                    .to_string();
+                let ty = o.get("type").and_then(|m| m.as_str()).unwrap_or("");
+                match (msg.is_empty(), ty.is_empty()) {
+                    (false, false) => format!("{msg} ({ty})"),
+                    (false, true) => msg,
+                    (true, false) => ty.to_string(),
+                    (true, true) => Value::Object(o.clone()).to_string(),
+                }
+            }
+            other => other.to_string(),
+        });
+    }
+    if let Some(d) = v.get("detail") {
+        return Some(match d {
+            Value::String(s) => s.clone(),
+            Value::Array(items) => items
+                .iter()
+                .map(|it| {
+                    let loc = it
+                        .get("loc")
+                        .and_then(|l| l.as_array())
+                        .map(|l| {
+                            l.iter()
+                                .map(|p| {
+                                    p.as_str()
+                                        .map(String::from)
+                                        .unwrap_or_else(|| p.to_string())
+                                })
+                                .collect::<Vec<_>>()
+                                .join(".")
+                        })
+                        .unwrap_or_default();
+                    let msg = it.get("msg").and_then(|m| m.as_str()).unwrap_or("invalid");
+                    if loc.is_empty() {
+                        msg.to_string()
+                    } else {
+                        format!("{loc}: {msg}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        });
+    }
+    None
+}
+
+fn excerpt(s: &str) -> String {
+    let t = s.trim();
+    let mut out: String = t.chars().take(200).collect();
+    if t.chars().count() > 200 {
+        out.push('…');
+    }
+    crate::secrets::redact(&out)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let m = c.to_string();
+        if !s.contains(&m) {
+            s.push_str(": ");
+            s.push_str(&m);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_shapes() {
+        let openai = json!({"error": {"message": "No instance found for model x", "type": "Not Found", "param": null, "code": 404}});
+        assert_eq!(
+            error_message(&openai).unwrap(),
+            "No instance found for model x (Not Found)"
+        );
+        assert_eq!(
+            error_message(&json!({"error": "model \"x\" not found"})).unwrap(),
+            "model \"x\" not found"
+        );
+        assert_eq!(
+            error_message(&json!({"detail": "Response generation timed out"})).unwrap(),
+            "Response generation timed out"
+        );
+        let fastapi = json!({"detail": [{"loc": ["body", "model"], "msg": "Field required", "type": "missing"}]});
+        assert_eq!(
+            error_message(&fastapi).unwrap(),
+            "body.model: Field required"
+        );
+        assert_eq!(error_message(&json!({"ok": 1})), None);
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(base_url("http://h:52415/v1/").unwrap(), "http://h:52415");
+        assert_eq!(base_url("http://h:52415").unwrap(), "http://h:52415");
+        assert!(base_url("h:52415").is_err() || base_url("ftp://h").is_err());
+        assert!(base_url("ftp://h").is_err());
+    }
+
+    #[test]
+    fn model_lists() {
+        let v = json!({"object": "list", "data": [{"id": "a"}, {"id": "b"}]});
+        assert_eq!(model_ids(&v), ["a", "b"]);
+        assert_eq!(
+            model_ids(&json!({"models": [{"name": "llama3.2:3b"}]})),
+            ["llama3.2:3b"]
+        );
+    }
+
+    #[test]
+    fn completion_parsing() {
+        let v = json!({"object": "chat.completion", "choices": [{"message": {"role": "assistant", "content": null, "tool_calls": []}, "finish_reason": "tool_calls"}]});
+        assert_eq!(parse_completion(&v, "u").unwrap().text, "");
+        let bad = json!({"choices": []});
+        assert_eq!(
+            parse_completion(&bad, "u").unwrap_err().kind,
+            ErrorKind::Unavailable
+        );
+        let err = json!({"choices": [{"message": {"content": "par"}, "finish_reason": "error"}]});
+        assert_eq!(
+            parse_completion(&err, "u").unwrap_err().kind,
+            ErrorKind::Unavailable
+        );
+    }
+}
