@@ -91,8 +91,22 @@ pub fn run(cli: Cli) -> i32 {
         }
         Some(Command::Resume { run_id }) => crate::state::cli_resume(&host, &run_id),
         Some(Command::Lab {
-            command: LabCommand::Serve,
+            command: Some(LabCommand::Serve),
+            ..
         }) => lab_serve(&host, &rt),
+        Some(Command::Lab {
+            command: None,
+            scenario,
+            state,
+            script,
+            args,
+        }) => match script {
+            Some(script) => lab_run(&host, &rt, scenario.as_deref(), state, &script, args),
+            None => {
+                eprintln!("error: `ralf-sh lab` needs a SCRIPT (or `ralf-sh lab serve`)");
+                exit::USAGE
+            }
+        },
         None => {
             if let Some(expr) = cli.eval {
                 run_eval(&host, &expr)
@@ -238,6 +252,82 @@ pub fn run_script(host: &Arc<Host>, script: &Path, args: Vec<String>) -> i32 {
         let r = se.run(&mut scope, &ast);
         finish(&se, &script.display().to_string(), r, false)
     })
+}
+
+/// `ralf-sh lab [--scenario S] SCRIPT ARGS`: start every stand-in, point a temporary config and
+/// state store at them, apply the scenario, run the script.
+fn lab_run(
+    host: &Arc<Host>,
+    rt: &tokio::runtime::Runtime,
+    scenario: Option<&str>,
+    state: Option<std::path::PathBuf>,
+    script: &Path,
+    args: Vec<String>,
+) -> i32 {
+    let dir = match tempfile_dir() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: lab: {e}");
+            return exit::FAILED;
+        }
+    };
+    let lab = match rt.block_on(crate::lab::start_all()) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: lab: {e}");
+            return exit::FAILED;
+        }
+    };
+    if let Some(name) = scenario {
+        if let Err(e) = rt.block_on(crate::lab::apply_scenario(&lab, name)) {
+            eprintln!("error: lab: {}", e.message);
+            return exit::USAGE;
+        }
+    }
+    let state = state.unwrap_or_else(|| dir.join("state.db"));
+    let (config, env) = match crate::lab::run_config(&lab, &state, &dir) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: lab: {}", e.message);
+            return exit::FAILED;
+        }
+    };
+    for (k, v) in &env {
+        crate::secrets::register(v);
+        // Set before the script thread starts; the clients read their token_env variables.
+        std::env::set_var(k, v);
+    }
+    let cfg_path = dir.join("ralf.yaml");
+    let loaded = match crate::config::parse(&config, &cfg_path) {
+        Ok(c) => crate::config::LoadedConfig {
+            config: c,
+            path: Some(cfg_path),
+        },
+        Err(e) => {
+            eprintln!("error: lab config: {}", e.message);
+            return exit::FAILED;
+        }
+    };
+    tracing::info!(target: "ralf::lab", "lab up: {}", crate::secrets::redact(&lab.info_line()));
+    let lab_host = Host::new(loaded, host.rt.clone(), host.opts.clone());
+    // Ctrl-C reaches the lab run through the same token.
+    let cancel = host.cancel.clone();
+    let lab_cancel = lab_host.cancel.clone();
+    rt.spawn(async move {
+        cancel.cancelled().await;
+        lab_cancel.cancel();
+    });
+    let code = run_script(&lab_host, script, args);
+    print_dry_run(&lab_host);
+    drop(lab);
+    let _ = std::fs::remove_dir_all(&dir);
+    code
+}
+
+fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
+    let base = std::env::temp_dir().join(format!("ralf-lab-{}", std::process::id()));
+    std::fs::create_dir_all(&base)?;
+    Ok(base)
 }
 
 fn lab_serve(host: &Arc<Host>, rt: &tokio::runtime::Runtime) -> i32 {

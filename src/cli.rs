@@ -111,9 +111,26 @@ pub enum Command {
         run_id: String,
     },
     /// Run the local stand-ins (Semaphore, Proxmox, LLM)
+    #[command(args_conflicts_with_subcommands = true)]
     Lab {
         #[command(subcommand)]
-        command: LabCommand,
+        command: Option<LabCommand>,
+        /// Failure scenario to inject (see `ralf-sh lab --help`)
+        #[arg(long, value_name = "NAME")]
+        scenario: Option<String>,
+        /// Keep the lab's state store in this file (default: a fresh one per run)
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+        /// Script to run against the stand-ins
+        #[arg(value_name = "SCRIPT")]
+        script: Option<PathBuf>,
+        /// Arguments for the script
+        #[arg(
+            value_name = "ARGS",
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        args: Vec<String>,
     },
 }
 

@@ -76,3 +76,52 @@ pub fn client_config(info: &Value) -> (String, Vec<(String, String)>) {
     }
     (yaml, env)
 }
+
+/// The scenarios `ralf-sh lab --scenario NAME` knows.
+pub const SCENARIOS: &[&str] = &[
+    "staging-fails",
+    "tests-fail",
+    "production-fails",
+    "vps-fails",
+    "verify-fails",
+    "exo-down",
+    "semaphore-flaky",
+    "smoke-fails",
+    "slow-tasks",
+];
+
+/// Inject a failure scenario into running stand-ins.
+pub async fn apply_scenario(_lab: &Lab, name: &str) -> RResult<()> {
+    if !SCENARIOS.contains(&name) {
+        let hint = crate::engine::options::did_you_mean(name, SCENARIOS.iter().copied())
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_else(|| format!("; known: {}", SCENARIOS.join(", ")));
+        return Err(crate::engine::error::RalfError::invalid(format!(
+            "unknown scenario `{name}`{hint}"
+        )));
+    }
+    Ok(())
+}
+
+/// The full config of a lab run: stand-in endpoints, the example catalog (when `./catalog/projects`
+/// exists), and a state store at `state`.
+pub fn run_config(
+    lab: &Lab,
+    state: &std::path::Path,
+    _dir: &std::path::Path,
+) -> RResult<(String, Vec<(String, String)>)> {
+    let (mut yaml, env) = client_config(&Value::Object(lab.info.clone()));
+    let catalog = std::path::Path::new("catalog/projects");
+    if catalog.is_dir() {
+        let abs = std::fs::canonicalize(catalog).map_err(crate::engine::error::RalfError::from)?;
+        yaml.push_str(&format!(
+            "catalog:\n  path: {:?}\n",
+            abs.display().to_string()
+        ));
+    }
+    yaml.push_str(&format!(
+        "state:\n  path: {:?}\n",
+        state.display().to_string()
+    ));
+    Ok((yaml, env))
+}
