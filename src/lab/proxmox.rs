@@ -229,6 +229,8 @@ pub struct LabState {
     #[serde(skip)]
     tickets: HashMap<String, String>,
     pub task_ms: u64,
+    /// Number of `/api2` requests served (lets tests prove that no request was sent).
+    pub requests: u64,
     next_pid: u32,
     #[serde(skip)]
     fingerprint: String,
@@ -503,6 +505,7 @@ pub async fn spawn(opts: SpawnOpts) -> RResult<Handle> {
         tasks: Vec::new(),
         tickets: HashMap::new(),
         task_ms: opts.task_time.as_millis() as u64,
+        requests: 0,
         next_pid: 0x1000 + (rand::random::<u16>() as u32),
         fingerprint: fingerprint.clone(),
     }));
@@ -684,10 +687,11 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let path = uri.path().to_string();
+    let path = url_decode(&uri.path().replace('+', "%2B"));
     if let Some(rest) = path.strip_prefix("/_lab/") {
         return control(&app, &method, rest, &body);
     }
+    app.state.lock().requests += 1;
     let Some(rest) = path.strip_prefix("/api2/") else {
         return error_response(err(
             501,
