@@ -813,7 +813,7 @@ mod handles {
         ) {
             let mut m = Map::new();
             m.insert("ok".into(), true.into());
-            m.insert("code".into(), (0 as i64).into());
+            m.insert("code".into(), 0_i64.into());
             m.insert("stdout".into(), "".into());
             m.insert("stderr".into(), "".into());
             m.insert("duration".into(), 0.0f64.into());

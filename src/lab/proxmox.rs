@@ -9,6 +9,7 @@
 //! - `GET  /_lab/guests/{vmid}`                one guest (incl. `lab_marker`)
 //! - `POST /_lab/guests/{vmid}/marker`         `{"value": "..."}`: change the guest's "disk content" marker
 //! - `POST /_lab/guests/{vmid}/config`         `{"key": value, ...}`: change config behind the API's back
+//!   (`lab_hang_on_shutdown: 1` makes a shutdown without `forceStop` fail with `container did not stop`)
 //! - `POST /_lab/guests/{vmid}/fail_next`      `{"message": "..."}`: the guest's next task fails with it
 //! - `POST /_lab/guests/{vmid}/lock`           `{"lock": "backup"}`; `DELETE` removes it
 //! - `POST /_lab/guests/{vmid}/slow`           `{"ms": 5000}`: extra time for this guest's tasks
@@ -1290,7 +1291,7 @@ fn guest_route(
                             } else {
                                 if action == "shutdown"
                                     && !force
-                                    && g.config.get("lab_hang_on_shutdown").is_some()
+                                    && g.config.contains_key("lab_hang_on_shutdown")
                                 {
                                     return Err("container did not stop".into());
                                 }
