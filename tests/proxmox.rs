@@ -78,6 +78,26 @@ fn tls_pinning_match_mismatch_missing() {
             e.message
         );
 
+        // ca_file: the cluster CA vouches for the node certificate
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("pve-root-ca.pem");
+        std::fs::write(&ca, &h.ca_pem).unwrap();
+        let mut o = token_opts(&h);
+        o.fingerprint = None;
+        o.ca_file = Some(ca);
+        Client::connect(o).await.expect("ca_file must be accepted");
+        // ... and a CA that did not sign it is refused
+        let other = dir.path().join("other.pem");
+        std::fs::write(&other, &h.cert_pem).unwrap();
+        let mut o = token_opts(&h);
+        o.fingerprint = None;
+        o.ca_file = Some(other);
+        let e = Client::connect(o)
+            .await
+            .err()
+            .expect("wrong CA must be refused");
+        assert!(e.message.contains("does not vouch"), "{}", e.message);
+
         // insecure works (the app warns about it)
         let mut o = token_opts(&h);
         o.fingerprint = None;

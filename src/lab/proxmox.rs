@@ -69,8 +69,10 @@ pub struct Handle {
     pub token_secret: String,
     /// SHA-256 of the certificate, `AB:CD:...`.
     pub fingerprint: String,
-    /// The certificate (PEM), e.g. for `ca_file` tests.
+    /// The node certificate (PEM).
     pub cert_pem: String,
+    /// The cluster CA that signed it (PEM), for `ca_file`.
+    pub ca_pem: String,
     pub state: Arc<Mutex<LabState>>,
     server: axum_server::Handle,
     task: tokio::task::JoinHandle<()>,
@@ -476,13 +478,35 @@ struct App {
 
 /// Start the stand-in on 127.0.0.1 (ephemeral port). Must be called within a tokio runtime.
 pub async fn spawn(opts: SpawnOpts) -> RResult<Handle> {
-    let ck =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .map_err(|e| RalfError::internal(format!("lab proxmox: certificate: {e}")))?;
-    let cert_der = ck.cert.der().to_vec();
-    let cert_pem = ck.cert.pem();
+    // Like a real node: a cluster CA (`pve-root-ca`) and the node certificate it signs (`pve-ssl`).
+    let tls_err = |e: rcgen::Error| RalfError::internal(format!("lab proxmox: certificate: {e}"));
+    let ca_key = rcgen::KeyPair::generate().map_err(tls_err)?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(tls_err)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "Proxmox Virtual Environment (lab)",
+    );
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(tls_err)?;
+    let leaf_key = rcgen::KeyPair::generate().map_err(tls_err)?;
+    let mut leaf_params =
+        rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .map_err(tls_err)?;
+    leaf_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "pve.lab");
+    let leaf = leaf_params
+        .signed_by(&leaf_key, &ca_cert, &ca_key)
+        .map_err(tls_err)?;
+    let cert_der = leaf.der().to_vec();
+    let cert_pem = leaf.pem();
+    let ca_pem = ca_cert.pem();
     let fingerprint = crate::clients::proxmox::tls::fingerprint_of(&cert_der);
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.key_pair.serialize_der().into());
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let server_cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -548,6 +572,7 @@ pub async fn spawn(opts: SpawnOpts) -> RResult<Handle> {
         token_secret,
         fingerprint,
         cert_pem,
+        ca_pem,
         state,
         server,
         task,
