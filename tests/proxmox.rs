@@ -131,6 +131,12 @@ fn wrong_token_and_ticket_auth() {
         c.wait_task(&upid, Some(Duration::from_secs(30)))
             .await
             .unwrap();
+        // an invalidated ticket is renewed once, transparently
+        h.state.lock().revoke_tickets();
+        let upid = c.delete_snapshot(&g, "by-ticket").await.unwrap();
+        c.wait_task(&upid, Some(Duration::from_secs(30)))
+            .await
+            .unwrap();
 
         let o = Options {
             url: h.url.clone(),
@@ -434,10 +440,12 @@ fn rhai_script_tests() {
     let rt = rt();
     let h = rt.block_on(spawn(SpawnOpts::fast())).unwrap();
     let home = tempfile::tempdir().unwrap();
-    let cfg = format!(
-        "proxmox:\n  url: {}\n  token_id: \"{}\"\n  token_secret_env: RALF_TEST_PVE_TOKEN\n  fingerprint: \"{}\"\n",
-        h.url, h.token_id, h.fingerprint
-    );
+    let section = ralf_sh::lab::proxmox::config_section(&h.info(), "RALF_TEST_PVE_TOKEN");
+    let cfg = ralf_sh::config::Config {
+        proxmox: Some(section),
+        ..Default::default()
+    };
+    let cfg = serde_yaml::to_string(&cfg).unwrap();
     std::fs::write(home.path().join("ralf.yaml"), cfg).unwrap();
     let src = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

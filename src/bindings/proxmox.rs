@@ -198,9 +198,15 @@ where
     let deadline = timeout.map(|t| t.0).unwrap_or(DEFAULT_WAIT);
     let spinner = h.progress.spinner(format!("proxmox: {action}"));
     let c2 = c.clone();
+    let h2 = h.clone();
+    let action2 = action.clone();
     let wait = wait.unwrap_or(true);
     let r = block_on(&h, &action, None, async move {
         let upid = start(c2.clone()).await?;
+        h2.record_step_detail(
+            "proxmox_task",
+            serde_json::json!({"upid": upid, "action": action2}),
+        );
         if !wait {
             return Ok((upid, None));
         }

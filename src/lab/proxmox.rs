@@ -100,6 +100,20 @@ impl Handle {
     }
 }
 
+/// The config section that points at a stand-in described by `info` (the `"proxmox"` object of
+/// the lab's JSON line); the token secret is read from the environment variable `token_env`.
+pub fn config_section(info: &Value, token_env: &str) -> crate::config::ProxmoxConfig {
+    let s = |k: &str| info[k].as_str().map(String::from);
+    crate::config::ProxmoxConfig {
+        url: s("url").unwrap_or_default(),
+        node: s("node"),
+        token_id: s("token_id"),
+        token_secret_env: Some(token_env.to_string()),
+        fingerprint: s("fingerprint"),
+        ..Default::default()
+    }
+}
+
 /// Start the stand-in and add its key to `lab.info`.
 pub async fn start(lab: &mut super::Lab) -> RResult<()> {
     let h = spawn(SpawnOpts::default()).await?;
@@ -237,6 +251,13 @@ pub struct LabState {
     next_pid: u32,
     #[serde(skip)]
     fingerprint: String,
+}
+
+impl LabState {
+    /// Invalidate every login ticket (as a restarted or re-keyed server would).
+    pub fn revoke_tickets(&mut self) {
+        self.tickets.clear();
+    }
 }
 
 fn now() -> i64 {

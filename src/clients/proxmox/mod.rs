@@ -371,6 +371,26 @@ impl Client {
         path: &str,
         params: &[(&str, String)],
     ) -> RResult<Value> {
+        match self.call_once(method.clone(), path, params, false).await {
+            // A ticket can expire or be invalidated (server restart): log in again once.
+            Err(e)
+                if e.kind == ErrorKind::Auth
+                    && e.details.get("status").and_then(|s| s.as_u64()) == Some(401)
+                    && matches!(self.auth, Auth::Ticket { .. }) =>
+            {
+                self.call_once(method, path, params, true).await
+            }
+            r => r,
+        }
+    }
+
+    async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        params: &[(&str, String)],
+        relogin: bool,
+    ) -> RResult<Value> {
         let what = format!("{method} {path}");
         let mut rb = self.http.request(method.clone(), self.api_url(path));
         rb = if method == Method::GET || method == Method::DELETE {
@@ -381,7 +401,7 @@ impl Client {
         match &self.auth {
             Auth::Token(h) => rb = rb.header("Authorization", h.as_str()),
             Auth::Ticket { .. } => {
-                let t = self.ticket(false).await?.expect("ticket auth");
+                let t = self.ticket(relogin).await?.expect("ticket auth");
                 rb = rb.header("Cookie", format!("PVEAuthCookie={}", t.ticket));
                 if method != Method::GET {
                     rb = rb.header("CSRFPreventionToken", t.csrf);
@@ -603,7 +623,19 @@ impl Client {
         let start = Instant::now();
         let mut interval = self.poll.min(Duration::from_millis(100));
         loop {
-            let st = self.task_status(upid).await?;
+            let st = match self.task_status(upid).await {
+                Ok(st) => st,
+                // The task runs on regardless: ride out transient trouble until the deadline.
+                Err(e)
+                    if e.kind == ErrorKind::Unavailable
+                        && deadline.is_none_or(|d| start.elapsed() < d) =>
+                {
+                    tracing::warn!("proxmox: polling task {upid}: {e}; retrying");
+                    tokio::time::sleep(self.poll).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if !st.running() {
                 return Ok(st);
             }
