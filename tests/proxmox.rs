@@ -480,3 +480,34 @@ fn rhai_script_tests() {
     );
     drop(h);
 }
+
+#[test]
+fn unreachable_server_is_unavailable() {
+    rt().block_on(async {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let o = Options {
+            url: format!("https://127.0.0.1:{port}"),
+            token_id: Some("root@pam!ralf".into()),
+            token_secret: Some("11111111-2222-3333-4444-555555555555".into()),
+            ..Default::default()
+        };
+        let e = Client::connect(o).await.err().expect("nothing listens there");
+        assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+        assert!(e.message.contains("cannot reach"), "{}", e.message);
+        // missing credentials are named before any connection
+        let e = Client::connect(Options {
+            url: format!("https://127.0.0.1:{port}"),
+            token_id: Some("root@pam!ralf".into()),
+            ..Default::default()
+        })
+        .await
+        .err()
+        .unwrap();
+        assert_eq!(e.kind, ErrorKind::Auth);
+        assert!(e.message.contains("token_secret_env"), "{}", e.message);
+    });
+}
