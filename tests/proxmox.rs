@@ -495,7 +495,10 @@ fn unreachable_server_is_unavailable() {
             token_secret: Some("11111111-2222-3333-4444-555555555555".into()),
             ..Default::default()
         };
-        let e = Client::connect(o).await.err().expect("nothing listens there");
+        let e = Client::connect(o)
+            .await
+            .err()
+            .expect("nothing listens there");
         assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
         assert!(e.message.contains("cannot reach"), "{}", e.message);
         // missing credentials are named before any connection
