@@ -1,1 +1,934 @@
-//! proxmox client (not yet implemented).
+//! Proxmox VE REST client (plain async Rust).
+//!
+//! Follows `specs/PROXMOX.md`: API under `/api2/json`, `{"data": ...}` envelope, API-token auth
+//! (`Authorization: PVEAPIToken=USER@REALM!TOKENID=SECRET`) or ticket auth (cookie `PVEAuthCookie` +
+//! `CSRFPreventionToken` header on writes), state-changing guest calls answered with a UPID that is
+//! polled until the task stops. TLS is verified by default; a self-signed cluster is accepted by
+//! pinning the SHA-256 fingerprint of its certificate, or through a CA file.
+
+pub mod exec;
+pub mod names;
+pub mod tls;
+
+use crate::config::ProxmoxConfig;
+use crate::engine::error::{ErrorKind, RResult, RalfError};
+pub use names::{check_snapshot_name, Kind, Upid};
+use parking_lot::Mutex;
+use reqwest::Method;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How to reach and authenticate to a Proxmox VE API.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// `https://pve.lab:8006` (the API is under `/api2/json`).
+    pub url: String,
+    /// Default node.
+    pub node: Option<String>,
+    pub token_id: Option<String>,
+    pub token_secret: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// SHA-256 certificate fingerprint to pin (any hex form).
+    pub fingerprint: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub insecure: bool,
+    /// Per-request timeout (default 30s).
+    pub timeout: Option<Duration>,
+    /// Interval between task status polls (default 1s, like proxmoxer).
+    pub poll: Option<Duration>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("url", &self.url)
+            .field("node", &self.node)
+            .field("token_id", &self.token_id)
+            .field(
+                "token_secret",
+                &self.token_secret.as_ref().map(|_| "«redacted»"),
+            )
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "«redacted»"))
+            .field("fingerprint", &self.fingerprint)
+            .field("ca_file", &self.ca_file)
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+impl Options {
+    /// Options from the config's `proxmox:` section, loading the secrets it names.
+    pub fn from_config(c: &ProxmoxConfig) -> RResult<Options> {
+        let token_secret = crate::secrets::load_ref(
+            c.token_secret_env.as_deref(),
+            c.token_secret_file.as_deref(),
+            "proxmox.token_secret",
+        )?;
+        let password = crate::secrets::load_ref(
+            c.password_env.as_deref(),
+            c.password_file.as_deref(),
+            "proxmox.password",
+        )?;
+        Ok(Options {
+            url: c.url.clone(),
+            node: c.node.clone(),
+            token_id: c.token_id.clone(),
+            token_secret,
+            user: c.user.clone(),
+            password,
+            fingerprint: c.fingerprint.clone(),
+            ca_file: c.ca_file.clone(),
+            insecure: c.insecure,
+            timeout: c.timeout.map(|s| s.0),
+            poll: None,
+        })
+    }
+}
+
+enum Auth {
+    Token(String),
+    Ticket {
+        user: String,
+        password: String,
+        state: tokio::sync::Mutex<Option<Ticket>>,
+    },
+}
+
+#[derive(Clone)]
+struct Ticket {
+    ticket: String,
+    csrf: String,
+    at: Instant,
+}
+
+/// Renew tickets well before their 2 h lifetime ends.
+const TICKET_RENEW: Duration = Duration::from_secs(3600);
+
+/// A connected Proxmox VE API.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    auth: Auth,
+    pub url: String,
+    pub default_node: Option<String>,
+    /// `GET /version` as answered on connect.
+    pub version: Value,
+    pub poll: Duration,
+}
+
+/// A guest as found in `/cluster/resources`.
+#[derive(Debug, Clone)]
+pub struct GuestRef {
+    pub vmid: u32,
+    pub node: String,
+    pub kind: Kind,
+    pub name: String,
+    pub status: String,
+    pub raw: Value,
+}
+
+/// A finished (or still running) task.
+#[derive(Debug, Clone)]
+pub struct TaskStatus {
+    pub upid: String,
+    pub status: String,
+    pub exitstatus: Option<String>,
+    pub raw: Value,
+}
+
+impl TaskStatus {
+    pub fn running(&self) -> bool {
+        self.status == "running"
+    }
+    /// Success iff `OK` or `WARNINGS: n`.
+    pub fn ok(&self) -> bool {
+        matches!(&self.exitstatus, Some(s) if s == "OK" || s.starts_with("WARNINGS:"))
+    }
+}
+
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if let Some(inner) = io.get_ref() {
+                parts.push(inner.to_string());
+            }
+        }
+        cur = err.source();
+        if let Some(s) = cur {
+            parts.push(s.to_string());
+        }
+    }
+    parts.dedup();
+    parts.join(": ")
+}
+
+impl Client {
+    /// Connect: set up TLS and auth, log in (ticket auth), and read `/version`.
+    pub async fn connect(opts: Options) -> RResult<Client> {
+        let url = opts.url.trim_end_matches('/').to_string();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(RalfError::config(format!(
+                "proxmox: url `{url}` must start with https:// (e.g. https://pve.lab:8006)"
+            )));
+        }
+        let timeout = opts.timeout.unwrap_or(Duration::from_secs(30));
+        let pinned = match &opts.fingerprint {
+            Some(f) if !f.trim().is_empty() => Some(
+                tls::normalize_fingerprint(f)
+                    .map_err(|e| RalfError::config(format!("proxmox: {e}")))?,
+            ),
+            _ => None,
+        };
+        let mut b = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("ralf-sh/", env!("CARGO_PKG_VERSION")));
+        let pin_seen = if opts.insecure {
+            b = b.danger_accept_invalid_certs(true);
+            None
+        } else if let Some(fp) = &pinned {
+            let v = Arc::new(tls::PinVerifier::new(Some(fp.clone())));
+            let seen = v.seen.clone();
+            let cfg = tls::client_config(v).map_err(RalfError::internal)?;
+            b = b.use_preconfigured_tls(cfg);
+            Some(seen)
+        } else {
+            if let Some(ca) = &opts.ca_file {
+                let pem = std::fs::read(ca).map_err(|e| {
+                    RalfError::config(format!(
+                        "proxmox: cannot read ca_file {}: {e}",
+                        ca.display()
+                    ))
+                })?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    RalfError::config(format!("proxmox: ca_file {} is not PEM: {e}", ca.display()))
+                })?;
+                if certs.is_empty() {
+                    return Err(RalfError::config(format!(
+                        "proxmox: ca_file {} holds no certificate",
+                        ca.display()
+                    )));
+                }
+                for c in certs {
+                    b = b.add_root_certificate(c);
+                }
+            }
+            None
+        };
+        let http = b
+            .build()
+            .map_err(|e| RalfError::internal(format!("proxmox: http client: {e}")))?;
+        let auth = match (&opts.token_id, &opts.token_secret, &opts.user, &opts.password) {
+            (Some(id), Some(secret), _, _) => {
+                names::check_token_id(id).map_err(|e| RalfError::config(format!("proxmox: {e}")))?;
+                Auth::Token(format!("PVEAPIToken={id}={secret}"))
+            }
+            (Some(id), None, None, _) => {
+                return Err(RalfError::auth(format!(
+                    "proxmox: token id `{id}` is configured but its secret is not set (proxmox.token_secret_env / token_secret_file, or #{{ token_secret: secret(\"...\") }})"
+                )))
+            }
+            (_, _, Some(user), Some(pw)) => Auth::Ticket {
+                user: user.clone(),
+                password: pw.clone(),
+                state: tokio::sync::Mutex::new(None),
+            },
+            (_, _, Some(user), None) => {
+                return Err(RalfError::auth(format!(
+                    "proxmox: user `{user}` is configured but no password is set (proxmox.password_env / password_file)"
+                )))
+            }
+            _ => {
+                return Err(RalfError::auth(
+                    "proxmox: no credentials: configure proxmox.token_id + token_secret_env (or _file), or user + password_env (or _file)",
+                ))
+            }
+        };
+        let mut client = Client {
+            http,
+            base: format!("{url}/api2/json"),
+            auth,
+            url: url.clone(),
+            default_node: opts.node.clone(),
+            version: Value::Null,
+            poll: opts.poll.unwrap_or(Duration::from_secs(1)),
+        };
+        let first = client.get("/version", &[]).await;
+        let version = match first {
+            Ok(v) => v,
+            Err(e) if e.details.get("tls").is_some() => {
+                return Err(client.tls_error(e, &pinned, pin_seen, &opts).await)
+            }
+            Err(e) => return Err(e),
+        };
+        client.version = version;
+        Ok(client)
+    }
+
+    /// Turn a TLS handshake failure into the message that tells the user what to do.
+    async fn tls_error(
+        &self,
+        e: RalfError,
+        pinned: &Option<String>,
+        seen: Option<Arc<Mutex<Option<String>>>>,
+        opts: &Options,
+    ) -> RalfError {
+        let url = &self.url;
+        if let (Some(exp), Some(seen)) = (pinned, seen) {
+            let actual = seen.lock().clone().unwrap_or_else(|| "(unknown)".into());
+            return RalfError::auth(format!(
+                "proxmox: refusing {url}: its TLS certificate fingerprint does not match the pinned one\n  expected: {exp}\n  actual:   {actual}\nIf the node's certificate was renewed on purpose, check the new one on the node (`pvenode cert info`) and update proxmox.fingerprint."
+            ))
+            .with("expected", exp)
+            .with("actual", actual)
+            .with("url", url);
+        }
+        // Not pinned and not trusted: learn what the server presents, so the hint can name it.
+        let actual = probe_fingerprint(url).await;
+        let shown = actual
+            .clone()
+            .unwrap_or_else(|| "(could not be read)".into());
+        let ca_hint = if opts.ca_file.is_some() {
+            " (the configured ca_file does not vouch for it)"
+        } else {
+            ""
+        };
+        RalfError::auth(format!(
+            "proxmox: refusing {url}: its TLS certificate is not trusted{ca_hint} ({}).\nProxmox signs it with its own cluster CA, so it looks self-signed to clients. To trust it, pin its SHA-256 fingerprint:\n  the server presented {shown}\n  compare it with `pvenode cert info` on the node (or `ssl_fingerprint` in GET /nodes), then set\n    proxmox:\n      fingerprint: \"{shown}\"\n  in the config (or pass #{{ fingerprint: \"...\" }} to proxmox::connect), or point proxmox.ca_file at the cluster CA (/etc/pve/pve-root-ca.pem).",
+            e.message
+        ))
+        .with("actual", actual)
+        .with("url", url)
+    }
+
+    fn api_url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn ticket(&self, force: bool) -> RResult<Option<Ticket>> {
+        let Auth::Ticket {
+            user,
+            password,
+            state,
+        } = &self.auth
+        else {
+            return Ok(None);
+        };
+        let mut st = state.lock().await;
+        if let Some(t) = st.as_ref() {
+            if !force && t.at.elapsed() < TICKET_RENEW {
+                return Ok(Some(t.clone()));
+            }
+        }
+        let resp = self
+            .http
+            .post(self.api_url("/access/ticket"))
+            .form(&[("username", user.as_str()), ("password", password.as_str())])
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, "POST /access/ticket"))?;
+        let data = self.envelope(resp, "POST /access/ticket", None).await?;
+        let ticket = data["ticket"].as_str().unwrap_or_default().to_string();
+        let csrf = data["CSRFPreventionToken"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if data.get("NeedTFA").and_then(|v| v.as_i64()) == Some(1) || ticket.contains("!tfa!") {
+            return Err(RalfError::auth(format!(
+                "proxmox: user `{user}` has two-factor authentication enabled; use an API token instead"
+            )));
+        }
+        if ticket.is_empty() || csrf.is_empty() {
+            return Err(RalfError::internal(
+                "proxmox: login answer lacks ticket or CSRFPreventionToken",
+            ));
+        }
+        crate::secrets::register(&ticket);
+        crate::secrets::register(&csrf);
+        let t = Ticket {
+            ticket,
+            csrf,
+            at: Instant::now(),
+        };
+        *st = Some(t.clone());
+        Ok(Some(t))
+    }
+
+    pub async fn get(&self, path: &str, params: &[(&str, String)]) -> RResult<Value> {
+        self.call(Method::GET, path, params).await
+    }
+
+    /// One API call; returns the envelope's `data`.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> RResult<Value> {
+        match self.call_once(method.clone(), path, params, false).await {
+            // A ticket can expire or be invalidated (server restart): log in again once.
+            Err(e)
+                if e.kind == ErrorKind::Auth
+                    && e.details.get("status").and_then(|s| s.as_u64()) == Some(401)
+                    && matches!(self.auth, Auth::Ticket { .. }) =>
+            {
+                self.call_once(method, path, params, true).await
+            }
+            r => r,
+        }
+    }
+
+    async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        params: &[(&str, String)],
+        relogin: bool,
+    ) -> RResult<Value> {
+        let what = format!("{method} {path}");
+        let mut rb = self.http.request(method.clone(), self.api_url(path));
+        rb = if method == Method::GET || method == Method::DELETE {
+            rb.query(params)
+        } else {
+            rb.form(params)
+        };
+        match &self.auth {
+            Auth::Token(h) => rb = rb.header("Authorization", h.as_str()),
+            Auth::Ticket { .. } => {
+                let t = self.ticket(relogin).await?.expect("ticket auth");
+                rb = rb.header("Cookie", format!("PVEAuthCookie={}", t.ticket));
+                if method != Method::GET {
+                    rb = rb.header("CSRFPreventionToken", t.csrf);
+                }
+            }
+        }
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e, &what))?;
+        self.envelope(resp, &what, None).await
+    }
+
+    fn transport_error(&self, e: reqwest::Error, what: &str) -> RalfError {
+        let text = chain_text(&e);
+        let url = &self.url;
+        if e.is_timeout() {
+            return RalfError::timeout(format!("proxmox: {what} on {url} timed out ({text})"));
+        }
+        let lower = text.to_lowercase();
+        if lower.contains("certificate")
+            || lower.contains("fingerprint")
+            || lower.contains("invalid peer")
+        {
+            return RalfError::auth(format!("proxmox: TLS handshake with {url} failed: {text}"))
+                .with("tls", true);
+        }
+        RalfError::unavailable(format!("proxmox: cannot reach {url} ({what}): {text}"))
+            .with("url", url)
+    }
+
+    /// Decode a response: `data` on 2xx, a typed error otherwise.
+    async fn envelope(
+        &self,
+        resp: reqwest::Response,
+        what: &str,
+        _vmid: Option<u32>,
+    ) -> RResult<Value> {
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(e, what))?;
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if status.is_success() {
+            return match body.get("data") {
+                Some(d) => Ok(d.clone()),
+                None => Err(RalfError::internal(format!(
+                    "proxmox: {what}: answer is not a {{\"data\": ...}} envelope: {}",
+                    String::from_utf8_lossy(&bytes)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                ))),
+            };
+        }
+        Err(http_error(status.as_u16(), &body, what))
+    }
+
+    // ---- cluster, nodes, guests ----
+
+    pub async fn nodes(&self) -> RResult<Vec<Value>> {
+        Ok(as_array(self.get("/nodes", &[]).await?))
+    }
+
+    /// Guests from `/cluster/resources?type=vm`.
+    pub async fn guests(&self) -> RResult<Vec<GuestRef>> {
+        let v = self
+            .get("/cluster/resources", &[("type", "vm".into())])
+            .await?;
+        Ok(as_array(v).iter().filter_map(guest_ref).collect())
+    }
+
+    /// Find a guest's node and kind.
+    pub async fn find_guest(&self, vmid: u32) -> RResult<GuestRef> {
+        self.guests()
+            .await?
+            .into_iter()
+            .find(|g| g.vmid == vmid)
+            .ok_or_else(|| {
+                RalfError::not_found(format!(
+                    "proxmox: no guest with vmid {vmid} in the cluster (as seen by this token/user)"
+                ))
+                .with("vmid", vmid)
+            })
+    }
+
+    fn guest_path(g: &GuestRef, rest: &str) -> String {
+        format!("/nodes/{}/{}/{}{}", g.node, g.kind.as_str(), g.vmid, rest)
+    }
+
+    /// Run a guest call, naming the guest in errors.
+    async fn guest_call(
+        &self,
+        g: &GuestRef,
+        method: Method,
+        rest: &str,
+        params: &[(&str, String)],
+    ) -> RResult<Value> {
+        self.call(method, &Self::guest_path(g, rest), params)
+            .await
+            .map_err(|e| guest_error(e, g))
+    }
+
+    pub async fn status(&self, g: &GuestRef) -> RResult<Value> {
+        self.guest_call(g, Method::GET, "/status/current", &[])
+            .await
+    }
+
+    pub async fn config(&self, g: &GuestRef) -> RResult<Value> {
+        self.guest_call(g, Method::GET, "/config", &[]).await
+    }
+
+    /// `PUT .../config` (synchronous for both kinds).
+    pub async fn set_config(&self, g: &GuestRef, params: &[(&str, String)]) -> RResult<()> {
+        self.guest_call(g, Method::PUT, "/config", params).await?;
+        Ok(())
+    }
+
+    /// `POST .../status/{action}` -> UPID.
+    pub async fn power(
+        &self,
+        g: &GuestRef,
+        action: &str,
+        params: &[(&str, String)],
+    ) -> RResult<String> {
+        let v = self
+            .guest_call(g, Method::POST, &format!("/status/{action}"), params)
+            .await?;
+        upid_of(v)
+    }
+
+    pub async fn snapshots(&self, g: &GuestRef) -> RResult<Vec<Value>> {
+        Ok(as_array(
+            self.guest_call(g, Method::GET, "/snapshot", &[]).await?,
+        ))
+    }
+
+    pub async fn snapshot(
+        &self,
+        g: &GuestRef,
+        name: &str,
+        description: Option<&str>,
+    ) -> RResult<String> {
+        check_snapshot_name(name, Some(g.kind)).map_err(RalfError::invalid)?;
+        let mut p = vec![("snapname", name.to_string())];
+        if let Some(d) = description {
+            p.push(("description", d.to_string()));
+        }
+        upid_of(self.guest_call(g, Method::POST, "/snapshot", &p).await?)
+    }
+
+    pub async fn rollback(&self, g: &GuestRef, name: &str, start: bool) -> RResult<String> {
+        check_snapshot_name(name, Some(g.kind)).map_err(RalfError::invalid)?;
+        let p = vec![("start", if start { "1" } else { "0" }.to_string())];
+        upid_of(
+            self.guest_call(g, Method::POST, &format!("/snapshot/{name}/rollback"), &p)
+                .await?,
+        )
+    }
+
+    pub async fn delete_snapshot(&self, g: &GuestRef, name: &str) -> RResult<String> {
+        check_snapshot_name(name, Some(g.kind)).map_err(RalfError::invalid)?;
+        upid_of(
+            self.guest_call(g, Method::DELETE, &format!("/snapshot/{name}"), &[])
+                .await?,
+        )
+    }
+
+    // ---- tasks ----
+
+    pub async fn task_status(&self, upid: &str) -> RResult<TaskStatus> {
+        let u = Upid::parse(upid).map_err(RalfError::invalid)?;
+        let v = self
+            .get(
+                &format!("/nodes/{}/tasks/{}/status", u.node, enc(upid)),
+                &[],
+            )
+            .await?;
+        Ok(TaskStatus {
+            upid: upid.to_string(),
+            status: v["status"].as_str().unwrap_or("unknown").to_string(),
+            exitstatus: v["exitstatus"].as_str().map(String::from),
+            raw: v,
+        })
+    }
+
+    /// The last `n` lines of a task's log.
+    pub async fn task_log_tail(&self, upid: &str, n: usize) -> RResult<Vec<String>> {
+        let u = Upid::parse(upid).map_err(RalfError::invalid)?;
+        let path = format!("/nodes/{}/tasks/{}/log", u.node, enc(upid));
+        let v = self
+            .get(&path, &[("start", "0".into()), ("limit", "0".into())])
+            .await?;
+        let lines: Vec<String> = as_array(v)
+            .iter()
+            .filter_map(|l| l["t"].as_str().map(String::from))
+            .collect();
+        let skip = lines.len().saturating_sub(n);
+        Ok(lines[skip..].to_vec())
+    }
+
+    /// Poll the task until it stops (or `deadline` passes: `timeout`). A failed task is an error
+    /// carrying its exit status and log tail; `Ok` only for `OK` / `WARNINGS: n`.
+    pub async fn wait_task(&self, upid: &str, deadline: Option<Duration>) -> RResult<TaskStatus> {
+        let st = self.wait_stopped(upid, deadline).await?;
+        if st.ok() {
+            return Ok(st);
+        }
+        Err(self.task_failure(&st).await)
+    }
+
+    /// Poll until stopped; no judgement of the exit status.
+    pub async fn wait_stopped(
+        &self,
+        upid: &str,
+        deadline: Option<Duration>,
+    ) -> RResult<TaskStatus> {
+        let start = Instant::now();
+        let mut interval = self.poll.min(Duration::from_millis(100));
+        loop {
+            let st = match self.task_status(upid).await {
+                Ok(st) => st,
+                // The task runs on regardless: ride out transient trouble until the deadline.
+                Err(e)
+                    if e.kind == ErrorKind::Unavailable
+                        && deadline.is_none_or(|d| start.elapsed() < d) =>
+                {
+                    tracing::warn!("proxmox: polling task {upid}: {e}; retrying");
+                    tokio::time::sleep(self.poll).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if !st.running() {
+                return Ok(st);
+            }
+            if let Some(d) = deadline {
+                if start.elapsed() >= d {
+                    return Err(RalfError::timeout(format!(
+                        "proxmox: task {upid} still running after {} (it keeps running on the server)",
+                        crate::engine::render::human_duration(d)
+                    ))
+                    .with("upid", upid));
+                }
+                let left = d.saturating_sub(start.elapsed());
+                tokio::time::sleep(interval.min(left).max(Duration::from_millis(5))).await;
+            } else {
+                tokio::time::sleep(interval).await;
+            }
+            interval = (interval * 2).min(self.poll);
+        }
+    }
+
+    /// The error for a task that stopped with a failure.
+    pub async fn task_failure(&self, st: &TaskStatus) -> RalfError {
+        let exit = st
+            .exitstatus
+            .clone()
+            .unwrap_or_else(|| "unexpected status".into());
+        let tail = self.task_log_tail(&st.upid, 20).await.unwrap_or_default();
+        let kind = task_error_kind(&exit);
+        let mut msg = format!("proxmox: task {} failed: {exit}", st.upid);
+        if !tail.is_empty() {
+            msg.push_str("\n  log tail:\n");
+            for l in &tail {
+                msg.push_str("    ");
+                msg.push_str(l);
+                msg.push('\n');
+            }
+            msg.pop();
+        }
+        let mut e = RalfError::new(kind, msg)
+            .with("upid", &st.upid)
+            .with("exitstatus", &exit)
+            .with("log_tail", &tail);
+        if let Some(lock) = lock_name(&exit) {
+            e = e.with("lock", lock);
+        }
+        e
+    }
+}
+
+fn enc(s: &str) -> String {
+    s.replace(':', "%3A")
+        .replace('@', "%40")
+        .replace('!', "%21")
+}
+
+fn as_array(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a,
+        _ => Vec::new(),
+    }
+}
+
+fn upid_of(v: Value) -> RResult<String> {
+    match v.as_str() {
+        Some(s) if Upid::parse(s).is_ok() => Ok(s.to_string()),
+        _ => Err(RalfError::internal(format!(
+            "proxmox: expected a task id (UPID), got {v}"
+        ))),
+    }
+}
+
+fn num(v: &Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+fn guest_ref(v: &Value) -> Option<GuestRef> {
+    let kind = Kind::parse(v["type"].as_str()?)?;
+    let vmid = num(&v["vmid"])? as u32;
+    Some(GuestRef {
+        vmid,
+        node: v["node"].as_str()?.to_string(),
+        kind,
+        name: v["name"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| match kind {
+                Kind::Lxc => format!("CT{vmid}"),
+                Kind::Qemu => format!("VM {vmid}"),
+            }),
+        status: v["status"].as_str().unwrap_or("unknown").to_string(),
+        raw: v.clone(),
+    })
+}
+
+/// `CT is locked (snapshot)` -> `snapshot`.
+pub fn lock_name(msg: &str) -> Option<String> {
+    let i = msg.find("is locked (")?;
+    let rest = &msg[i + "is locked (".len()..];
+    rest.find(')').map(|j| rest[..j].to_string())
+}
+
+fn task_error_kind(exit: &str) -> ErrorKind {
+    if lock_name(exit).is_some() {
+        ErrorKind::Locked
+    } else if exit.contains("does not exist") {
+        ErrorKind::NotFound
+    } else if exit.contains("already running")
+        || exit.contains("already used")
+        || exit.contains("not running")
+    {
+        ErrorKind::Conflict
+    } else {
+        ErrorKind::CommandFailed
+    }
+}
+
+/// Map a non-2xx answer to an error kind, keeping Proxmox's message and per-parameter errors.
+pub fn http_error(status: u16, body: &Value, what: &str) -> RalfError {
+    let message = body["message"]
+        .as_str()
+        .map(|s| s.trim_end().to_string())
+        .filter(|s| !s.is_empty());
+    let errors: Vec<(String, String)> = body["errors"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().unwrap_or_default().trim_end().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let text = message.clone().unwrap_or_else(|| format!("HTTP {status}"));
+    let e = match status {
+        401 => RalfError::auth(format!(
+            "proxmox: authentication failed ({what}): the token or ticket was rejected{}",
+            message.map(|m| format!(" ({m})")).unwrap_or_default()
+        )),
+        403 => RalfError::new(ErrorKind::Forbidden, format!("proxmox: {what}: {text}")),
+        400 => {
+            let mut m = format!("proxmox: {what}: {text}");
+            for (k, v) in &errors {
+                m.push_str(&format!("\n  {k}: {v}"));
+            }
+            let mut e = RalfError::invalid(m);
+            if !errors.is_empty() {
+                e = e.with(
+                    "errors",
+                    errors
+                        .iter()
+                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                        .collect::<serde_json::Map<String, Value>>(),
+                );
+            }
+            e
+        }
+        501 => RalfError::internal(format!(
+            "proxmox: {what}: not implemented by this server ({text})"
+        )),
+        595..=599 => RalfError::unavailable(format!(
+            "proxmox: {what}: the cluster could not forward the request ({status}{})",
+            message.map(|m| format!(": {m}")).unwrap_or_default()
+        )),
+        _ => {
+            if let Some(lock) = lock_name(&text) {
+                RalfError::new(ErrorKind::Locked, format!("proxmox: {what}: {text}"))
+                    .with("lock", lock)
+            } else if text.contains("does not exist") {
+                RalfError::not_found(format!("proxmox: {what}: {text}"))
+            } else if text.contains("already running") || text.contains("not running") {
+                RalfError::new(ErrorKind::Conflict, format!("proxmox: {what}: {text}"))
+            } else {
+                RalfError::unavailable(format!("proxmox: {what}: {text}"))
+            }
+        }
+    };
+    e.with("status", status)
+}
+
+fn guest_error(e: RalfError, g: &GuestRef) -> RalfError {
+    let e = e.with("vmid", g.vmid).with("node", &g.node);
+    if e.kind == ErrorKind::NotFound && !e.message.contains(&g.vmid.to_string()) {
+        let m = format!(
+            "{} (guest {} {} on node {})",
+            e.message,
+            g.kind.prefix(),
+            g.vmid,
+            g.node
+        );
+        return RalfError { message: m, ..e };
+    }
+    e
+}
+
+/// `(Vec<(&str, String)>)` from a JSON object of scalar values (config updates).
+pub fn form_params(map: &serde_json::Map<String, Value>) -> Vec<(String, String)> {
+    map.iter()
+        .map(|(k, v)| {
+            let s = match v {
+                Value::String(s) => s.clone(),
+                Value::Bool(b) => if *b { "1" } else { "0" }.to_string(),
+                other => other.to_string(),
+            };
+            (k.clone(), s)
+        })
+        .collect()
+}
+
+/// Learn the SHA-256 fingerprint a server presents, without trusting it (for error hints).
+pub async fn probe_fingerprint(url: &str) -> Option<String> {
+    let v = Arc::new(tls::PinVerifier::new(None));
+    let seen = v.seen.clone();
+    let cfg = tls::client_config(v).ok()?;
+    let http = reqwest::Client::builder()
+        .use_preconfigured_tls(cfg)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .ok()?;
+    let _ = http.get(format!("{url}/api2/json/version")).send().await;
+    let r = seen.lock().clone();
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn maps_http_errors() {
+        let e = http_error(
+            400,
+            &json!({"data": null, "errors": {"snapname": "invalid format - invalid configuration ID '1x'\n"}, "message": "Parameter verification failed.\n"}),
+            "POST /x",
+        );
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        assert!(
+            e.message.contains("snapname: invalid format"),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            e.details["errors"]["snapname"],
+            "invalid format - invalid configuration ID '1x'"
+        );
+        let e = http_error(
+            500,
+            &json!({"data": null, "message": "CT is locked (backup)\n"}),
+            "POST /y",
+        );
+        assert_eq!(e.kind, ErrorKind::Locked);
+        assert_eq!(e.details["lock"], "backup");
+        let e = http_error(
+            500,
+            &json!({"data": null, "message": "CT 100 already running\n"}),
+            "POST /y",
+        );
+        assert_eq!(e.kind, ErrorKind::Conflict);
+        assert_eq!(http_error(401, &Value::Null, "GET /").kind, ErrorKind::Auth);
+        assert_eq!(
+            http_error(403, &Value::Null, "GET /").kind,
+            ErrorKind::Forbidden
+        );
+        assert_eq!(
+            http_error(596, &Value::Null, "GET /").kind,
+            ErrorKind::Unavailable
+        );
+        let e = http_error(
+            500,
+            &json!({"data": null, "message": "Configuration file 'nodes/pve/lxc/100.conf' does not exist\n"}),
+            "GET /z",
+        );
+        assert_eq!(e.kind, ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn task_kinds() {
+        assert_eq!(
+            task_error_kind("CT is locked (rollback)"),
+            ErrorKind::Locked
+        );
+        assert_eq!(
+            task_error_kind("snapshot 'x' does not exist"),
+            ErrorKind::NotFound
+        );
+        assert_eq!(task_error_kind("disk full"), ErrorKind::CommandFailed);
+        assert_eq!(
+            lock_name("VM is locked (snapshot-delete)").as_deref(),
+            Some("snapshot-delete")
+        );
+    }
+}
