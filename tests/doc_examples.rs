@@ -31,6 +31,15 @@ fn start_lab(home: &std::path::Path) -> (LabProcess, serde_json::Value) {
     (LabProcess(child), info)
 }
 
+/// The namespace of a qualified name, or for methods the handle family ("" for globals).
+fn ns_of(name: &str) -> String {
+    name.split("::")
+        .next()
+        .filter(|_| name.contains("::"))
+        .unwrap_or("")
+        .to_string()
+}
+
 #[test]
 fn every_doc_example_runs() {
     let home = tempfile::tempdir().unwrap();
@@ -64,7 +73,7 @@ fn every_doc_example_runs() {
                 }
                 Some(_) if t.starts_with("```") => {
                     let (code, runnable) = cur.take().unwrap();
-                    jobs.push((format!("{name}#{n}"), code, runnable));
+                    jobs.push((format!("{name}#{n}"), code, runnable, ns_of(&name)));
                     n += 1;
                 }
                 Some((code, _)) => {
@@ -86,33 +95,43 @@ fn every_doc_example_runs() {
     );
     assert!(jobs.len() > 20, "too few examples found: {}", jobs.len());
 
+    // Examples of one namespace share lab objects (guests, templates): they run one after the
+    // other; different namespaces run side by side.
+    let mut queues: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for (i, j) in jobs.iter().enumerate() {
+        queues.entry(j.3.clone()).or_default().push(i);
+    }
+    let queues: Vec<Vec<usize>> = queues.into_values().collect();
     let failures = Mutex::new(Vec::new());
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         for _ in 0..3 {
             s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let Some((name, code, runnable)) = jobs.get(i) else {
+                let q = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(queue) = queues.get(q) else {
                     break;
                 };
-                let file = home.path().join(format!("ex{i}.rhai"));
-                std::fs::write(&file, code).unwrap();
-                let mut c = common::cmd(home.path());
-                for (k, v) in &env {
-                    c.env(k, v);
-                }
-                if *runnable {
-                    c.arg(&file);
-                } else {
-                    c.arg("check").arg(&file);
-                }
-                c.stdin(Stdio::null());
-                let (rc, out, err) = common::run(c);
-                if rc != 0 {
-                    failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("{name} (exit {rc}):\n{code}\n{out}{err}"));
+                for &i in queue {
+                    let (name, code, runnable, _) = &jobs[i];
+                    let file = home.path().join(format!("ex{i}.rhai"));
+                    std::fs::write(&file, code).unwrap();
+                    let mut c = common::cmd(home.path());
+                    for (k, v) in &env {
+                        c.env(k, v);
+                    }
+                    if *runnable {
+                        c.arg(&file);
+                    } else {
+                        c.arg("check").arg(&file);
+                    }
+                    c.stdin(Stdio::null());
+                    let (rc, out, err) = common::run(c);
+                    if rc != 0 {
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{name} (exit {rc}):\n{code}\n{out}{err}"));
+                    }
                 }
             });
         }
