@@ -12,6 +12,9 @@
 //!   create the task and THEN answer 500 (or drop the connection mid-answer)
 //! - `GET /_lab/tasks`: every task (for checking that nothing was started twice)
 
+// Handlers return early with a ready `Response` as the error value; boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
 use crate::engine::error::{RResult, RalfError};
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -83,6 +86,8 @@ pub struct Exchange {
     pub method: String,
     /// Route template without `/api`, e.g. `/project/{project_id}/tasks/{task_id}`.
     pub route: String,
+    /// Actual path (without the query string).
+    pub uri: String,
     pub status: u16,
     pub request: Option<Value>,
     pub response: Bytes,
@@ -251,7 +256,31 @@ pub const BUILTIN_TEMPLATES: &[&str] = &[
     "RALF Gitea Apply",
     "RALF Traefik Apply",
     "RALF Infra Plan",
+    "Lab Fail",
+    "Lab Hang",
+    "Lab Slow",
+    "Lab Confirm",
+    "Lab Parallel",
 ];
+
+/// Built-in behaviours of the lab-only templates (scripts can rely on them without the control API).
+fn builtin_behaviour(name: &str) -> Option<Behaviour> {
+    let d = Behaviour::default();
+    match name {
+        "Lab Fail" => Some(Behaviour {
+            outcome: "error".into(),
+            ..d
+        }),
+        "Lab Hang" => Some(Behaviour { hang: true, ..d }),
+        "Lab Slow" => Some(Behaviour {
+            duration_ms: 3000,
+            lines: 10,
+            ..d
+        }),
+        "Lab Confirm" | "RALF Infra Plan" => Some(Behaviour { confirm: true, ..d }),
+        _ => None,
+    }
+}
 
 /// Template names named by catalog YAML files (`semaphore.template`, `semaphore.smoke_template`).
 pub fn catalog_templates(dir: &std::path::Path) -> Vec<String> {
@@ -326,6 +355,14 @@ fn seed(st: &mut St, names: &[String]) {
             "allow_override_args_in_task": true, "allow_override_branch_in_task": true, "allow_parallel_tasks": false,
             "app": "ansible", "git_branch": "main", "type": "", "autorun": false, "survey_vars": [], "vaults": []
         }));
+        if n == "Lab Parallel" {
+            if let Some(t) = st.templates.last_mut() {
+                t["allow_parallel_tasks"] = json!(true);
+            }
+        }
+        if let Some(b) = builtin_behaviour(n) {
+            st.behaviours.insert(n.clone(), b);
+        }
     }
     st.next_id = 0;
 }
@@ -599,6 +636,7 @@ async fn record_mw(State(sh): State<Arc<Shared>>, req: Request, next: Next) -> R
         return next.run(req).await;
     }
     let method = req.method().to_string();
+    let uri = req.uri().path().to_string();
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, 16 << 20)
         .await
@@ -630,6 +668,7 @@ async fn record_mw(State(sh): State<Arc<Shared>>, req: Request, next: Next) -> R
             st.exchanges.push(Exchange {
                 method,
                 route,
+                uri,
                 status: parts.status.as_u16(),
                 request,
                 response: b.clone(),
@@ -1011,9 +1050,18 @@ async fn stop_all(
     let force = stop_force(&body)?;
     let st = sh.st.lock();
     let tpl = template_of(&st, p, &t)?;
+    let mut ids = Vec::new();
     for x in st.tasks.iter().filter(|x| x.v["template_id"] == tpl["id"]) {
         if !is_final(&x.v) {
             x.signal.send_replace(Signal::Stop(force));
+            ids.push(x.v["id"].as_i64().unwrap_or(0));
+        }
+    }
+    drop(st);
+    if force {
+        for id in ids {
+            log_line(&sh, id, "Task stopped".into());
+            set_status(&sh, id, "stopped");
         }
     }
     Ok(empty(StatusCode::NO_CONTENT))
@@ -1279,6 +1327,12 @@ async fn task_stop(
         return Ok(empty(StatusCode::NO_CONTENT));
     }
     x.signal.send_replace(Signal::Stop(force));
+    drop(st);
+    if force {
+        // A forced stop is immediate (TaskPool.StopTask with force).
+        log_line(&sh, id, "Task stopped".into());
+        set_status(&sh, id, "stopped");
+    }
     Ok(empty(StatusCode::NO_CONTENT))
 }
 
@@ -1517,6 +1571,9 @@ async fn pause(rx: &mut watch::Receiver<Signal>, d: Duration) -> Signal {
 }
 
 async fn stop_now(sh: &Shared, id: i64, force: bool) {
+    if sh.st.lock().task(id).is_none_or(|t| is_final(&t.v)) {
+        return;
+    }
     if !force {
         set_status(sh, id, "stopping");
         log_line(sh, id, "Stopping task".into());

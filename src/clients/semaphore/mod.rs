@@ -1027,10 +1027,10 @@ impl Client {
                     ))
                 })?;
                 body.insert(field.into(), json!(self.resource_id(kind, &r).await?));
-            } else if !body
+            } else if body
                 .get(field)
                 .and_then(Value::as_i64)
-                .is_some_and(|i| i > 0)
+                .is_none_or(|i| i <= 0)
             {
                 if let Some(id) = self.first_resource(kind).await? {
                     body.insert(field.into(), json!(id));
