@@ -687,3 +687,123 @@ fn script_level_tests() {
     assert!(!out.contains(&h.token) && !err.contains(&h.token));
     drop(h);
 }
+
+struct FakeJournal {
+    prev: Option<Value>,
+    details: parking_lot::Mutex<Vec<(String, Value)>>,
+}
+
+impl ralf_sh::host::Journal for FakeJournal {
+    fn event(&self, _kind: &str, _data: &Value) {}
+    fn step_detail(&self, key: &str, value: &Value) {
+        self.details.lock().push((key.to_string(), value.clone()));
+    }
+    fn previous_step_detail(&self, key: &str) -> Option<Value> {
+        (key == "semaphore_task_id")
+            .then(|| self.prev.clone())
+            .flatten()
+    }
+}
+
+/// Run a script in-process with a host of the given options; returns the value or the rendered error.
+fn eval(
+    rt: &tokio::runtime::Runtime,
+    dry_run: bool,
+    journal: Option<Arc<FakeJournal>>,
+    script: &str,
+) -> (Result<rhai::Dynamic, String>, Arc<ralf_sh::host::Host>) {
+    let loaded = ralf_sh::config::LoadedConfig {
+        config: Default::default(),
+        path: None,
+    };
+    let host = ralf_sh::host::Host::new(
+        loaded,
+        rt.handle().clone(),
+        ralf_sh::host::HostOptions {
+            dry_run,
+            ..Default::default()
+        },
+    );
+    if let Some(j) = journal {
+        host.set_journal(j);
+    }
+    let se = ralf_sh::engine::build(&host);
+    let ast = se.compile_text("<test>", script).unwrap();
+    let mut scope = rhai::Scope::new();
+    let r = match se.run(&mut scope, &ast) {
+        Ok(ralf_sh::engine::Outcome::Value(v)) => Ok(v),
+        Ok(other) => Err(format!("{other:?}")),
+        Err(e) => Err(se.render_error(&e, "<test>")),
+    };
+    (r, host)
+}
+
+#[test]
+fn resumed_run_reattaches_and_dry_run_changes_nothing() {
+    let rt = rt();
+    let h = rt.block_on(lab());
+    let c = rt.block_on(client(&h));
+    let running = rt.block_on(run(&c, "Lab Hang", RunRequest::default()));
+    let conn = format!(
+        "let sem = semaphore::connect(#{{ url: \"{}\", token: \"{}\", project: 1 }});",
+        h.url, h.token
+    );
+    let before = h.tasks().len();
+
+    // Same template, task still running: re-attach, start nothing.
+    let j = Arc::new(FakeJournal {
+        prev: Some(json!(running.id)),
+        details: Default::default(),
+    });
+    let (r, _) = eval(
+        &rt,
+        false,
+        Some(j.clone()),
+        &format!("{conn} sem.run(\"Lab Hang\").id"),
+    );
+    assert_eq!(r.unwrap().as_int().unwrap(), running.id);
+    assert_eq!(h.tasks().len(), before);
+    assert_eq!(
+        j.details.lock().as_slice(),
+        &[("semaphore_task_id".to_string(), json!(running.id))]
+    );
+
+    // Another template: a new task is started and recorded.
+    let j2 = Arc::new(FakeJournal {
+        prev: Some(json!(running.id)),
+        details: Default::default(),
+    });
+    let (r, _) = eval(
+        &rt,
+        false,
+        Some(j2.clone()),
+        &format!("{conn} sem.run(\"RALF Vault Smoke\").wait().status"),
+    );
+    assert_eq!(r.unwrap().into_string().unwrap(), "success");
+    assert_eq!(h.tasks().len(), before + 1);
+    assert_ne!(j2.details.lock()[0].1, json!(running.id));
+
+    // Dry run: run/stop/ensure_template are recorded, not executed.
+    let n = h.tasks().len();
+    let (r, host) = eval(
+        &rt,
+        true,
+        None,
+        &format!(
+            "{conn} let t = sem.run(\"RALF Vault Apply\", #{{ message: \"dry\" }}); let s = t.wait().status; \
+             sem.task({}).stop(#{{ force: true }}); sem.ensure_template(#{{ name: \"Dry Tpl\", playbook: \"x.yml\" }}); s",
+            running.id
+        ),
+    );
+    assert_eq!(r.unwrap().into_string().unwrap(), "dry_run");
+    assert_eq!(h.tasks().len(), n);
+    assert_eq!(
+        host.dry_run_actions().len(),
+        3,
+        "{:?}",
+        host.dry_run_actions()
+    );
+    assert!(!h.template_names().contains(&"Dry Tpl".to_string()));
+    assert_eq!(rt.block_on(c.task(running.id)).unwrap().status, "running");
+    rt.block_on(c.stop(running.id, true)).unwrap();
+}

@@ -135,6 +135,11 @@ fn connect_impl(h: &Arc<Host>, o: ConnectOpts) -> RResult<Arc<Client>> {
             let auth = if let Some(t) = &o.token {
                 crate::secrets::register(t);
                 Auth::Token(t.clone())
+            } else if o.user.is_none() {
+                return Err(RalfError::config(
+                    "semaphore::connect: no credentials: pass #{ token: secret(\"...\") } or #{ user, password }, \
+                     or set semaphore.token_env / token_file (or user + password_env) in the config",
+                ));
             } else {
                 let user = o.user.clone().unwrap_or_default();
                 let password = o.password.clone().ok_or_else(|| {
