@@ -4,12 +4,7 @@ use crate::host::Host;
 use std::sync::Arc;
 
 /// `ralf-sh history`.
-pub fn cli_history(
-    _host: &Arc<Host>,
-    _service: Option<String>,
-    _run: Option<String>,
-    _json: bool,
-) -> i32 {
+pub fn cli_history(_host: &Arc<Host>, _service: Option<String>, _run: Option<String>, _json: bool) -> i32 {
     eprintln!("error: the state store is not implemented yet");
     crate::engine::exit::FAILED
 }
