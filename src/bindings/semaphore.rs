@@ -1,5 +1,1005 @@
-//! `semaphore::` bindings (not yet implemented).
+//! `semaphore::` bindings: run a Semaphore UI task template and await a typed result.
+//!
+//! Thin layer over [`crate::clients::semaphore`]: options decoding, dry-run, journal (re-attach on resume),
+//! spinner and log lines while waiting.
 
-use rhai::Engine;
+use crate::bindings::{host, AtCall};
+use crate::clients::semaphore::{
+    self as client, Auth, Client, ClientOptions, RunRequest, WaitEvent, WaitOptions,
+};
+use crate::config::IdOrName;
+use crate::engine::bridge::block_on;
+use crate::engine::error::{RResult, RalfError, RhaiResult};
+use crate::engine::options::{decode, Secs};
+use crate::host::Host;
+use parking_lot::Mutex;
+use rhai::plugin::*;
+use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
 
-pub fn register(_engine: &mut Engine) {}
+pub fn register(engine: &mut Engine) {
+    engine.register_type_with_name::<Semaphore>("Semaphore");
+    engine.register_type_with_name::<SemTask>("Task");
+    engine.register_static_module("semaphore", exported_module!(semaphore_mod).into());
+}
+
+/// A connected Semaphore project.
+#[derive(Clone)]
+pub struct Semaphore {
+    client: Arc<Client>,
+}
+
+struct TaskState {
+    task: client::Task,
+    template: String,
+    /// Created under --dry-run: nothing exists on the server.
+    dry: bool,
+}
+
+/// A Semaphore task. Clones share state: `t.wait()` updates every copy.
+#[derive(Clone)]
+pub struct SemTask {
+    client: Arc<Client>,
+    state: Arc<Mutex<TaskState>>,
+}
+
+impl SemTask {
+    fn new(client: Arc<Client>, task: client::Task, template: String) -> SemTask {
+        SemTask {
+            client,
+            state: Arc::new(Mutex::new(TaskState {
+                task,
+                template,
+                dry: false,
+            })),
+        }
+    }
+    fn id(&self) -> i64 {
+        self.state.lock().task.id
+    }
+    fn dry(&self) -> bool {
+        self.state.lock().dry
+    }
+    fn label(&self) -> String {
+        let s = self.state.lock();
+        format!("task {} ({})", s.task.id, s.template)
+    }
+    fn update(&self, t: client::Task) {
+        self.state.lock().task = t;
+    }
+}
+
+/// Template name or id from a script value.
+fn template_ref(v: &Dynamic) -> RResult<IdOrName> {
+    if let Ok(i) = v.as_int() {
+        return Ok(IdOrName::Id(i));
+    }
+    if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
+        if s.trim().is_empty() {
+            return Err(RalfError::invalid(
+                "semaphore: template name must not be empty",
+            ));
+        }
+        return Ok(IdOrName::Name(s.to_string()));
+    }
+    Err(RalfError::invalid(format!(
+        "semaphore: a template is named by its name (string) or id (integer), got {}",
+        v.type_name()
+    )))
+}
+
+fn to_dyn(v: &Value) -> Dynamic {
+    rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT)
+}
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectOpts {
+    /// Server root.
+    url: Option<String>,
+    /// Project id or name.
+    project: Option<IdOrName>,
+    /// API token (prefer `secret("...")`).
+    token: Option<String>,
+    /// Login user (cookie auth).
+    user: Option<String>,
+    password: Option<String>,
+    /// Per-request timeout.
+    timeout: Option<Secs>,
+    /// Turn TLS verification off.
+    insecure: Option<bool>,
+    /// Use /api/ws while waiting (default true).
+    websocket: Option<bool>,
+}
+
+fn connect_impl(h: &Arc<Host>, o: ConnectOpts) -> RResult<Arc<Client>> {
+    let cfg = h.cfg().semaphore.clone();
+    let explicit_creds = o.token.is_some() || o.user.is_some();
+    let mut opts = match (&cfg, explicit_creds) {
+        (Some(c), false) => {
+            let mut c = c.clone();
+            if let Some(u) = &o.url {
+                c.url = u.clone();
+            }
+            ClientOptions::from_config(&c)?
+        }
+        _ => {
+            let url = o.url.clone().or_else(|| cfg.as_ref().map(|c| c.url.clone())).ok_or_else(|| {
+                RalfError::config("semaphore::connect: no url: set `semaphore.url` in the config or pass #{ url: ... }")
+            })?;
+            let auth = if let Some(t) = &o.token {
+                crate::secrets::register(t);
+                Auth::Token(t.clone())
+            } else if o.user.is_none() {
+                return Err(RalfError::config(
+                    "semaphore::connect: no credentials: pass #{ token: secret(\"...\") } or #{ user, password }, \
+                     or set semaphore.token_env / token_file (or user + password_env) in the config",
+                ));
+            } else {
+                let user = o.user.clone().unwrap_or_default();
+                let password = o.password.clone().ok_or_else(|| {
+                    RalfError::invalid("semaphore::connect: `user` needs a `password` (e.g. password: secret(\"...\"))")
+                })?;
+                crate::secrets::register(&password);
+                Auth::Login { user, password }
+            };
+            ClientOptions {
+                url,
+                project: cfg.as_ref().and_then(|c| c.project.clone()),
+                auth,
+                timeout: cfg
+                    .as_ref()
+                    .and_then(|c| c.timeout)
+                    .map(|s| s.0)
+                    .unwrap_or(Duration::from_secs(30)),
+                ca_file: cfg.as_ref().and_then(|c| c.ca_file.clone()),
+                insecure: cfg.as_ref().map(|c| c.insecure).unwrap_or(false),
+                websocket: true,
+            }
+        }
+    };
+    if let Some(p) = o.project {
+        opts.project = Some(p);
+    }
+    if let Some(t) = o.timeout {
+        opts.timeout = t.0;
+    }
+    if let Some(i) = o.insecure {
+        opts.insecure = i;
+    }
+    if let Some(w) = o.websocket {
+        opts.websocket = w;
+    }
+    block_on(
+        h,
+        "semaphore::connect",
+        Some(opts.timeout * 4 + Duration::from_secs(5)),
+        Client::connect(opts),
+    )
+}
+
+/// Per-host cache of the client built from the config alone.
+#[derive(Clone, Default)]
+struct DefaultClient(Arc<Mutex<Option<Arc<Client>>>>);
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+enum StrOrList {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StrOrList {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            StrOrList::None => vec![],
+            StrOrList::One(s) => s
+                .split(',')
+                .map(|x| x.trim().to_string())
+                .filter(|x| !x.is_empty())
+                .collect(),
+            StrOrList::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunOpts {
+    env: Option<serde_json::Map<String, Value>>,
+    message: Option<String>,
+    #[serde(default)]
+    limit: StrOrList,
+    #[serde(default)]
+    tags: StrOrList,
+    #[serde(default)]
+    skip_tags: StrOrList,
+    dry_run: Option<bool>,
+    debug: Option<bool>,
+    diff: Option<bool>,
+    branch: Option<String>,
+    arguments: Option<Vec<String>>,
+    inventory: Option<IdOrName>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitOpts {
+    /// Deadline (default 30m).
+    timeout: Option<Secs>,
+    /// Ceiling of the polling interval when the websocket is not used (default 5s).
+    max_poll: Option<Secs>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StopOpts {
+    force: Option<bool>,
+}
+
+fn run_impl(
+    ctx: &NativeCallContext,
+    sem: &Semaphore,
+    template: &Dynamic,
+    opts: &Map,
+) -> RResult<SemTask> {
+    let h = host(ctx)?;
+    let o: RunOpts = decode(opts, "semaphore::run")?;
+    let tref = template_ref(template)?;
+    let c = sem.client.clone();
+    let tpl = block_on(&h, "semaphore::run", Some(CALL_TIMEOUT), async {
+        c.template(&tref).await
+    })?;
+    // A resumed run re-attaches to the task its interrupted attempt started.
+    if let Some(prev) = h
+        .journal()
+        .and_then(|j| j.previous_step_detail("semaphore_task_id"))
+        .and_then(|v| v.as_i64())
+    {
+        let c2 = c.clone();
+        match block_on(&h, "semaphore::run", Some(CALL_TIMEOUT), async move {
+            c2.task(prev).await
+        }) {
+            Ok(t) if t.template_id == tpl.id && !t.is_terminal() => {
+                tracing::info!(target: "ralf::semaphore", "re-attaching to task {} of `{}` ({})", t.id, tpl.name, t.status);
+                h.record_step_detail("semaphore_task_id", serde_json::json!(t.id));
+                return Ok(SemTask::new(c, t, tpl.name));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(target: "ralf::semaphore", "previous task {prev} not re-attachable: {e}")
+            }
+        }
+    }
+    let inventory_id = match &o.inventory {
+        None => None,
+        Some(r) => {
+            let c3 = c.clone();
+            let r = r.clone();
+            Some(block_on(
+                &h,
+                "semaphore::run",
+                Some(CALL_TIMEOUT),
+                async move { c3.resource_id("inventory", &r).await },
+            )?)
+        }
+    };
+    let req = RunRequest {
+        env: o.env,
+        message: o.message,
+        limit: o.limit.into_vec(),
+        tags: o.tags.into_vec(),
+        skip_tags: o.skip_tags.into_vec(),
+        dry_run: o.dry_run.unwrap_or(false),
+        debug: o.debug.unwrap_or(false),
+        diff: o.diff.unwrap_or(false),
+        branch: o.branch,
+        arguments: o.arguments.unwrap_or_default(),
+        inventory_id,
+    };
+    let body = c.run_body(tpl.id, &req);
+    if h.dry_run(
+        "semaphore",
+        format!(
+            "run template `{}` (id {}) in project {}: {}",
+            tpl.name, tpl.id, c.project_id, body
+        ),
+    ) {
+        let fake = client::Task {
+            id: 0,
+            template_id: tpl.id,
+            status: "dry_run".into(),
+            raw: serde_json::json!({"id": 0, "template_id": tpl.id, "status": "dry_run"}),
+        };
+        let t = SemTask::new(c, fake, tpl.name);
+        t.state.lock().dry = true;
+        return Ok(t);
+    }
+    let c4 = c.clone();
+    let tpl2 = tpl.clone();
+    let task = block_on(&h, "semaphore::run", Some(CALL_TIMEOUT), async move {
+        c4.run(&tpl2, &req).await
+    })?;
+    tracing::info!(target: "ralf::semaphore", "started task {} of `{}`", task.id, tpl.name);
+    h.record_step_detail("semaphore_task_id", serde_json::json!(task.id));
+    Ok(SemTask::new(c, task, tpl.name))
+}
+
+fn wait_impl(ctx: &NativeCallContext, t: &SemTask, opts: &Map) -> RResult<SemTask> {
+    let h = host(ctx)?;
+    let o: WaitOpts = decode(opts, "task.wait")?;
+    if t.dry() {
+        return Ok(t.clone());
+    }
+    let timeout = o
+        .timeout
+        .map(|s| s.0)
+        .unwrap_or(Duration::from_secs(30 * 60));
+    let mut wo = WaitOptions {
+        timeout,
+        follow_output: h.progress.enabled()
+            || tracing::enabled!(target: "ralf::semaphore", tracing::Level::DEBUG),
+        ..Default::default()
+    };
+    if let Some(m) = o.max_poll {
+        wo.poll_max = m.0.max(wo.poll_min);
+    }
+    let (id, template) = {
+        let s = t.state.lock();
+        (s.task.id, s.template.clone())
+    };
+    let spinner = h.progress.spinner(format!("{template} #{id}: waiting"));
+    let c = t.client.clone();
+    let label = format!("{template} #{id}");
+    let mut status = String::new();
+    let mut on = move |ev: WaitEvent| match ev {
+        WaitEvent::Status(s) => {
+            tracing::debug!(target: "ralf::semaphore", "[{label}] status {s}");
+            spinner.set_message(format!("{label}: {s}"));
+            status = s;
+        }
+        WaitEvent::Line(l) => {
+            tracing::debug!(target: "ralf::semaphore", "[{label}] {l}");
+            let short: String = l.chars().take(100).collect();
+            spinner.set_message(format!("{label}: {status} | {short}"));
+        }
+    };
+    let fin = block_on(
+        &h,
+        &format!("waiting for {}", t.label()),
+        Some(timeout + Duration::from_secs(10)),
+        async move { c.wait(id, &wo, &mut on).await },
+    )?;
+    tracing::info!(target: "ralf::semaphore", "task {id} of `{template}` finished: {}", fin.status);
+    t.update(fin);
+    Ok(t.clone())
+}
+
+fn refresh_impl(ctx: &NativeCallContext, t: &SemTask) -> RResult<SemTask> {
+    if t.dry() {
+        return Ok(t.clone());
+    }
+    let h = host(ctx)?;
+    let c = t.client.clone();
+    let id = t.id();
+    let nt = block_on(&h, "task.refresh", Some(CALL_TIMEOUT), async move {
+        c.task(id).await
+    })?;
+    t.update(nt);
+    Ok(t.clone())
+}
+
+fn output_lines(ctx: &NativeCallContext, t: &SemTask) -> RResult<Vec<String>> {
+    if t.dry() {
+        return Ok(vec![]);
+    }
+    let h = host(ctx)?;
+    let c = t.client.clone();
+    let id = t.id();
+    let lines = block_on(&h, "task.output", Some(CALL_TIMEOUT), async move {
+        c.output(id).await
+    })?;
+    Ok(lines.into_iter().map(|l| l.output).collect())
+}
+
+fn change_impl(
+    ctx: &NativeCallContext,
+    t: &SemTask,
+    action: &str,
+    force: bool,
+) -> RResult<SemTask> {
+    let h = host(ctx)?;
+    let what = match action {
+        "stop" if force => format!("force-stop {}", t.label()),
+        _ => format!("{action} {}", t.label()),
+    };
+    if t.dry() || h.dry_run("semaphore", what) {
+        return Ok(t.clone());
+    }
+    let c = t.client.clone();
+    let id = t.id();
+    let action2 = action.to_string();
+    block_on(
+        &h,
+        &format!("task.{action}"),
+        Some(CALL_TIMEOUT),
+        async move {
+            match action2.as_str() {
+                "stop" => c.stop(id, force).await,
+                "confirm" => c.confirm(id, true).await,
+                _ => c.confirm(id, false).await,
+            }
+        },
+    )?;
+    refresh_impl(ctx, t)
+}
+
+fn template_map(t: &client::Template) -> Dynamic {
+    to_dyn(&t.raw)
+}
+
+fn ensure_impl(ctx: &NativeCallContext, sem: &Semaphore, spec: &Map) -> RResult<Dynamic> {
+    let h = host(ctx)?;
+    let v: Value = rhai::serde::from_dynamic(&Dynamic::from_map(spec.clone())).map_err(|e| {
+        RalfError::invalid(format!("semaphore::ensure_template: not plain data: {e}"))
+    })?;
+    let Value::Object(m) = v else {
+        return Err(RalfError::invalid(
+            "semaphore::ensure_template: expects a map",
+        ));
+    };
+    let name = m
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if name.trim().is_empty() {
+        return Err(RalfError::invalid(
+            "semaphore::ensure_template: `name` (a non-empty string) is required",
+        ));
+    }
+    let c = sem.client.clone();
+    if h.opts.dry_run {
+        let c2 = c.clone();
+        let n2 = name.clone();
+        let existing = block_on(
+            &h,
+            "semaphore::ensure_template",
+            Some(CALL_TIMEOUT),
+            async move {
+                match c2.template(&IdOrName::Name(n2)).await {
+                    Ok(t) => Ok(Some(t)),
+                    Err(e) if e.kind == crate::engine::error::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(e),
+                }
+            },
+        )?;
+        let verb = if existing.is_some() {
+            "create or update"
+        } else {
+            "create"
+        };
+        h.dry_run(
+            "semaphore",
+            format!("{verb} template `{name}` in project {}", c.project_id),
+        );
+        let mut out = existing.map(|t| t.raw).unwrap_or(Value::Object(m));
+        out["change"] = Value::String("dry_run".into());
+        return Ok(to_dyn(&out));
+    }
+    let (t, change) = block_on(
+        &h,
+        "semaphore::ensure_template",
+        Some(CALL_TIMEOUT),
+        async move { c.ensure_template(&m).await },
+    )?;
+    if change != "unchanged" {
+        tracing::info!(target: "ralf::semaphore", "template `{}` {change} (id {})", t.name, t.id);
+    }
+    let mut out = t.raw.clone();
+    out["change"] = Value::String(change.into());
+    Ok(to_dyn(&out))
+}
+
+#[export_module]
+mod semaphore_mod {
+    use super::*;
+
+    /// Connect to Semaphore with the `semaphore:` section of the config (url, project, token or login).
+    /// Reads `/api/info` and resolves the project. The connection is cached for the run.
+    ///
+    /// ```rhai
+    /// let sem = semaphore::connect();
+    /// print(sem);          // Semaphore(http://..., project 1 "RALF", v2.19.8-...)
+    /// assert(sem.project_id > 0);
+    /// ```
+    #[rhai_fn(name = "connect", return_raw)]
+    pub fn connect0(ctx: NativeCallContext) -> RhaiResult<Semaphore> {
+        let h = host(&ctx)?;
+        let cache = h.extension(DefaultClient::default);
+        if let Some(c) = cache.0.lock().clone() {
+            return Ok(Semaphore { client: c });
+        }
+        let c = connect_impl(&h, ConnectOpts::default()).at(&ctx)?;
+        *cache.0.lock() = Some(c.clone());
+        Ok(Semaphore { client: c })
+    }
+
+    /// Connect with options overriding the config: `url`, `project` (id or name), `token`, `user` +
+    /// `password` (login with a session cookie), `timeout` (per request), `insecure`, `websocket` (use
+    /// `/api/ws` while waiting, default true). Credentials should come from `secret(...)`.
+    ///
+    /// ```rhai
+    /// let sem = semaphore::connect(#{ project: 1, timeout: "20s" });
+    /// assert(sem.project_id == 1);
+    /// ```
+    #[rhai_fn(name = "connect", return_raw)]
+    pub fn connect1(ctx: NativeCallContext, opts: Map) -> RhaiResult<Semaphore> {
+        let h = host(&ctx)?;
+        let o: ConnectOpts = decode(&opts, "semaphore::connect").at(&ctx)?;
+        let c = connect_impl(&h, o).at(&ctx)?;
+        Ok(Semaphore { client: c })
+    }
+
+    /// Server root URL.
+    ///
+    /// ```rhai
+    /// let sem = semaphore::connect();
+    /// assert(sem.url.starts_with("http"));
+    /// ```
+    #[rhai_fn(global, get = "url", pure)]
+    pub fn sem_url(sem: &mut Semaphore) -> String {
+        sem.client.root().to_string()
+    }
+
+    /// Id of the project this handle works in.
+    ///
+    /// ```rhai
+    /// let sem = semaphore::connect();
+    /// print(sem.project_id);
+    /// ```
+    #[rhai_fn(global, get = "project_id", pure)]
+    pub fn sem_project_id(sem: &mut Semaphore) -> i64 {
+        sem.client.project_id
+    }
+
+    /// Server version from `/api/info`.
+    ///
+    /// ```rhai
+    /// let sem = semaphore::connect();
+    /// print(`Semaphore ${sem.version}`);
+    /// ```
+    #[rhai_fn(global, get = "version", pure)]
+    pub fn sem_version(sem: &mut Semaphore) -> String {
+        sem.client.version.clone()
+    }
+
+    /// All task templates of the project, as maps (`id`, `name`, `playbook`, `app`, `last_task`, ...).
+    ///
+    /// ```rhai
+    /// let sem = semaphore::connect();
+    /// for t in sem.templates() { print(`${t.id}: ${t.name}`); }
+    /// ```
+    #[rhai_fn(global, name = "templates", return_raw)]
+    pub fn templates(ctx: NativeCallContext, sem: &mut Semaphore) -> RhaiResult<Array> {
+        let h = host(&ctx)?;
+        let c = sem.client.clone();
+        let list = block_on(&h, "sem.templates", Some(CALL_TIMEOUT), async move {
+            c.templates().await
+        })
+        .at(&ctx)?;
+        Ok(list.iter().map(template_map).collect())
+    }
+
+    /// One template by name or id; `not_found` (with a did-you-mean) when it does not exist.
+    ///
+    /// ```rhai
+    /// let sem = semaphore::connect();
+    /// let t = sem.template("RALF Vault Apply");
+    /// assert(sem.template(t.id).name == "RALF Vault Apply");
+    /// ```
+    #[rhai_fn(global, name = "template", return_raw)]
+    pub fn template(
+        ctx: NativeCallContext,
+        sem: &mut Semaphore,
+        name_or_id: Dynamic,
+    ) -> RhaiResult<Dynamic> {
+        let h = host(&ctx)?;
+        let r = template_ref(&name_or_id).at(&ctx)?;
+        let c = sem.client.clone();
+        let t = block_on(&h, "sem.template", Some(CALL_TIMEOUT), async move {
+            c.template(&r).await
+        })
+        .at(&ctx)?;
+        Ok(template_map(&t))
+    }
+
+    /// Start a task of a template (name or id) with default options. Returns a `Task` at once; call
+    /// `.wait()` for the result. Under `--dry-run` nothing is started and the task's status is `dry_run`.
+    ///
+    /// ```rhai
+    /// let sem = semaphore::connect();
+    /// let t = sem.run("RALF Vault Smoke");
+    /// t.wait(#{ timeout: "2m" });
+    /// print(`${t.id}: ${t.status}`);
+    /// ```
+    #[rhai_fn(global, name = "run", return_raw)]
+    pub fn run1(
+        ctx: NativeCallContext,
+        sem: &mut Semaphore,
+        template: Dynamic,
+    ) -> RhaiResult<SemTask> {
+        run_impl(&ctx, sem, &template, &Map::new()).at(&ctx)
+    }
+
+    /// Start a task with options: `env` (map of extra variables, sent JSON-encoded), `message`, `limit`
+    /// (hosts, string or array), `tags`, `skip_tags`, `dry_run` (ansible --check), `debug`, `diff`,
+    /// `branch`, `arguments` (array of CLI arguments), `inventory` (id or name).
+    /// The task id is recorded in the run journal; a resumed run re-attaches to a task still running
+    /// instead of starting another. A lost answer never starts a second task.
+    ///
+    /// ```rhai
+    /// let sem = semaphore::connect();
+    /// let t = sem.run("RALF Vault Apply", #{
+    ///     env: #{ SERVICE_NAME: "vaultwarden", APP_VERSION: "1.32" },
+    ///     message: "doc example", limit: ["vault"], tags: ["deploy"], diff: true,
+    /// });
+    /// t.wait(#{ timeout: "5m" });
+    /// if !t.ok { print(t.tail(20)); }
+    /// ```
+    #[rhai_fn(global, name = "run", return_raw)]
+    pub fn run2(
+        ctx: NativeCallContext,
+        sem: &mut Semaphore,
+        template: Dynamic,
+        opts: Map,
+    ) -> RhaiResult<SemTask> {
+        run_impl(&ctx, sem, &template, &opts).at(&ctx)
+    }
+
+    /// A task by id (`not_found` when the project has no such task).
+    ///
+    /// ```rhai
+    /// let sem = semaphore::connect();
+    /// let id = sem.run("RALF Vault Smoke").id;
+    /// let t = sem.task(id);
+    /// assert(t.id == id);
+    /// ```
+    #[rhai_fn(global, name = "task", return_raw)]
+    pub fn task(ctx: NativeCallContext, sem: &mut Semaphore, id: i64) -> RhaiResult<SemTask> {
+        let h = host(&ctx)?;
+        let c = sem.client.clone();
+        let (t, name) = block_on(&h, "sem.task", Some(CALL_TIMEOUT), async move {
+            let t = c.task(id).await?;
+            let name = c
+                .template(&IdOrName::Id(t.template_id))
+                .await
+                .map(|x| x.name)
+                .unwrap_or_else(|_| format!("template {}", t.template_id));
+            Ok((t, name))
+        })
+        .at(&ctx)?;
+        Ok(SemTask::new(sem.client.clone(), t, name))
+    }
+
+    /// Tasks of a template that are not finished yet (waiting, starting, running, waiting_confirmation,
+    /// stopping, ...), newest first.
+    ///
+    /// ```rhai
+    /// let sem = semaphore::connect();
+    /// let busy = sem.active("RALF Vault Apply");
+    /// print(`${busy.len()} task(s) still running`);
+    /// ```
+    #[rhai_fn(global, name = "active", return_raw)]
+    pub fn active(
+        ctx: NativeCallContext,
+        sem: &mut Semaphore,
+        template: Dynamic,
+    ) -> RhaiResult<Array> {
+        let h = host(&ctx)?;
+        let r = template_ref(&template).at(&ctx)?;
+        let c = sem.client.clone();
+        let (tpl, list) = block_on(&h, "sem.active", Some(CALL_TIMEOUT), async move {
+            let tpl = c.template(&r).await?;
+            let list = c.active(tpl.id).await?;
+            Ok((tpl, list))
+        })
+        .at(&ctx)?;
+        Ok(list
+            .into_iter()
+            .map(|t| Dynamic::from(SemTask::new(sem.client.clone(), t, tpl.name.clone())))
+            .collect())
+    }
+
+    /// Create the template if no template has this `name`, else update it (full replace, merged with its
+    /// current fields). Keys are the API's (`name`, `playbook`, `app`, `description`, `git_branch`,
+    /// `allow_override_args_in_task`, `allow_parallel_tasks`, ...) plus `inventory`, `repository`,
+    /// `environment` (id or name; default: the project's first) and `arguments` (array).
+    /// Returns the template with `change`: "created", "updated" or "unchanged".
+    ///
+    /// ```rhai
+    /// let sem = semaphore::connect();
+    /// let t = sem.ensure_template(#{ name: "RALF Docs Example", playbook: "playbooks/example.yml" });
+    /// print(`${t.name}: ${t.change}`);
+    /// let again = sem.ensure_template(#{ name: "RALF Docs Example", playbook: "playbooks/example.yml" });
+    /// assert(again.change == "unchanged");
+    /// ```
+    #[rhai_fn(global, name = "ensure_template", return_raw)]
+    pub fn ensure_template(
+        ctx: NativeCallContext,
+        sem: &mut Semaphore,
+        spec: Map,
+    ) -> RhaiResult<Dynamic> {
+        ensure_impl(&ctx, sem, &spec).at(&ctx)
+    }
+
+    /// `Semaphore(url, project, version)`.
+    ///
+    /// ```rhai
+    /// print(semaphore::connect().to_string());
+    /// ```
+    #[rhai_fn(global, name = "to_string", pure)]
+    pub fn sem_to_string(sem: &mut Semaphore) -> String {
+        format!(
+            "Semaphore({}, project {} \"{}\", v{})",
+            sem.client.root(),
+            sem.client.project_id,
+            sem.client.project_name,
+            sem.client.version.trim_start_matches('v')
+        )
+    }
+
+    /// Same as `to_string`.
+    ///
+    /// ```rhai
+    /// debug(semaphore::connect());
+    /// ```
+    #[rhai_fn(global, name = "to_debug", pure)]
+    pub fn sem_to_debug(sem: &mut Semaphore) -> String {
+        sem_to_string(sem)
+    }
+
+    // ---------------------------------------------------------------- Task
+
+    /// Task id (0 for a task "started" under `--dry-run`).
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Smoke");
+    /// print(t.id);
+    /// ```
+    #[rhai_fn(global, get = "id", pure)]
+    pub fn task_id(t: &mut SemTask) -> i64 {
+        t.id()
+    }
+
+    /// Last known status: waiting, starting, running, waiting_confirmation, confirmed, rejected, stopping,
+    /// stopped, success, error (or dry_run). Updated by `wait()` and `refresh()`.
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Smoke");
+    /// print(t.refresh().status);
+    /// ```
+    #[rhai_fn(global, get = "status", pure)]
+    pub fn task_status(t: &mut SemTask) -> String {
+        t.state.lock().task.status.clone()
+    }
+
+    /// True when the task ended in `success` (or is a dry-run task).
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Smoke").wait();
+    /// if t.ok { print("smoke test passed"); }
+    /// ```
+    #[rhai_fn(global, get = "ok", pure)]
+    pub fn task_ok(t: &mut SemTask) -> bool {
+        let s = t.state.lock();
+        s.dry || s.task.status == "success"
+    }
+
+    /// True once the task is success, error or stopped.
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Smoke");
+    /// t.wait();
+    /// assert(t.done);
+    /// ```
+    #[rhai_fn(global, get = "done", pure)]
+    pub fn task_done(t: &mut SemTask) -> bool {
+        let s = t.state.lock();
+        s.dry || s.task.is_terminal()
+    }
+
+    /// Web UI address of the task.
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Smoke");
+    /// print(t.url);
+    /// ```
+    #[rhai_fn(global, get = "url", pure)]
+    pub fn task_url(t: &mut SemTask) -> String {
+        let s = t.state.lock();
+        t.client.task_url(s.task.template_id, s.task.id)
+    }
+
+    /// Name of the task's template.
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Smoke");
+    /// assert(t.template == "RALF Vault Smoke");
+    /// ```
+    #[rhai_fn(global, get = "template", pure)]
+    pub fn task_template(t: &mut SemTask) -> String {
+        t.state.lock().template.clone()
+    }
+
+    /// Id of the task's template.
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Smoke");
+    /// print(t.template_id);
+    /// ```
+    #[rhai_fn(global, get = "template_id", pure)]
+    pub fn task_template_id(t: &mut SemTask) -> i64 {
+        t.state.lock().task.template_id
+    }
+
+    /// The task as a map of the server's fields (`created`, `start`, `end`, `message`, `environment`, ...).
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Smoke", #{ message: "hello" });
+    /// assert(t.info().message == "hello");
+    /// ```
+    #[rhai_fn(global, name = "info", pure)]
+    pub fn task_info(t: &mut SemTask) -> Dynamic {
+        to_dyn(&t.state.lock().task.raw)
+    }
+
+    /// Fetch the task again; returns the task.
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Smoke");
+    /// print(t.refresh().status);
+    /// ```
+    #[rhai_fn(global, name = "refresh", return_raw)]
+    pub fn refresh(ctx: NativeCallContext, t: &mut SemTask) -> RhaiResult<SemTask> {
+        refresh_impl(&ctx, t).at(&ctx)
+    }
+
+    /// Wait until the task is finished (success, error or stopped), at most 30 minutes. Returns the task;
+    /// a failed task is not an error (check `t.ok`). Log lines go to the debug log; on a terminal a
+    /// spinner shows the status and the latest line.
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Smoke").wait();
+    /// print(t.status);
+    /// ```
+    #[rhai_fn(global, name = "wait", return_raw)]
+    pub fn wait0(ctx: NativeCallContext, t: &mut SemTask) -> RhaiResult<SemTask> {
+        wait_impl(&ctx, t, &Map::new()).at(&ctx)
+    }
+
+    /// Wait with options: `timeout` (deadline, e.g. "30m"; a `timeout` error leaves the task running),
+    /// `max_poll` (ceiling of the polling interval when the websocket is not available).
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Apply");
+    /// try {
+    ///     t.wait(#{ timeout: "10m" });
+    /// } catch (e) {
+    ///     if e.kind == "timeout" { t.stop(); }
+    /// }
+    /// ```
+    #[rhai_fn(global, name = "wait", return_raw)]
+    pub fn wait1(ctx: NativeCallContext, t: &mut SemTask, opts: Map) -> RhaiResult<SemTask> {
+        wait_impl(&ctx, t, &opts).at(&ctx)
+    }
+
+    /// Every output line of the task, oldest first (an array of strings).
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Smoke").wait();
+    /// for line in t.output() { print(line); }
+    /// ```
+    #[rhai_fn(global, name = "output", return_raw)]
+    pub fn output(ctx: NativeCallContext, t: &mut SemTask) -> RhaiResult<Array> {
+        let lines = output_lines(&ctx, t).at(&ctx)?;
+        Ok(lines.into_iter().map(Dynamic::from).collect())
+    }
+
+    /// The last `n` output lines as one string (lines joined with newlines), e.g. for a report or an
+    /// LLM prompt.
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Smoke").wait();
+    /// print(t.tail(5));
+    /// ```
+    #[rhai_fn(global, name = "tail", return_raw)]
+    pub fn tail(ctx: NativeCallContext, t: &mut SemTask, n: i64) -> RhaiResult<String> {
+        if n < 0 {
+            return Err(
+                RalfError::invalid(format!("task.tail: n must not be negative, got {n}")).into(),
+            );
+        }
+        let lines = output_lines(&ctx, t).at(&ctx)?;
+        let start = lines.len().saturating_sub(n as usize);
+        Ok(lines[start..].join("\n"))
+    }
+
+    /// Stop the task gracefully (`stopping`, then `stopped`). Returns the task.
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Apply");
+    /// t.stop();
+    /// t.wait(#{ timeout: "1m" });
+    /// print(t.status);
+    /// ```
+    #[rhai_fn(global, name = "stop", return_raw)]
+    pub fn stop0(ctx: NativeCallContext, t: &mut SemTask) -> RhaiResult<SemTask> {
+        change_impl(&ctx, t, "stop", false).at(&ctx)
+    }
+
+    /// Stop with options: `force: true` kills the task at once.
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Apply");
+    /// t.stop(#{ force: true });
+    /// assert(t.wait().status == "stopped");
+    /// ```
+    #[rhai_fn(global, name = "stop", return_raw)]
+    pub fn stop1(ctx: NativeCallContext, t: &mut SemTask, opts: Map) -> RhaiResult<SemTask> {
+        let o: StopOpts = decode(&opts, "task.stop").at(&ctx)?;
+        change_impl(&ctx, t, "stop", o.force.unwrap_or(false)).at(&ctx)
+    }
+
+    /// Confirm a task in `waiting_confirmation` (e.g. a Terraform/OpenTofu plan); `conflict` otherwise.
+    ///
+    /// ```rhai,no_run
+    /// let t = semaphore::connect().run("RALF Infra Plan");
+    /// while t.refresh().status != "waiting_confirmation" { sleep(0.2); }
+    /// t.confirm();
+    /// ```
+    #[rhai_fn(global, name = "confirm", return_raw)]
+    pub fn confirm(ctx: NativeCallContext, t: &mut SemTask) -> RhaiResult<SemTask> {
+        change_impl(&ctx, t, "confirm", false).at(&ctx)
+    }
+
+    /// Reject a task in `waiting_confirmation`; it then ends in `error`.
+    ///
+    /// ```rhai,no_run
+    /// let t = semaphore::connect().run("RALF Infra Plan");
+    /// while t.refresh().status != "waiting_confirmation" { sleep(0.2); }
+    /// t.reject();
+    /// ```
+    #[rhai_fn(global, name = "reject", return_raw)]
+    pub fn reject(ctx: NativeCallContext, t: &mut SemTask) -> RhaiResult<SemTask> {
+        change_impl(&ctx, t, "reject", false).at(&ctx)
+    }
+
+    /// `Task #12 RALF Vault Apply: success`.
+    ///
+    /// ```rhai
+    /// print(semaphore::connect().run("RALF Vault Smoke"));
+    /// ```
+    #[rhai_fn(global, name = "to_string", pure)]
+    pub fn task_to_string(t: &mut SemTask) -> String {
+        let s = t.state.lock();
+        format!("Task #{} {}: {}", s.task.id, s.template, s.task.status)
+    }
+
+    /// Same as `to_string`.
+    ///
+    /// ```rhai
+    /// debug(semaphore::connect().run("RALF Vault Smoke"));
+    /// ```
+    #[rhai_fn(global, name = "to_debug", pure)]
+    pub fn task_to_debug(t: &mut SemTask) -> String {
+        task_to_string(t)
+    }
+}

@@ -1,1 +1,1179 @@
-//! semaphore client (not yet implemented).
+//! Semaphore UI client: plain async Rust, no Rhai types.
+//!
+//! Follows the facts sheet (`specs/SEMAPHORE.md`): `environment`/`arguments` are JSON-encoded strings,
+//! stop always sends `{"force": bool}`, paths have no trailing slash, an unknown task id answers 400 with
+//! an empty body, 204 bodies are empty, task lists are newest first, new servers take `params`.
+//!
+//! Waiting ([`Client::wait`]) listens on `/api/ws` when it can (plain `http://` servers) and otherwise
+//! polls adaptively; every wait has a deadline. Creating a task is never blindly retried: after an
+//! ambiguous failure the client looks for the task it may have created before trying again.
+
+mod wait;
+
+pub use wait::{WaitEvent, WaitOptions};
+
+use crate::config::{IdOrName, SemaphoreConfig};
+use crate::engine::error::{ErrorKind, RResult, RalfError};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Terminal task statuses (`IsFinished()` upstream).
+pub const TERMINAL: [&str; 3] = ["success", "error", "stopped"];
+
+/// True for `success`, `error` and `stopped`.
+pub fn is_terminal(status: &str) -> bool {
+    TERMINAL.contains(&status)
+}
+
+/// How the client authenticates.
+#[derive(Clone)]
+pub enum Auth {
+    /// `Authorization: Bearer <token>`.
+    Token(String),
+    /// `POST /api/auth/login` and a session cookie.
+    Login { user: String, password: String },
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Token(_) => f.write_str("Token(«redacted»)"),
+            Auth::Login { user, .. } => {
+                write!(f, "Login {{ user: {user:?}, password: «redacted» }}")
+            }
+        }
+    }
+}
+
+/// Everything needed to connect.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Server root (`http://127.0.0.1:3000`); the API is under `/api`.
+    pub url: String,
+    /// Project id or name; `None` = the only project the user can see.
+    pub project: Option<IdOrName>,
+    pub auth: Auth,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub insecure: bool,
+    /// Use `/api/ws` for waiting when possible (default true).
+    pub websocket: bool,
+}
+
+impl ClientOptions {
+    /// Options from the `semaphore:` config section; secrets are loaded (and registered for redaction).
+    pub fn from_config(c: &SemaphoreConfig) -> RResult<ClientOptions> {
+        let token = crate::secrets::load_ref(
+            c.token_env.as_deref(),
+            c.token_file.as_deref(),
+            "semaphore token",
+        )?;
+        let auth = if let Some(t) = token {
+            Auth::Token(t.trim().to_string())
+        } else if let Some(user) = &c.user {
+            let pw = crate::secrets::load_ref(
+                c.password_env.as_deref(),
+                c.password_file.as_deref(),
+                "semaphore password",
+            )?
+            .ok_or_else(|| {
+                RalfError::config(
+                    "semaphore: `user` is set but no password: set semaphore.password_env or semaphore.password_file",
+                )
+            })?;
+            Auth::Login {
+                user: user.clone(),
+                password: pw.trim_end_matches(['\n', '\r']).to_string(),
+            }
+        } else {
+            return Err(RalfError::config(
+                "semaphore: no credentials configured: set semaphore.token_env or semaphore.token_file \
+                 (API token), or semaphore.user with password_env/password_file",
+            ));
+        };
+        Ok(ClientOptions {
+            url: c.url.clone(),
+            project: c.project.clone(),
+            auth,
+            timeout: c.timeout.map(|s| s.0).unwrap_or(Duration::from_secs(30)),
+            ca_file: c.ca_file.clone(),
+            insecure: c.insecure,
+            websocket: true,
+        })
+    }
+}
+
+/// A task template (the raw object is kept for everything not modelled).
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub id: i64,
+    pub name: String,
+    pub raw: Value,
+}
+
+impl Template {
+    fn from_value(v: Value) -> RResult<Template> {
+        let id = v
+            .get("id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| RalfError::internal("semaphore: template without an integer `id`"))?;
+        let name = v
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        Ok(Template { id, name, raw: v })
+    }
+}
+
+/// A task as last seen from the server.
+#[derive(Debug, Clone)]
+pub struct Task {
+    pub id: i64,
+    pub template_id: i64,
+    pub status: String,
+    pub raw: Value,
+}
+
+impl Task {
+    pub fn from_value(v: Value) -> RResult<Task> {
+        let id = v
+            .get("id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| RalfError::internal("semaphore: task without an integer `id`"))?;
+        let template_id = v.get("template_id").and_then(Value::as_i64).unwrap_or(0);
+        let status = v
+            .get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("waiting")
+            .to_string();
+        Ok(Task {
+            id,
+            template_id,
+            status,
+            raw: v,
+        })
+    }
+    pub fn is_terminal(&self) -> bool {
+        is_terminal(&self.status)
+    }
+    /// A string field (missing and null are both `None`).
+    pub fn field(&self, k: &str) -> Option<&str> {
+        self.raw.get(k).and_then(Value::as_str)
+    }
+}
+
+/// What to start (`POST /api/project/{p}/tasks`).
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// Extra variables; sent as a JSON-encoded string.
+    pub env: Option<Map<String, Value>>,
+    pub message: Option<String>,
+    pub limit: Vec<String>,
+    pub tags: Vec<String>,
+    pub skip_tags: Vec<String>,
+    pub dry_run: bool,
+    pub debug: bool,
+    pub diff: bool,
+    pub branch: Option<String>,
+    /// Extra CLI arguments; sent as a JSON-encoded array string.
+    pub arguments: Vec<String>,
+    pub inventory_id: Option<i64>,
+}
+
+/// One line of task output.
+#[derive(Debug, Clone)]
+pub struct OutputLine {
+    pub time: String,
+    pub output: String,
+}
+
+/// Connected Semaphore client (cheap to share behind an `Arc`).
+pub struct Client {
+    http: reqwest::Client,
+    root: String,
+    auth: Auth,
+    /// Session cookie after login (`semaphore=...`).
+    cookie: parking_lot::Mutex<Option<String>>,
+    pub project_id: i64,
+    pub project_name: String,
+    /// Server version from `GET /api/info`.
+    pub version: String,
+    pub info: Value,
+    legacy_params: bool,
+    websocket: bool,
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("root", &self.root)
+            .field("project_id", &self.project_id)
+            .field("version", &self.version)
+            .field("auth", &self.auth)
+            .finish()
+    }
+}
+
+/// Whether an error happened before the request could have reached the server.
+fn not_sent(e: &reqwest::Error) -> bool {
+    e.is_connect() || e.is_builder()
+}
+
+fn transport_error(method: &Method, path: &str, e: reqwest::Error) -> RalfError {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let mut src = String::new();
+    let mut cur: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+    while let Some(s) = cur {
+        src = s.to_string();
+        cur = s.source();
+    }
+    let detail = if src.is_empty() {
+        String::new()
+    } else {
+        format!(" ({src})")
+    };
+    RalfError::unavailable(format!("semaphore: {method} {path}: {what}{detail}"))
+        .with("method", method.as_str())
+        .with("path", path)
+        .with("sent", !not_sent(&e))
+}
+
+/// Map an HTTP failure to an error kind (401 auth, 403 forbidden, 404 not_found, 400 invalid, 5xx unavailable).
+pub fn status_error(
+    method: &Method,
+    path: &str,
+    status: StatusCode,
+    body: &str,
+    what: &str,
+) -> RalfError {
+    let server_msg = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+        .or_else(|| {
+            let t = body.trim();
+            (!t.is_empty() && t.len() < 300).then(|| t.to_string())
+        });
+    let suffix = server_msg
+        .as_ref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    let code = status.as_u16();
+    let e = match code {
+        401 => {
+            let hint = if server_msg.as_deref() == Some("TOTP_REQUIRED") {
+                "the user has TOTP enabled; use an API token (semaphore.token_env / token_file) instead"
+            } else {
+                "check the API token (semaphore.token_env / token_file) or user/password; \
+                 tokens are created under User > API tokens or with POST /api/user/tokens"
+            };
+            RalfError::auth(format!(
+                "semaphore: authentication rejected (401) for {method} {path}; {hint}"
+            ))
+        }
+        403 => RalfError::new(
+            ErrorKind::Forbidden,
+            format!("semaphore: {method} {path} is not allowed for this user (403){suffix}"),
+        ),
+        404 => RalfError::not_found(format!(
+            "semaphore: {what} not found (404 for {method} {path})"
+        )),
+        409 => RalfError::new(
+            ErrorKind::Conflict,
+            format!("semaphore: {method} {path} conflicts with the current state (409){suffix}"),
+        ),
+        400..=499 => RalfError::invalid(format!(
+            "semaphore: {method} {path} was rejected ({code}){}",
+            if suffix.is_empty() {
+                ": the server gave no reason".to_string()
+            } else {
+                suffix
+            }
+        )),
+        _ => RalfError::unavailable(format!(
+            "semaphore: {method} {path} failed with {code}{suffix}"
+        )),
+    };
+    e.with("status", code)
+        .with("method", method.as_str())
+        .with("path", path)
+}
+
+/// Parse `"v2.10.32-..."` into (major, minor).
+fn parse_version(v: &str) -> Option<(u32, u32)> {
+    let v = v.trim_start_matches('v');
+    let mut it = v.split(['.', '-']);
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Encode a path segment (project/template names never go into paths, ids only; this is for query values).
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Client {
+    /// Connect: build the HTTP client, log in if needed, read `/api/info`, resolve the project.
+    pub async fn connect(opts: ClientOptions) -> RResult<Arc<Client>> {
+        let root = opts.url.trim().trim_end_matches('/').to_string();
+        if !(root.starts_with("http://") || root.starts_with("https://")) {
+            return Err(RalfError::config(format!(
+                "semaphore: url `{root}` must start with http:// or https:// (the server root; the API is under /api)"
+            )));
+        }
+        let root = root.strip_suffix("/api").unwrap_or(&root).to_string();
+        let mut b = reqwest::Client::builder()
+            .timeout(opts.timeout)
+            .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("ralf-sh/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &opts.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| {
+                RalfError::config(format!(
+                    "semaphore: cannot read ca_file {}: {e}",
+                    ca.display()
+                ))
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                RalfError::config(format!(
+                    "semaphore: ca_file {} is not PEM: {e}",
+                    ca.display()
+                ))
+            })?;
+            b = b.add_root_certificate(cert);
+        }
+        if opts.insecure {
+            b = b.danger_accept_invalid_certs(true);
+        }
+        let http = b
+            .build()
+            .map_err(|e| RalfError::internal(format!("semaphore: http client: {e}")))?;
+        let mut c = Client {
+            http,
+            root,
+            auth: opts.auth,
+            cookie: parking_lot::Mutex::new(None),
+            project_id: 0,
+            project_name: String::new(),
+            version: String::new(),
+            info: Value::Null,
+            legacy_params: false,
+            websocket: opts.websocket,
+            timeout: opts.timeout,
+        };
+        if let Auth::Login { .. } = c.auth {
+            c.login().await?;
+        }
+        let info = c.get_json("/info", "server info").await?;
+        c.version = info
+            .get("version")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        c.legacy_params = matches!(parse_version(&c.version), Some((2, m)) if m <= 10);
+        c.info = info;
+        let (pid, pname) = c.resolve_project(opts.project.as_ref()).await?;
+        c.project_id = pid;
+        c.project_name = pname;
+        Ok(Arc::new(c))
+    }
+
+    /// Server root (without `/api`).
+    pub fn root(&self) -> &str {
+        &self.root
+    }
+
+    /// Web UI address of a task.
+    pub fn task_url(&self, template_id: i64, task_id: i64) -> String {
+        format!(
+            "{}/project/{}/templates/{}?t={}",
+            self.root, self.project_id, template_id, task_id
+        )
+    }
+
+    async fn login(&self) -> RResult<()> {
+        let Auth::Login { user, password } = &self.auth else {
+            return Ok(());
+        };
+        let path = "/auth/login";
+        let url = format!("{}/api{path}", self.root);
+        let resp = self
+            .http
+            .post(&url)
+            .json(&json!({"auth": user, "password": password}))
+            .send()
+            .await
+            .map_err(|e| transport_error(&Method::POST, path, e))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            if status == StatusCode::UNAUTHORIZED {
+                return Err(RalfError::auth(format!(
+                    "semaphore: login as `{user}` was rejected (401); check semaphore.user and the password \
+                     (semaphore.password_env / password_file), or use an API token"
+                ))
+                .with("status", 401));
+            }
+            return Err(status_error(&Method::POST, path, status, &body, "login"));
+        }
+        let cookie = resp
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| v.split(';').next())
+            .find(|kv| kv.trim_start().starts_with("semaphore="))
+            .map(|s| s.trim().to_string())
+            .ok_or_else(|| {
+                RalfError::auth(
+                    "semaphore: login succeeded but the server set no `semaphore` session cookie",
+                )
+            })?;
+        if let Some(v) = cookie.split_once('=').map(|x| x.1) {
+            crate::secrets::register(v);
+        }
+        *self.cookie.lock() = Some(cookie);
+        Ok(())
+    }
+
+    /// Header (name, value) that authenticates a request.
+    pub(crate) fn auth_header(&self) -> (reqwest::header::HeaderName, String) {
+        match &self.auth {
+            Auth::Token(t) => (reqwest::header::AUTHORIZATION, format!("Bearer {t}")),
+            Auth::Login { .. } => (
+                reqwest::header::COOKIE,
+                self.cookie.lock().clone().unwrap_or_default(),
+            ),
+        }
+    }
+
+    /// One request, no retries. Returns (status, body text).
+    async fn send_once(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> RResult<(StatusCode, String)> {
+        let url = format!("{}/api{path}", self.root);
+        let (hn, hv) = self.auth_header();
+        let mut rb = self.http.request(method.clone(), &url).header(hn, hv);
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| transport_error(method, path, e))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| {
+            let mut err = transport_error(method, path, e);
+            err.details.insert("sent".into(), Value::Bool(true));
+            err
+        })?;
+        Ok((status, text))
+    }
+
+    /// A request with error mapping; re-logs in once on 401 with login auth.
+    async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        what: &str,
+    ) -> RResult<(StatusCode, String)> {
+        let (mut status, mut text) = self.send_once(&method, path, body).await?;
+        if status == StatusCode::UNAUTHORIZED && matches!(self.auth, Auth::Login { .. }) {
+            self.login().await?;
+            (status, text) = self.send_once(&method, path, body).await?;
+        }
+        if !status.is_success() {
+            return Err(status_error(&method, path, status, &text, what));
+        }
+        Ok((status, text))
+    }
+
+    /// Idempotent GET with retries (backoff 200ms, 400ms, 800ms) on `unavailable`.
+    pub async fn get_json(&self, path: &str, what: &str) -> RResult<Value> {
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            match self.request(Method::GET, path, None, what).await {
+                Ok((_, text)) => {
+                    return serde_json::from_str(&text).map_err(|e| {
+                        RalfError::internal(format!(
+                            "semaphore: GET {path}: answer is not JSON: {e}"
+                        ))
+                    })
+                }
+                Err(e) if e.kind == ErrorKind::Unavailable && attempt < 4 => {
+                    tracing::debug!(target: "ralf::semaphore", "GET {path} failed ({e}); retry {attempt}/3");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A changing call (POST/PUT/DELETE), never retried. Returns the body (empty for 204).
+    pub async fn change(
+        &self,
+        method: Method,
+        path: &str,
+        body: &Value,
+        what: &str,
+    ) -> RResult<String> {
+        self.request(method, path, Some(body), what)
+            .await
+            .map(|(_, t)| t)
+    }
+
+    async fn resolve_project(&self, p: Option<&IdOrName>) -> RResult<(i64, String)> {
+        match p {
+            Some(IdOrName::Id(id)) => {
+                let v = self
+                    .get_json(&format!("/project/{id}"), &format!("project {id}"))
+                    .await?;
+                Ok((
+                    *id,
+                    v.get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                ))
+            }
+            Some(IdOrName::Name(n)) if n.parse::<i64>().is_ok() => {
+                Box::pin(self.resolve_project(Some(&IdOrName::Id(n.parse().unwrap_or(0))))).await
+            }
+            other => {
+                let list = self.get_json("/projects", "projects").await?;
+                let items: Vec<(i64, String)> = list
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|p| {
+                                Some((
+                                    p.get("id")?.as_i64()?,
+                                    p.get("name")?.as_str().unwrap_or("").to_string(),
+                                ))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                match other {
+                    Some(IdOrName::Name(n)) => {
+                        if let Some(x) = items.iter().find(|(_, name)| name == n) {
+                            return Ok(x.clone());
+                        }
+                        let names: Vec<&str> = items.iter().map(|(_, n)| n.as_str()).collect();
+                        let hint = crate::engine::options::did_you_mean(n, names.iter().copied())
+                            .map(|s| format!("; did you mean `{s}`?"))
+                            .unwrap_or_else(|| format!("; projects visible to this user: {}", names.join(", ")));
+                        Err(RalfError::not_found(format!("semaphore: project `{n}` not found{hint}")))
+                    }
+                    _ => match items.as_slice() {
+                        [one] => Ok(one.clone()),
+                        [] => Err(RalfError::not_found("semaphore: this user can see no project")),
+                        many => Err(RalfError::config(format!(
+                            "semaphore: {} projects are visible ({}); set semaphore.project (id or name)",
+                            many.len(),
+                            many.iter().map(|(i, n)| format!("{i}={n}")).collect::<Vec<_>>().join(", ")
+                        ))),
+                    },
+                }
+            }
+        }
+    }
+
+    fn p(&self) -> String {
+        format!("/project/{}", self.project_id)
+    }
+
+    /// All templates of the project.
+    pub async fn templates(&self) -> RResult<Vec<Template>> {
+        let v = self
+            .get_json(&format!("{}/templates", self.p()), "templates")
+            .await?;
+        v.as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(Template::from_value)
+            .collect()
+    }
+
+    /// A template by name or numeric id (a numeric string counts as an id if no template has that name).
+    pub async fn template(&self, name_or_id: &IdOrName) -> RResult<Template> {
+        match name_or_id {
+            IdOrName::Id(id) => {
+                let v = self
+                    .get_json(
+                        &format!("{}/templates/{id}", self.p()),
+                        &format!("template {id}"),
+                    )
+                    .await?;
+                Template::from_value(v)
+            }
+            IdOrName::Name(n) => {
+                let all = self.templates().await?;
+                if let Some(t) = all.iter().find(|t| &t.name == n) {
+                    return Ok(t.clone());
+                }
+                if let Ok(id) = n.parse::<i64>() {
+                    if let Some(t) = all.iter().find(|t| t.id == id) {
+                        return Ok(t.clone());
+                    }
+                }
+                let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
+                let hint = crate::engine::options::did_you_mean(n, names.iter().copied())
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                Err(RalfError::not_found(format!(
+                    "semaphore: template `{n}` not found in project {} ({}){hint}",
+                    self.project_id, self.project_name
+                ))
+                .with("template", n))
+            }
+        }
+    }
+
+    /// A task by id. Semaphore answers 400 with an empty body for an unknown task id: reported as not_found.
+    pub async fn task(&self, id: i64) -> RResult<Task> {
+        let path = format!("{}/tasks/{id}", self.p());
+        match self.get_json(&path, &format!("task {id}")).await {
+            Ok(v) => Task::from_value(v),
+            Err(e)
+                if e.kind == ErrorKind::Invalid && e.details.get("status") == Some(&json!(400)) =>
+            {
+                Err(RalfError::not_found(format!(
+                    "semaphore: task {id} not found in project {}",
+                    self.project_id
+                ))
+                .with("task_id", id))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Newest tasks of the project (newest first), at most `limit` (1..=200).
+    pub async fn recent_tasks(&self, limit: u32) -> RResult<Vec<Task>> {
+        let v = self
+            .get_json(
+                &format!("{}/tasks/last?limit={}", self.p(), limit.clamp(1, 200)),
+                "tasks",
+            )
+            .await?;
+        v.as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(Task::from_value)
+            .collect()
+    }
+
+    /// Tasks of one template, newest first.
+    pub async fn template_tasks(&self, template_id: i64) -> RResult<Vec<Task>> {
+        let v = self
+            .get_json(
+                &format!("{}/templates/{template_id}/tasks", self.p()),
+                &format!("template {template_id}"),
+            )
+            .await?;
+        let mut tasks: Vec<Task> = v
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(Task::from_value)
+            .collect::<RResult<_>>()?;
+        tasks.sort_by_key(|t| std::cmp::Reverse(t.id));
+        Ok(tasks)
+    }
+
+    /// Tasks of a template that are not terminal yet (newest first).
+    pub async fn active(&self, template_id: i64) -> RResult<Vec<Task>> {
+        Ok(self
+            .template_tasks(template_id)
+            .await?
+            .into_iter()
+            .filter(|t| !t.is_terminal())
+            .collect())
+    }
+
+    /// The JSON body of `POST /project/{p}/tasks` (field types per the spec: strings for environment/arguments).
+    pub fn run_body(&self, template_id: i64, r: &RunRequest) -> Value {
+        let mut b = Map::new();
+        b.insert("template_id".into(), json!(template_id));
+        if let Some(env) = &r.env {
+            b.insert(
+                "environment".into(),
+                Value::String(Value::Object(env.clone()).to_string()),
+            );
+        }
+        if let Some(m) = &r.message {
+            b.insert("message".into(), json!(m));
+        }
+        if let Some(br) = &r.branch {
+            b.insert("git_branch".into(), json!(br));
+        }
+        if !r.arguments.is_empty() {
+            b.insert(
+                "arguments".into(),
+                Value::String(json!(r.arguments).to_string()),
+            );
+        }
+        if let Some(i) = r.inventory_id {
+            b.insert("inventory_id".into(), json!(i));
+        }
+        if self.legacy_params {
+            // v2.10 and older: top-level flags and a comma-separated limit.
+            if r.debug {
+                b.insert("debug".into(), json!(true));
+            }
+            if r.dry_run {
+                b.insert("dry_run".into(), json!(true));
+            }
+            if r.diff {
+                b.insert("diff".into(), json!(true));
+            }
+            if !r.limit.is_empty() {
+                b.insert("limit".into(), json!(r.limit.join(",")));
+            }
+        } else {
+            let mut p = Map::new();
+            if r.debug {
+                p.insert("debug".into(), json!(true));
+            }
+            if r.dry_run {
+                p.insert("dry_run".into(), json!(true));
+            }
+            if r.diff {
+                p.insert("diff".into(), json!(true));
+            }
+            if !r.limit.is_empty() {
+                p.insert("limit".into(), json!(r.limit));
+            }
+            if !r.tags.is_empty() {
+                p.insert("tags".into(), json!(r.tags));
+            }
+            if !r.skip_tags.is_empty() {
+                p.insert("skip_tags".into(), json!(r.skip_tags));
+            }
+            if !p.is_empty() {
+                b.insert("params".into(), Value::Object(p));
+            }
+        }
+        Value::Object(b)
+    }
+
+    /// Start a task. Never blindly retried: when the answer is lost (connection dropped after sending,
+    /// timeout, 5xx), the client looks for a task it created (newer than the newest task before the call,
+    /// same template, same environment and message) and adopts it; only when there is none does it try again.
+    pub async fn run(&self, template: &Template, r: &RunRequest) -> RResult<Task> {
+        let body = self.run_body(template.id, r);
+        let path = format!("{}/tasks", self.p());
+        let baseline = self
+            .recent_tasks(1)
+            .await?
+            .first()
+            .map(|t| t.id)
+            .unwrap_or(0);
+        let mut delay = Duration::from_millis(250);
+        let mut attempt = 1;
+        loop {
+            let res = self
+                .change(
+                    Method::POST,
+                    &path,
+                    &body,
+                    &format!("template {} ({})", template.id, template.name),
+                )
+                .await;
+            let err = match res {
+                Ok(text) => {
+                    match serde_json::from_str::<Value>(&text)
+                        .map_err(|e| e.to_string())
+                        .and_then(|v| Task::from_value(v).map_err(|e| e.message))
+                    {
+                        Ok(t) => return Ok(t),
+                        Err(m) => RalfError::unavailable(format!(
+                            "semaphore: POST {path}: unreadable answer: {m}"
+                        ))
+                        .with("sent", true),
+                    }
+                }
+                Err(e) => e,
+            };
+            let ambiguous = match err.kind {
+                ErrorKind::Unavailable => err.details.get("sent") != Some(&Value::Bool(false)),
+                _ => return Err(err),
+            };
+            if ambiguous {
+                tracing::warn!(target: "ralf::semaphore", "starting `{}` gave no clear answer ({err}); checking whether the task was created", template.name);
+                if let Some(t) = self.find_created(template.id, baseline, &body).await? {
+                    tracing::info!(target: "ralf::semaphore", "task {} of `{}` was created; attaching to it", t.id, template.name);
+                    return Ok(t);
+                }
+            }
+            if attempt >= 3 {
+                return Err(err.with("attempts", attempt));
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+            attempt += 1;
+        }
+    }
+
+    /// After an ambiguous create: a task newer than `baseline` of this template whose request fields match.
+    async fn find_created(
+        &self,
+        template_id: i64,
+        baseline: i64,
+        body: &Value,
+    ) -> RResult<Option<Task>> {
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1..=5 {
+            match self.recent_tasks(50).await {
+                Ok(tasks) => {
+                    let found = tasks.into_iter().find(|t| {
+                        t.id > baseline
+                            && t.template_id == template_id
+                            && same_field(&t.raw, body, "environment")
+                            && same_field(&t.raw, body, "message")
+                    });
+                    return Ok(found);
+                }
+                Err(e) if e.kind == ErrorKind::Unavailable && attempt < 5 => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The whole output of a task (oldest first).
+    pub async fn output(&self, task_id: i64) -> RResult<Vec<OutputLine>> {
+        let path = format!("{}/tasks/{task_id}/output", self.p());
+        let v = match self.get_json(&path, &format!("task {task_id}")).await {
+            Ok(v) => v,
+            Err(e) if e.details.get("status") == Some(&json!(400)) => {
+                return Err(RalfError::not_found(format!(
+                    "semaphore: task {task_id} not found"
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(v.as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| OutputLine {
+                time: l
+                    .get("time")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                output: l
+                    .get("output")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            })
+            .collect())
+    }
+
+    /// Output lines after the first `seen` ones; advances `seen`.
+    pub async fn new_output(&self, task_id: i64, seen: &mut usize) -> RResult<Vec<OutputLine>> {
+        let all = self.output(task_id).await?;
+        let start = (*seen).min(all.len());
+        *seen = all.len();
+        Ok(all[start..].to_vec())
+    }
+
+    /// Stop a task (`{"force": bool}` is always sent: an empty body is a 400).
+    pub async fn stop(&self, task_id: i64, force: bool) -> RResult<()> {
+        let path = format!("{}/tasks/{task_id}/stop", self.p());
+        self.change(
+            Method::POST,
+            &path,
+            &json!({"force": force}),
+            &format!("task {task_id}"),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Confirm (`true`) or reject a task in `waiting_confirmation`.
+    pub async fn confirm(&self, task_id: i64, yes: bool) -> RResult<()> {
+        let what = if yes { "confirm" } else { "reject" };
+        let path = format!("{}/tasks/{task_id}/{what}", self.p());
+        match self.change(Method::POST, &path, &json!({}), &format!("task {task_id}")).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind == ErrorKind::Invalid => Err(RalfError::new(
+                ErrorKind::Conflict,
+                format!("semaphore: cannot {what} task {task_id}: it is not waiting for confirmation (or does not exist)"),
+            )
+            .with("task_id", task_id)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Look up an inventory/repository/environment/key by id or name: returns its id.
+    pub async fn resource_id(&self, kind: &str, r: &IdOrName) -> RResult<i64> {
+        let list = self.get_json(&format!("{}/{kind}", self.p()), kind).await?;
+        let items = list.as_array().cloned().unwrap_or_default();
+        let found = items.iter().find(|i| match r {
+            IdOrName::Id(id) => i.get("id").and_then(Value::as_i64) == Some(*id),
+            IdOrName::Name(n) => i.get("name").and_then(Value::as_str) == Some(n.as_str()),
+        });
+        found
+            .and_then(|i| i.get("id").and_then(Value::as_i64))
+            .ok_or_else(|| {
+                let shown = match r {
+                    IdOrName::Id(i) => i.to_string(),
+                    IdOrName::Name(n) => format!("`{n}`"),
+                };
+                RalfError::not_found(format!(
+                    "semaphore: {kind} {shown} not found in project {}",
+                    self.project_id
+                ))
+            })
+    }
+
+    async fn first_resource(&self, kind: &str) -> RResult<Option<i64>> {
+        let list = self.get_json(&format!("{}/{kind}", self.p()), kind).await?;
+        Ok(list
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|i| i.get("id"))
+            .and_then(Value::as_i64))
+    }
+
+    /// Create or update a template by name. `spec` uses the API's field names, except that `inventory`,
+    /// `repository`, `environment` may name resources (id or name) and `arguments` may be an array.
+    /// Returns the template and whether anything was created/changed ("created" | "updated" | "unchanged").
+    pub async fn ensure_template(
+        &self,
+        spec: &Map<String, Value>,
+    ) -> RResult<(Template, &'static str)> {
+        let name = spec
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| {
+                RalfError::invalid(
+                    "semaphore::ensure_template: `name` (a non-empty string) is required",
+                )
+            })?
+            .to_string();
+        let existing = match self.template(&IdOrName::Name(name.clone())).await {
+            Ok(t) => Some(t),
+            Err(e) if e.kind == ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let mut body: Map<String, Value> = match &existing {
+            Some(t) => t.raw.as_object().cloned().unwrap_or_default(),
+            None => Map::new(),
+        };
+        body.remove("last_task");
+        for (k, v) in spec {
+            match k.as_str() {
+                "inventory" | "repository" | "environment" => {}
+                "arguments" => {
+                    let s = match v {
+                        Value::Array(_) => v.to_string(),
+                        Value::String(s) => s.clone(),
+                        _ => return Err(RalfError::invalid(
+                            "semaphore::ensure_template: `arguments` must be an array of strings",
+                        )),
+                    };
+                    body.insert(k.clone(), Value::String(s));
+                }
+                _ => {
+                    body.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        for (key, kind, field) in [
+            ("inventory", "inventory", "inventory_id"),
+            ("repository", "repositories", "repository_id"),
+            ("environment", "environment", "environment_id"),
+        ] {
+            if let Some(v) = spec.get(key) {
+                let r: IdOrName = serde_json::from_value(v.clone()).map_err(|_| {
+                    RalfError::invalid(format!(
+                        "semaphore::ensure_template: `{key}` must be an id or a name"
+                    ))
+                })?;
+                body.insert(field.into(), json!(self.resource_id(kind, &r).await?));
+            } else if body
+                .get(field)
+                .and_then(Value::as_i64)
+                .is_none_or(|i| i <= 0)
+            {
+                if let Some(id) = self.first_resource(kind).await? {
+                    body.insert(field.into(), json!(id));
+                }
+            }
+        }
+        if let Some(env_id) = body.get("environment_id").cloned() {
+            body.entry("environment_ids")
+                .or_insert_with(|| json!([env_id]));
+        }
+        body.entry("app").or_insert_with(|| json!("ansible"));
+        body.entry("type").or_insert_with(|| json!(""));
+        body.entry("arguments").or_insert_with(|| json!("[]"));
+        body.insert("name".into(), json!(name));
+        body.insert("project_id".into(), json!(self.project_id));
+        match existing {
+            Some(t) => {
+                body.insert("id".into(), json!(t.id));
+                let mut before = t.raw.as_object().cloned().unwrap_or_default();
+                before.remove("last_task");
+                if before == body {
+                    return Ok((t, "unchanged"));
+                }
+                let path = format!("{}/templates/{}", self.p(), t.id);
+                self.change(
+                    Method::PUT,
+                    &path,
+                    &Value::Object(body),
+                    &format!("template {}", t.id),
+                )
+                .await?;
+                Ok((self.template(&IdOrName::Id(t.id)).await?, "updated"))
+            }
+            None => {
+                body.remove("id");
+                let path = format!("{}/templates", self.p());
+                let text = self
+                    .change(
+                        Method::POST,
+                        &path,
+                        &Value::Object(body),
+                        &format!("project {}", self.project_id),
+                    )
+                    .await?;
+                let v: Value = serde_json::from_str(&text).map_err(|e| {
+                    RalfError::internal(format!("semaphore: POST {path}: answer is not JSON: {e}"))
+                })?;
+                Ok((Template::from_value(v)?, "created"))
+            }
+        }
+    }
+
+    /// `ws://` address of `/api/ws` (None for https: no TLS websocket connector is built in).
+    pub(crate) fn ws_url(&self) -> Option<String> {
+        if !self.websocket {
+            return None;
+        }
+        self.root
+            .strip_prefix("http://")
+            .map(|r| format!("ws://{r}/api/ws"))
+    }
+
+    /// A query-string-safe form of a value.
+    pub fn encode_query(s: &str) -> String {
+        enc(s)
+    }
+}
+
+fn same_field(task: &Value, body: &Value, k: &str) -> bool {
+    let norm = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(o) => o.to_string(),
+    };
+    let (a, b) = (norm(task.get(k)), norm(body.get(k)));
+    if a == b {
+        return true;
+    }
+    // Environments may be re-serialised by the server: compare as JSON.
+    match (
+        serde_json::from_str::<Value>(&a),
+        serde_json::from_str::<Value>(&b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions() {
+        assert_eq!(parse_version("v2.10.32"), Some((2, 10)));
+        assert_eq!(parse_version("2.19.8-abc"), Some((2, 19)));
+        assert_eq!(parse_version("dev"), None);
+    }
+
+    #[test]
+    fn status_mapping() {
+        let m = Method::GET;
+        assert_eq!(
+            status_error(&m, "/x", StatusCode::UNAUTHORIZED, "", "x").kind,
+            ErrorKind::Auth
+        );
+        assert_eq!(
+            status_error(&m, "/x", StatusCode::FORBIDDEN, "", "x").kind,
+            ErrorKind::Forbidden
+        );
+        assert_eq!(
+            status_error(&m, "/x", StatusCode::NOT_FOUND, "", "x").kind,
+            ErrorKind::NotFound
+        );
+        let e = status_error(
+            &m,
+            "/x",
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"template name can not be empty"}"#,
+            "x",
+        );
+        assert_eq!(e.kind, ErrorKind::Invalid);
+        assert!(e.message.contains("template name can not be empty"));
+        assert_eq!(
+            status_error(&m, "/x", StatusCode::BAD_GATEWAY, "", "x").kind,
+            ErrorKind::Unavailable
+        );
+        let e = status_error(
+            &m,
+            "/x",
+            StatusCode::UNAUTHORIZED,
+            r#"{"error":"TOTP_REQUIRED"}"#,
+            "x",
+        );
+        assert!(e.message.contains("TOTP"));
+    }
+
+    #[test]
+    fn same_field_compares_json() {
+        let t = json!({"environment": "{\"a\": 1}", "message": "m"});
+        let b = json!({"environment": "{\"a\":1}", "message": "m"});
+        assert!(same_field(&t, &b, "environment"));
+        assert!(same_field(&t, &b, "message"));
+        assert!(!same_field(&t, &json!({"message": "n"}), "message"));
+    }
+}

@@ -1,0 +1,252 @@
+//! Waiting for a task: `/api/ws` events when the socket works, adaptive polling otherwise.
+
+use super::{is_terminal, Client, Task};
+use crate::engine::error::{RResult, RalfError};
+use futures_util::StreamExt;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+/// How to wait.
+#[derive(Debug, Clone)]
+pub struct WaitOptions {
+    /// Deadline of the whole wait.
+    pub timeout: Duration,
+    /// First poll interval (and the one used again after a change).
+    pub poll_min: Duration,
+    /// Ceiling of the poll interval.
+    pub poll_max: Duration,
+    /// Fetch output lines while polling (for the log / spinner).
+    pub follow_output: bool,
+    /// Use the websocket when available.
+    pub websocket: bool,
+}
+
+impl Default for WaitOptions {
+    fn default() -> Self {
+        WaitOptions {
+            timeout: Duration::from_secs(30 * 60),
+            poll_min: Duration::from_millis(100),
+            poll_max: Duration::from_secs(5),
+            follow_output: true,
+            websocket: true,
+        }
+    }
+}
+
+/// Something observed while waiting.
+#[derive(Debug, Clone)]
+pub enum WaitEvent {
+    Status(String),
+    Line(String),
+}
+
+/// How often a websocket wait double-checks over REST (the socket has no replay).
+const WS_RECONCILE: Duration = Duration::from_secs(5);
+
+impl Client {
+    /// Wait until the task is terminal (success, error, stopped) or the deadline passes (`timeout` error;
+    /// the task keeps running). `on` sees status changes and new output lines.
+    pub async fn wait(
+        &self,
+        task_id: i64,
+        opts: &WaitOptions,
+        on: &mut (dyn FnMut(WaitEvent) + Send),
+    ) -> RResult<Task> {
+        let deadline = Instant::now() + opts.timeout;
+        let mut last_status = String::new();
+        let r = tokio::time::timeout_at(
+            deadline,
+            self.wait_inner(task_id, opts, on, &mut last_status),
+        )
+        .await;
+        match r {
+            Ok(r) => r,
+            Err(_) => {
+                if last_status.is_empty() {
+                    if let Ok(Ok(t)) =
+                        tokio::time::timeout(Duration::from_secs(2), self.task(task_id)).await
+                    {
+                        last_status = t.status;
+                    }
+                }
+                Err(RalfError::timeout(format!(
+                    "semaphore: task {task_id} is still `{}` after {} (it keeps running; stop it with task.stop())",
+                    if last_status.is_empty() { "unknown" } else { &last_status },
+                    crate::engine::render::human_duration(opts.timeout)
+                ))
+                .with("task_id", task_id)
+                .with("status", last_status))
+            }
+        }
+    }
+
+    async fn wait_inner(
+        &self,
+        task_id: i64,
+        opts: &WaitOptions,
+        on: &mut (dyn FnMut(WaitEvent) + Send),
+        last: &mut String,
+    ) -> RResult<Task> {
+        if opts.websocket {
+            if let Some(url) = self.ws_url() {
+                match self.ws_connect(&url).await {
+                    Ok(ws) => {
+                        if let Some(t) = self.wait_ws(task_id, ws, opts, on, last).await? {
+                            return Ok(t);
+                        }
+                        tracing::debug!(target: "ralf::semaphore", "websocket closed; polling task {task_id}");
+                    }
+                    Err(e) => {
+                        tracing::debug!(target: "ralf::semaphore", "websocket unavailable ({e}); polling task {task_id}")
+                    }
+                }
+            }
+        }
+        self.wait_poll(task_id, opts, on, last).await
+    }
+
+    async fn ws_connect(
+        &self,
+        url: &str,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        String,
+    > {
+        let mut req = url.into_client_request().map_err(|e| e.to_string())?;
+        let (hn, hv) = self.auth_header();
+        let hv = hv.parse().map_err(|_| "bad auth header".to_string())?;
+        req.headers_mut().insert(hn, hv);
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_tungstenite::connect_async(req),
+        )
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+        Ok(ws)
+    }
+
+    /// Ok(None) when the socket closed before the task finished (caller falls back to polling).
+    async fn wait_ws(
+        &self,
+        task_id: i64,
+        mut ws: tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        opts: &WaitOptions,
+        on: &mut (dyn FnMut(WaitEvent) + Send),
+        last: &mut String,
+    ) -> RResult<Option<Task>> {
+        // Socket first, then REST: nothing between the two is lost.
+        let t = self.task(task_id).await?;
+        self.note_status(&t.status, on, last);
+        let mut seen_lines: HashSet<(String, String)> = HashSet::new();
+        if opts.follow_output {
+            for l in self.output(task_id).await.unwrap_or_default() {
+                on(WaitEvent::Line(l.output.clone()));
+                seen_lines.insert((l.time, l.output));
+            }
+        }
+        if t.is_terminal() {
+            return Ok(Some(t));
+        }
+        let mut reconcile = tokio::time::interval_at(Instant::now() + WS_RECONCILE, WS_RECONCILE);
+        loop {
+            tokio::select! {
+                msg = ws.next() => {
+                    let text = match msg {
+                        Some(Ok(Message::Text(t))) => t.to_string(),
+                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(None),
+                        Some(Ok(_)) => continue,
+                    };
+                    let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
+                    if v.get("task_id").and_then(Value::as_i64) != Some(task_id) {
+                        continue;
+                    }
+                    match v.get("type").and_then(Value::as_str) {
+                        Some("log") => {
+                            let out = v.get("output").and_then(Value::as_str).unwrap_or("").to_string();
+                            let time = v.get("time").and_then(Value::as_str).unwrap_or("").to_string();
+                            if seen_lines.insert((time, out.clone())) {
+                                on(WaitEvent::Line(out));
+                            }
+                        }
+                        Some("update") => {
+                            let status = v.get("status").and_then(Value::as_str).unwrap_or("");
+                            if is_terminal(status) {
+                                let t = self.task(task_id).await?;
+                                self.note_status(&t.status, on, last);
+                                if t.is_terminal() {
+                                    return Ok(Some(t));
+                                }
+                            } else {
+                                self.note_status(status, on, last);
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                _ = reconcile.tick() => {
+                    let t = self.task(task_id).await?;
+                    self.note_status(&t.status, on, last);
+                    if t.is_terminal() {
+                        return Ok(Some(t));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn wait_poll(
+        &self,
+        task_id: i64,
+        opts: &WaitOptions,
+        on: &mut (dyn FnMut(WaitEvent) + Send),
+        last: &mut String,
+    ) -> RResult<Task> {
+        let mut interval = opts.poll_min;
+        let mut seen = 0usize;
+        loop {
+            let t = self.task(task_id).await?;
+            let mut changed = self.note_status(&t.status, on, last);
+            if opts.follow_output || t.is_terminal() {
+                if let Ok(lines) = self.new_output(task_id, &mut seen).await {
+                    changed |= !lines.is_empty();
+                    for l in lines {
+                        on(WaitEvent::Line(l.output));
+                    }
+                }
+            }
+            if t.is_terminal() {
+                return Ok(t);
+            }
+            tokio::time::sleep(interval).await;
+            interval = if changed {
+                opts.poll_min
+            } else {
+                interval.mul_f64(1.5).min(opts.poll_max)
+            };
+        }
+    }
+
+    fn note_status(
+        &self,
+        status: &str,
+        on: &mut (dyn FnMut(WaitEvent) + Send),
+        last: &mut String,
+    ) -> bool {
+        if status != last {
+            *last = status.to_string();
+            on(WaitEvent::Status(status.to_string()));
+            true
+        } else {
+            false
+        }
+    }
+}
