@@ -235,7 +235,7 @@ impl Store {
             .unwrap_or(0)
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> RResult<T> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> RResult<T> {
         let conn = self.conn.lock();
         f(&conn).map_err(|e| db_err(&self.path, e))
     }
