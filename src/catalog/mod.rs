@@ -281,13 +281,17 @@ fn parse_file(file: &Path, bytes: &[u8]) -> FileResult {
     }
     // Every unknown top-level key at once (serde stops at the first).
     let mut unknown = Vec::new();
+    let mut suggested = Vec::new();
     for k in map.keys() {
         match k.as_str() {
             Some(k) if model::SERVICE_KEYS.contains(&k) => {}
             Some(k) => {
                 let line = top_key_line(&text, k).unwrap_or(1);
                 let hint = match did_you_mean(k, model::SERVICE_KEYS.iter().copied()) {
-                    Some(s) => format!("; did you mean `{s}`?"),
+                    Some(s) => {
+                        suggested.push(format!("missing field `{s}`"));
+                        format!("; did you mean `{s}`?")
+                    }
                     None => format!("; expected one of: {}", model::SERVICE_KEYS.join(", ")),
                 };
                 out.problems.push(problem(
@@ -321,7 +325,13 @@ fn parse_file(file: &Path, bytes: &[u8]) -> FileResult {
                 out.service = Some(s);
             }
         }
-        Err(e) => out.problems.push(yaml_problem(file, &e, Some(&text))),
+        Err(e) => {
+            // "missing field `priority`" after "unknown key `priorty`; did you mean `priority`?" is noise.
+            let p = yaml_problem(file, &e, Some(&text));
+            if !suggested.iter().any(|m| p.message.starts_with(m.as_str())) {
+                out.problems.push(p);
+            }
+        }
     }
     out.text = text;
     out
@@ -673,11 +683,7 @@ pub fn list_item_line(text: &str, key: &str, item: &str) -> Option<usize> {
     let k = top_key_line(text, key)? - 1;
     let strip = |s: &str| s.trim().trim_matches(|c| c == '"' || c == '\'').to_string();
     if let Some((_, rest)) = lines[k].split_once(':') {
-        if rest.contains('[')
-            && rest
-                .split(|c| c == '[' || c == ']' || c == ',')
-                .any(|p| strip(p) == item)
-        {
+        if rest.contains('[') && rest.split(['[', ']', ',']).any(|p| strip(p) == item) {
             return Some(k + 1);
         }
     }
@@ -691,11 +697,7 @@ pub fn list_item_line(text: &str, key: &str, item: &str) -> Option<usize> {
         }
         let content = t.trim_start_matches('-');
         let content = content.split(" #").next().unwrap_or(content);
-        if strip(content) == item
-            || content
-                .split(|c| c == '[' || c == ']' || c == ',')
-                .any(|p| strip(p) == item)
-        {
+        if strip(content) == item || content.split(['[', ']', ',']).any(|p| strip(p) == item) {
             return Some(i + 1);
         }
     }
