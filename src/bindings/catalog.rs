@@ -208,6 +208,12 @@ fn step_impl(
     if name.trim().is_empty() {
         return Err(RalfError::invalid("run::step: step name is empty").into());
     }
+    if h.opts.dry_run {
+        // A dry run changes nothing, so its steps are not recorded as done (a later real run or
+        // resume must not skip them).
+        tracing::info!(target: "ralf::run", "dry run: step `{name}` (not recorded)");
+        return f.call_within_context::<Dynamic>(ctx, ());
+    }
     let rc = crate::state::run_ctx(&h).at(ctx)?;
     if let Some(done) = rc.store.step_done(&rc.run_id, name).at(ctx)? {
         tracing::info!(
@@ -293,7 +299,7 @@ mod catalog_mod {
 
     /// Load and validate the catalog in `path` (a folder of `*.yaml` files, or one file).
     ///
-    /// ```rhai
+    /// ```rhai,no_run
     /// let cat = catalog::load("catalog/projects");
     /// assert(cat.get("postgresql").priority == "P0");
     /// ```
@@ -880,6 +886,7 @@ mod run_mod {
     /// right after, so a killed run leaves a consistent record. In a resumed run (`ralf-sh resume`)
     /// a step already done is skipped and its recorded result (plain data) returned; a step that
     /// failed or was interrupted runs again. Step names must be unique within a run.
+    /// Under `--dry-run` the closure runs but the step is not recorded.
     ///
     /// ```rhai
     /// let n = run::step("count services", || catalog::load().len());

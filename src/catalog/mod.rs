@@ -249,6 +249,18 @@ fn parse_file(file: &Path, bytes: &[u8]) -> FileResult {
         ));
         return out;
     }
+    // Fast path: a valid file parses strictly in one pass (unknown keys would fail it).
+    if let Ok(mut s) = serde_yaml::from_str::<Service>(&text) {
+        s.file = file.to_path_buf();
+        s.line = top_key_line(&text, "name").unwrap_or(1);
+        service_checks(&s, &text, &mut out.problems);
+        out.name = Some(s.name.clone());
+        if out.problems.is_empty() {
+            out.service = Some(s);
+        }
+        out.text = text;
+        return out;
+    }
     let value: serde_yaml::Value = match serde_yaml::from_str(&text) {
         Ok(v) => v,
         Err(e) => {
@@ -498,7 +510,7 @@ fn check_semantics(
     // Unknown deps and priority inversion.
     for (s, text) in parsed {
         for d in &s.depends_on {
-            let line = list_item_line(text, "depends_on", d).unwrap_or(s.line);
+            let line = || list_item_line(text, "depends_on", d).unwrap_or(s.line);
             match first.get(d.as_str()) {
                 None if known_broken.iter().any(|b| b == d) => {}
                 None => {
@@ -507,7 +519,7 @@ fn check_semantics(
                         .unwrap_or_default();
                     problems.push(problem(
                         &s.file,
-                        line,
+                        line(),
                         None,
                         format!("`{}` depends on unknown service `{d}`{hint}", s.name),
                     ));
@@ -517,7 +529,7 @@ fn check_semantics(
                     if !opts.allow_priority_inversion && dep.priority > s.priority {
                         problems.push(problem(
                             &s.file,
-                            line,
+                            line(),
                             None,
                             format!(
                                 "priority inversion: `{}` ({}) depends on `{}` ({}), which has a lower priority; \

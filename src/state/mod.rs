@@ -297,7 +297,7 @@ fn print_runs(runs: &[RunRecord]) {
     );
     for r in runs {
         println!(
-            "{:<22}  {:<24}  {:<9}  {:<11}  {:>4}  {:>3}  {}{}",
+            "{:<22}  {:<24}  {:<9}  {:<11}  {:>4}  {:>3}  {}",
             r.id,
             r.started_at,
             duration(&r.started_at, r.ended_at.as_deref()),
@@ -306,14 +306,21 @@ fn print_runs(runs: &[RunRecord]) {
                 .map(|c| c.to_string())
                 .unwrap_or_else(|| "-".into()),
             r.attempts,
-            r.script,
-            if r.args.is_empty() {
-                String::new()
-            } else {
-                format!(" {}", r.args.join(" "))
-            }
+            one_line(&format!("{} {}", r.script, r.args.join(" ")), 70),
         );
     }
+}
+
+/// First line of `s`, at most `max` characters (marked with `…` when cut).
+fn one_line(s: &str, max: usize) -> String {
+    let s = s.trim();
+    let first = s.lines().next().unwrap_or("");
+    let cut = first.chars().count() > max || first.len() < s.len();
+    let mut out: String = first.chars().take(max).collect();
+    if cut {
+        out.push('…');
+    }
+    out
 }
 
 fn duration(start: &str, end: Option<&str>) -> String {
