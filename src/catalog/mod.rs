@@ -255,9 +255,8 @@ fn parse_file(file: &Path, bytes: &[u8]) -> FileResult {
         s.line = top_key_line(&text, "name").unwrap_or(1);
         service_checks(&s, &text, &mut out.problems);
         out.name = Some(s.name.clone());
-        if out.problems.is_empty() {
-            out.service = Some(s);
-        }
+        // Kept even with problems, so cross-file checks (deps, cycles) still run on it.
+        out.service = Some(s);
         out.text = text;
         return out;
     }
@@ -333,9 +332,8 @@ fn parse_file(file: &Path, bytes: &[u8]) -> FileResult {
             s.file = file.to_path_buf();
             s.line = top_key_line(&text, "name").unwrap_or(1);
             service_checks(&s, &text, &mut out.problems);
-            if out.problems.is_empty() {
-                out.service = Some(s);
-            }
+            // Kept even with problems (unknown keys, smoke checks), so cross-file checks still run.
+            out.service = Some(s);
         }
         Err(e) => {
             // "missing field `priority`" after "unknown key `priorty`; did you mean `priority`?" is noise.

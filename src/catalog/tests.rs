@@ -66,6 +66,24 @@ fn all_unknown_keys_at_once_with_did_you_mean_and_later_type_error() {
 }
 
 #[test]
+fn unknown_key_does_not_hide_unknown_dependency() {
+    let p = problems(&[
+        ("pg.yaml", PG),
+        (
+            "vw.yaml",
+            "name: vaultwarden\npriorty: P1\npriority: P1\ndepends_on:\n  - postgress\n",
+        ),
+    ]);
+    assert_eq!(
+        p,
+        vec![
+            "vw.yaml:2: unknown key `priorty`; did you mean `priority`?".to_string(),
+            "vw.yaml:5: `vaultwarden` depends on unknown service `postgress`; did you mean `postgresql`?".to_string(),
+        ]
+    );
+}
+
+#[test]
 fn nested_unknown_key() {
     let p = problems(&[(
         "a.yaml",
