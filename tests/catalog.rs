@@ -344,3 +344,56 @@ fn script_level_tests() {
     });
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The journal the state store attaches to the host records events and step details.
+#[test]
+fn journal_records_events_and_step_details() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = ralf_sh::app::runtime();
+    let cfg = ralf_sh::config::Config {
+        state: Some(ralf_sh::config::StateConfig {
+            path: dir.path().join("state.db"),
+        }),
+        ..Default::default()
+    };
+    let loaded = ralf_sh::config::LoadedConfig {
+        config: cfg,
+        path: None,
+    };
+    let host = ralf_sh::host::Host::new(loaded, rt.handle().clone(), Default::default());
+    assert!(host.journal().is_none());
+    ralf_sh::state::begin_run(&host, "/x/deploy.rhai", &["a".to_string()]);
+    // The config names a state store: the journal is attached at run start.
+    assert!(host.journal().is_some());
+    host.record_event(
+        "llm",
+        serde_json::json!({ "prompt": "deploy?", "answer": "proceed" }),
+    );
+    let rc = ralf_sh::state::run_ctx(&host).unwrap();
+    let id = rc
+        .store
+        .step_start(&host.run_id, "deploy vw", Some("vaultwarden"))
+        .unwrap();
+    rc.journal.push_step(id, "deploy vw");
+    host.record_step_detail("task_id", serde_json::json!(99));
+    assert_eq!(
+        host.journal().unwrap().previous_step_detail("task_id"),
+        None
+    );
+    rc.journal.pop_step(id);
+    ralf_sh::state::finish_run(&host, 3);
+    let st = ralf_sh::state::Store::open(&dir.path().join("state.db")).unwrap();
+    let run = st.run(&host.run_id).unwrap().unwrap();
+    assert_eq!(
+        (run.status.as_str(), run.exit_code, run.script.as_str()),
+        ("partial", Some(3), "/x/deploy.rhai")
+    );
+    assert_eq!(run.args, vec!["a".to_string()]);
+    let ev = st.events(&host.run_id).unwrap();
+    assert_eq!(ev[0].kind, "llm");
+    assert_eq!(ev[0].data["answer"], "proceed");
+    let steps = st.steps(&host.run_id).unwrap();
+    assert_eq!(steps[0].details["task_id"], 99);
+    // The step never ended: finishing the run marks it interrupted.
+    assert_eq!(steps[0].status, "interrupted");
+}
