@@ -479,3 +479,32 @@ fn plan_reasons_exclude_and_only() {
         vec!["`gitea` needs `postgresql` (pending), which is not in this plan".to_string()]
     );
 }
+
+#[test]
+fn template_id_guest_map_and_snapshot_forms() {
+    let cat = ok(&[(
+        "a.yaml",
+        "name: a\npriority: P0\nguest: { vmid: 2012, node: pve2 }\nsnapshot: pre-upgrade\nsemaphore:\n  template: 12\n  smoke_template: RALF Smoke Test\n",
+    )]);
+    let a = cat.get("a").unwrap();
+    assert_eq!(
+        a.guest,
+        Some(Guest {
+            vmid: 2012,
+            node: Some("pve2".into())
+        })
+    );
+    assert_eq!(a.snapshot, Some(Snapshot::Named("pre-upgrade".into())));
+    let sem = a.semaphore.as_ref().unwrap();
+    assert_eq!(sem.template.as_deref(), Some("12"));
+    assert_eq!(sem.smoke_template.as_deref(), Some("RALF Smoke Test"));
+    let p = problems(&[(
+        "b.yaml",
+        "name: b\npriority: P0\nguest: { vmid: 2012, nod: x }\n",
+    )]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].starts_with("b.yaml:3:") && p[0].contains("unknown key `nod`"),
+        "{p:?}"
+    );
+}
