@@ -13,12 +13,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", p.display());
         let name = p.file_stem().unwrap().to_string_lossy();
         let abs = std::fs::canonicalize(&p).unwrap();
-        writeln!(
-            out,
-            "    (\"ralf/{name}\", include_str!({:?})),",
-            abs.display().to_string()
-        )
-        .unwrap();
+        writeln!(out, "    (\"ralf/{name}\", include_str!({:?})),", abs.display().to_string()).unwrap();
     }
     out.push_str("];\n");
     let dest = std::path::Path::new(&std::env::var("OUT_DIR").unwrap()).join("stdlib.rs");

@@ -14,11 +14,7 @@ pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit::USAGE
-            } else {
-                exit::OK
-            };
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
             let _ = e.print();
             return ExitCode::from(code as u8);
         }
@@ -65,10 +61,7 @@ pub fn run(cli: Cli) -> i32 {
     let verbosity = cli.verbose as i8 - cli.quiet as i8;
     crate::logging::init(cli.log_format, verbosity, &host.run_id);
     for (what, insecure) in [
-        (
-            "semaphore",
-            host.cfg().semaphore.as_ref().map(|s| s.insecure),
-        ),
+        ("semaphore", host.cfg().semaphore.as_ref().map(|s| s.insecure)),
         ("proxmox", host.cfg().proxmox.as_ref().map(|s| s.insecure)),
     ] {
         if insecure == Some(true) {
@@ -87,13 +80,9 @@ pub fn run(cli: Cli) -> i32 {
             exit::OK
         }
         Some(Command::Completions { .. }) => unreachable!(),
-        Some(Command::History { service, run, json }) => {
-            crate::state::cli_history(&host, service, run, json)
-        }
+        Some(Command::History { service, run, json }) => crate::state::cli_history(&host, service, run, json),
         Some(Command::Resume { run_id }) => crate::state::cli_resume(&host, &run_id),
-        Some(Command::Lab {
-            command: LabCommand::Serve,
-        }) => lab_serve(&host, &rt),
+        Some(Command::Lab { command: LabCommand::Serve }) => lab_serve(&host, &rt),
         None => {
             if let Some(expr) = cli.eval {
                 run_eval(&host, &expr)
@@ -119,10 +108,7 @@ fn print_dry_run(host: &Host) {
     if actions.is_empty() {
         out.push_str("No changing call was made.\n");
     } else {
-        out.push_str(&format!(
-            "{} action(s) would have run, in order:\n",
-            actions.len()
-        ));
+        out.push_str(&format!("{} action(s) would have run, in order:\n", actions.len()));
         for (i, a) in actions.iter().enumerate() {
             out.push_str(&format!("  {:>3}. {:<12} {}\n", i + 1, a.binding, a.action));
         }
@@ -135,10 +121,7 @@ pub fn install_signal_handlers(host: &Arc<Host>) {
     let cancel = host.cancel.clone();
     host.rt.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
             return;
         };
         let mut count = 0;
@@ -170,12 +153,7 @@ pub fn on_script_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'stati
 }
 
 /// Turn the result of a run into an exit code, printing an uncaught error.
-pub fn finish(
-    se: &ScriptEngine,
-    name: &str,
-    r: Result<Outcome, Box<rhai::EvalAltResult>>,
-    print_value: bool,
-) -> i32 {
+pub fn finish(se: &ScriptEngine, name: &str, r: Result<Outcome, Box<rhai::EvalAltResult>>, print_value: bool) -> i32 {
     let cancelled = se.host.cancel.is_cancelled();
     match r {
         Ok(Outcome::Value(v)) => {
@@ -183,19 +161,11 @@ pub fn finish(
                 let text = crate::secrets::redact(&crate::engine::render::display_value(&v));
                 se.host.progress.suspend(|| println!("{text}"));
             }
-            if cancelled {
-                exit::CANCELLED
-            } else {
-                exit::OK
-            }
+            if cancelled { exit::CANCELLED } else { exit::OK }
         }
         Ok(Outcome::Exit(code)) => code,
         Err(e) => {
-            let code = if cancelled {
-                exit::CANCELLED
-            } else {
-                engine::exit_code_for(&e)
-            };
+            let code = if cancelled { exit::CANCELLED } else { engine::exit_code_for(&e) };
             if code == exit::CANCELLED {
                 eprint_redacted("cancelled\n");
             } else {

@@ -2,6 +2,4 @@
 use crate::host::Host;
 use std::path::PathBuf;
 use std::sync::Arc;
-pub fn run(_host: &Arc<Host>, _scripts: &[PathBuf]) -> i32 {
-    todo!()
-}
+pub fn run(_host: &Arc<Host>, _scripts: &[PathBuf]) -> i32 { todo!() }

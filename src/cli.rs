@@ -40,12 +40,7 @@ pub struct Cli {
     pub dry_run: bool,
 
     /// Evaluate an expression and print its value
-    #[arg(
-        short = 'e',
-        long = "eval",
-        value_name = "EXPR",
-        conflicts_with = "script"
-    )]
+    #[arg(short = 'e', long = "eval", value_name = "EXPR", conflicts_with = "script")]
     pub eval: Option<String>,
 
     /// Script to run (`#!/usr/bin/env ralf-sh` scripts work too)
@@ -53,11 +48,7 @@ pub struct Cli {
     pub script: Option<PathBuf>,
 
     /// Arguments for the script, visible to it as ARGS
-    #[arg(
-        value_name = "ARGS",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    #[arg(value_name = "ARGS", trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
 
     #[command(subcommand)]

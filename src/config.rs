@@ -323,9 +323,7 @@ pub fn yaml_error(e: &serde_yaml::Error, path: &Path, what: &str) -> RalfError {
         Some(l) => format!("{}:{}:{}", path.display(), l.line(), l.column()),
         None => path.display().to_string(),
     };
-    RalfError::config(format!("{loc}: {body}"))
-        .with("file", path.display().to_string())
-        .with("what", what)
+    RalfError::config(format!("{loc}: {body}")).with("file", path.display().to_string()).with("what", what)
 }
 
 /// `semaphore: unknown field `urll`, expected one of ...` -> `unknown key `urll` in semaphore; did you mean `url`?`
@@ -410,9 +408,8 @@ mod tests {
         let text = "semaphore:\n  url: http://x\n  projcet: 1\n";
         let e = parse(text, Path::new("ralf.yaml")).unwrap_err();
         assert!(
-            e.message.starts_with(
-                "ralf.yaml:3:3: unknown key `projcet` in `semaphore`; did you mean `project`?"
-            ),
+            e.message
+                .starts_with("ralf.yaml:3:3: unknown key `projcet` in `semaphore`; did you mean `project`?"),
             "{}",
             e.message
         );
@@ -430,8 +427,7 @@ mod tests {
     fn top_level_unknown_key() {
         let e = parse("semafore:\n  url: x\n", Path::new("c.yaml")).unwrap_err();
         assert!(
-            e.message
-                .contains("unknown key `semafore`; did you mean `semaphore`?"),
+            e.message.contains("unknown key `semafore`; did you mean `semaphore`?"),
             "{}",
             e.message
         );

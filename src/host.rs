@@ -58,10 +58,7 @@ mod anymap {
     #[derive(Default)]
     pub struct Map(HashMap<TypeId, Box<dyn Any + Send + Sync>>);
     impl Map {
-        pub fn get_or_insert_with<T: Any + Send + Sync + Clone>(
-            &mut self,
-            f: impl FnOnce() -> T,
-        ) -> T {
+        pub fn get_or_insert_with<T: Any + Send + Sync + Clone>(&mut self, f: impl FnOnce() -> T) -> T {
             self.0
                 .entry(TypeId::of::<T>())
                 .or_insert_with(|| Box::new(f()))
@@ -173,9 +170,7 @@ pub fn redact_json(v: serde_json::Value) -> serde_json::Value {
     match v {
         Value::String(s) => Value::String(crate::secrets::redact(&s)),
         Value::Array(a) => Value::Array(a.into_iter().map(redact_json).collect()),
-        Value::Object(o) => {
-            Value::Object(o.into_iter().map(|(k, v)| (k, redact_json(v))).collect())
-        }
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, redact_json(v))).collect()),
         other => other,
     }
 }

@@ -88,12 +88,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(
-        &self,
-        _ctx: &FmtContext<'_, S, N>,
-        mut w: Writer<'_>,
-        event: &Event<'_>,
-    ) -> std::fmt::Result {
+    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
         let mut m = serde_json::Map::new();
         m.insert(
             "ts".into(),
@@ -122,9 +117,7 @@ pub fn init(format: LogFormat, verbosity: i8, run_id: &str) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_env("RALF_LOG").unwrap_or_else(|_| {
-        EnvFilter::new(format!(
-            "warn,ralf_sh={level},ralf={level},ralf::dry_run=info"
-        ))
+        EnvFilter::new(format!("warn,ralf_sh={level},ralf={level},ralf::dry_run=info"))
     });
     let result = match format {
         LogFormat::Human => tracing_subscriber::fmt()

@@ -40,23 +40,15 @@ fn retry_impl(ctx: &NativeCallContext, opts: &Map, f: &FnPtr) -> RhaiResult<Dyna
     let o: RetryOpts = options::decode(opts, "retry")?;
     let attempts = o.attempts.unwrap_or(3);
     if attempts < 1 {
-        return Err(RalfError::invalid(format!(
-            "retry: attempts must be at least 1, got {attempts}"
-        ))
-        .into());
+        return Err(RalfError::invalid(format!("retry: attempts must be at least 1, got {attempts}")).into());
     }
     let backoff = o.backoff.unwrap_or(2.0);
     if !backoff.is_finite() || backoff < 1.0 {
-        return Err(
-            RalfError::invalid(format!("retry: backoff must be >= 1.0, got {backoff}")).into(),
-        );
+        return Err(RalfError::invalid(format!("retry: backoff must be >= 1.0, got {backoff}")).into());
     }
     let jitter = o.jitter.unwrap_or(0.0);
     if !(0.0..=1.0).contains(&jitter) {
-        return Err(RalfError::invalid(format!(
-            "retry: jitter must be between 0 and 1, got {jitter}"
-        ))
-        .into());
+        return Err(RalfError::invalid(format!("retry: jitter must be between 0 and 1, got {jitter}")).into());
     }
     let on: Option<Vec<String>> = o.on;
     if let Some(list) = &on {
@@ -66,10 +58,7 @@ fn retry_impl(ctx: &NativeCallContext, opts: &Map, f: &FnPtr) -> RhaiResult<Dyna
                 let hint = options::did_you_mean(k, names.iter().copied())
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
-                return Err(RalfError::invalid(format!(
-                    "retry: unknown error kind `{k}` in `on`{hint}"
-                ))
-                .into());
+                return Err(RalfError::invalid(format!("retry: unknown error kind `{k}` in `on`{hint}")).into());
             }
         }
     }
@@ -114,16 +103,9 @@ fn retry_impl(ctx: &NativeCallContext, opts: &Map, f: &FnPtr) -> RhaiResult<Dyna
     }
 }
 
-fn parallel_impl(
-    ctx: &NativeCallContext,
-    items: Array,
-    limit: i64,
-    f: &FnPtr,
-) -> RhaiResult<Array> {
+fn parallel_impl(ctx: &NativeCallContext, items: Array, limit: i64, f: &FnPtr) -> RhaiResult<Array> {
     if limit < 1 {
-        return Err(
-            RalfError::invalid(format!("parallel: limit must be at least 1, got {limit}")).into(),
-        );
+        return Err(RalfError::invalid(format!("parallel: limit must be at least 1, got {limit}")).into());
     }
     let n = items.len();
     if n == 0 {
@@ -134,8 +116,7 @@ fn parallel_impl(
     let engine = ctx.engine();
     let workers = (limit as usize).min(n);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<parking_lot::Mutex<Option<Dynamic>>> =
-        (0..n).map(|_| parking_lot::Mutex::new(None)).collect();
+    let results: Vec<parking_lot::Mutex<Option<Dynamic>>> = (0..n).map(|_| parking_lot::Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..workers {
             let store = &store;
@@ -187,9 +168,8 @@ mod globals {
     /// ```
     #[rhai_fn(name = "env", return_raw)]
     pub fn env1(name: &str) -> RhaiResult<String> {
-        std::env::var(name).map_err(|_| {
-            RalfError::not_found(format!("environment variable {name} is not set")).into()
-        })
+        std::env::var(name)
+            .map_err(|_| RalfError::not_found(format!("environment variable {name} is not set")).into())
     }
 
     /// Read an environment variable, or `default` when it is unset.
@@ -222,9 +202,7 @@ mod globals {
             return Ok(v);
         }
         if let Some(src) = h.cfg().secrets.get(name) {
-            if let Some(v) =
-                crate::secrets::load_ref(src.env.as_deref(), src.file.as_deref(), name)?
-            {
+            if let Some(v) = crate::secrets::load_ref(src.env.as_deref(), src.file.as_deref(), name)? {
                 return Ok(v);
             }
             return Err(RalfError::not_found(format!(
@@ -285,12 +263,7 @@ mod globals {
     /// assert(rs[2].value == 30);
     /// ```
     #[rhai_fn(return_raw)]
-    pub fn parallel(
-        ctx: NativeCallContext,
-        items: Array,
-        limit: i64,
-        f: FnPtr,
-    ) -> RhaiResult<Array> {
+    pub fn parallel(ctx: NativeCallContext, items: Array, limit: i64, f: FnPtr) -> RhaiResult<Array> {
         parallel_impl(&ctx, items, limit, &f)
     }
 
@@ -350,12 +323,9 @@ mod json_mod {
     #[rhai_fn(return_raw)]
     pub fn parse(ctx: NativeCallContext, text: &str) -> RhaiResult<Dynamic> {
         let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            crate::bindings::at(
-                &ctx,
-                RalfError::invalid(format!("json::parse: {e}"))
-                    .with("line", e.line())
-                    .with("column", e.column()),
-            )
+            crate::bindings::at(&ctx, RalfError::invalid(format!("json::parse: {e}"))
+                .with("line", e.line())
+                .with("column", e.column()))
         })?;
         rhai::serde::to_dynamic(v)
     }
@@ -386,8 +356,7 @@ mod json_mod {
 fn log_with(level: tracing::Level, msg: &str, fields: Option<&Map>) {
     let f = fields
         .map(|m| {
-            let v: serde_json::Value =
-                rhai::serde::from_dynamic(&Dynamic::from_map(m.clone())).unwrap_or_default();
+            let v: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(m.clone())).unwrap_or_default();
             format!(" {v}")
         })
         .unwrap_or_default();
@@ -502,8 +471,7 @@ mod time_mod {
     /// assert(time::mono() >= start);
     /// ```
     pub fn mono() -> f64 {
-        static START: once_cell::sync::Lazy<std::time::Instant> =
-            once_cell::sync::Lazy::new(std::time::Instant::now);
+        static START: once_cell::sync::Lazy<std::time::Instant> = once_cell::sync::Lazy::new(std::time::Instant::now);
         START.elapsed().as_secs_f64()
     }
 

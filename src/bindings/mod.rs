@@ -37,10 +37,7 @@ pub fn host(ctx: &NativeCallContext) -> RResult<Arc<Host>> {
 /// Convert an error into a Rhai error positioned at the call site of the current native call.
 /// Rhai does not fill the position of every (e.g. namespaced) native call by itself.
 pub fn at(ctx: &NativeCallContext, e: RalfError) -> Box<rhai::EvalAltResult> {
-    Box::new(rhai::EvalAltResult::ErrorRuntime(
-        e.to_dynamic(),
-        ctx.call_position(),
-    ))
+    Box::new(rhai::EvalAltResult::ErrorRuntime(e.to_dynamic(), ctx.call_position()))
 }
 
 /// `result.at(&ctx)?`: position a binding's error at the script's call site.

@@ -146,8 +146,9 @@ fn exit_value(v: &Dynamic) -> i32 {
 pub fn exit_code_for(err: &EvalAltResult) -> i32 {
     match err {
         EvalAltResult::ErrorTerminated(_, _) => exit::CANCELLED,
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
-        | EvalAltResult::ErrorInModule(_, inner, _) => exit_code_for(inner),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
+            exit_code_for(inner)
+        }
         EvalAltResult::ErrorRuntime(v, _) => match error::RalfError::from_dynamic(v) {
             Some(e) if e.kind == error::ErrorKind::Cancelled => exit::CANCELLED,
             // An error may name the process exit code it implies (e.g. 75 for a held run lock).

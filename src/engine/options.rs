@@ -20,11 +20,7 @@ pub fn decode<T: DeserializeOwned>(map: &Map, func: &str) -> RResult<T> {
 pub fn decode_json<T: DeserializeOwned>(value: serde_json::Value, func: &str) -> RResult<T> {
     serde_json::from_value::<T>(value).map_err(|e| {
         let msg = e.to_string();
-        RalfError::invalid(rewrite_serde_message(
-            &msg,
-            &format!("for {func}"),
-            "option",
-        ))
+        RalfError::invalid(rewrite_serde_message(&msg, &format!("for {func}"), "option"))
     })
 }
 
@@ -66,10 +62,7 @@ pub fn rewrite_serde_message(msg: &str, where_: &str, noun: &str) -> String {
 }
 
 /// The closest candidate by edit distance, if it is close enough to be a plausible typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(&str, f64)> = None;
     for c in candidates {
         let score = strsim::jaro_winkler(word, c);
@@ -105,9 +98,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         if n.is_finite() && n >= 0.0 {
             return Ok(Duration::from_secs_f64(n));
         }
-        return Err(format!(
-            "duration `{s}` must be a non-negative number of seconds"
-        ));
+        return Err(format!("duration `{s}` must be a non-negative number of seconds"));
     }
     let mut total = 0f64;
     let mut num = String::new();
@@ -127,9 +118,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
                 break;
             }
         }
-        let v: f64 = num.parse().map_err(|_| {
-            format!("invalid duration `{s}` (expected e.g. 90s, 10m, 1h30m, 500ms)")
-        })?;
+        let v: f64 = num
+            .parse()
+            .map_err(|_| format!("invalid duration `{s}` (expected e.g. 90s, 10m, 1h30m, 500ms)"))?;
         num.clear();
         let mult = match unit.as_str() {
             "ms" => 0.001,
@@ -167,9 +158,7 @@ impl<'de> Deserialize<'de> for Secs {
             Raw::N(n) => Err(serde::de::Error::custom(format!(
                 "duration must be a non-negative number of seconds, got {n}"
             ))),
-            Raw::S(s) => parse_duration(&s)
-                .map(Secs)
-                .map_err(serde::de::Error::custom),
+            Raw::S(s) => parse_duration(&s).map(Secs).map_err(serde::de::Error::custom),
         }
     }
 }
@@ -184,17 +173,13 @@ impl serde::Serialize for Secs {
 pub fn duration_arg(v: &Dynamic, func: &str) -> RResult<Duration> {
     if let Ok(i) = v.as_int() {
         if i < 0 {
-            return Err(RalfError::invalid(format!(
-                "{func}: duration must not be negative, got {i}"
-            )));
+            return Err(RalfError::invalid(format!("{func}: duration must not be negative, got {i}")));
         }
         return Ok(Duration::from_secs(i as u64));
     }
     if let Ok(f) = v.as_float() {
         if !f.is_finite() || f < 0.0 {
-            return Err(RalfError::invalid(format!(
-                "{func}: duration must be a non-negative number, got {f}"
-            )));
+            return Err(RalfError::invalid(format!("{func}: duration must be a non-negative number, got {f}")));
         }
         return Ok(Duration::from_secs_f64(f));
     }

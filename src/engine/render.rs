@@ -20,11 +20,7 @@ pub fn human_duration(d: Duration) -> String {
         }
     } else if ms < 3_600_000 {
         let s = d.as_secs();
-        if s % 60 == 0 {
-            format!("{}m", s / 60)
-        } else {
-            format!("{}m {}s", s / 60, s % 60)
-        }
+        if s % 60 == 0 { format!("{}m", s / 60) } else { format!("{}m {}s", s / 60, s % 60) }
     } else {
         let s = d.as_secs();
         format!("{}h {}m", s / 3600, (s % 3600) / 60)
@@ -84,12 +80,7 @@ fn message_of(e: &EvalAltResult) -> String {
 }
 
 /// Render an uncaught runtime error raised while running `main_src`.
-pub fn render_runtime(
-    err: &EvalAltResult,
-    main_src: &str,
-    sources: &SourceMap,
-    module_sources: &std::collections::HashMap<String, String>,
-) -> String {
+pub fn render_runtime(err: &EvalAltResult, main_src: &str, sources: &SourceMap, module_sources: &std::collections::HashMap<String, String>) -> String {
     let mut frames: Vec<String> = Vec::new();
     let mut cur_src = main_src.to_string();
     let mut e = err;
@@ -103,14 +94,8 @@ pub fn render_runtime(
                 e = inner;
             }
             EvalAltResult::ErrorInModule(mname, inner, pos) => {
-                frames.push(format!(
-                    "in module `{mname}` imported at {}",
-                    loc(&cur_src, *pos)
-                ));
-                cur_src = module_sources
-                    .get(mname)
-                    .cloned()
-                    .unwrap_or_else(|| mname.clone());
+                frames.push(format!("in module `{mname}` imported at {}", loc(&cur_src, *pos)));
+                cur_src = module_sources.get(mname).cloned().unwrap_or_else(|| mname.clone());
                 e = inner;
             }
             _ => break,

@@ -154,13 +154,9 @@ impl ModuleResolver for Resolver {
             return Ok(m.clone());
         }
         self.sources.insert(&name, &text);
-        let mut ast = engine.compile(strip_shebang(&text).as_ref()).map_err(|e| {
-            Box::new(EvalAltResult::ErrorInModule(
-                name.clone(),
-                Box::new(e.into()),
-                pos,
-            ))
-        })?;
+        let mut ast = engine
+            .compile(strip_shebang(&text).as_ref())
+            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.clone(), Box::new(e.into()), pos)))?;
         ast.set_source(name.as_str());
         let m = Module::eval_ast_as_new(Scope::new(), &ast, engine)
             .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.clone(), e, pos)))?;

@@ -34,10 +34,6 @@ pub fn text(b: &[u8]) -> String {
 
 /// Run and return (code, stdout, stderr).
 pub fn run(mut c: Command) -> (i32, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = c.output().expect("run ralf-sh");
+    let Output { status, stdout, stderr } = c.output().expect("run ralf-sh");
     (status.code().unwrap_or(-1), text(&stdout), text(&stderr))
 }
