@@ -229,9 +229,12 @@ pub fn run_eval(host: &Arc<Host>, expr: &str) -> i32 {
                 return exit::USAGE;
             }
         };
+        crate::state::begin_run(&host, "-e", std::slice::from_ref(&expr));
         let mut scope = engine::base_scope(Vec::new());
         let r = se.run(&mut scope, &ast);
-        finish(&se, "<eval>", r, true)
+        let code = finish(&se, "<eval>", r, true);
+        crate::state::finish_run(&host, code);
+        code
     })
 }
 
@@ -248,9 +251,14 @@ pub fn run_script(host: &Arc<Host>, script: &Path, args: Vec<String>) -> i32 {
                 return exit::USAGE;
             }
         };
+        // Recorded with an absolute path so `ralf-sh resume` works from any folder.
+        let abs = std::fs::canonicalize(&script).unwrap_or_else(|_| script.clone());
+        crate::state::begin_run(&host, &abs.display().to_string(), &args);
         let mut scope = engine::base_scope(args);
         let r = se.run(&mut scope, &ast);
-        finish(&se, &script.display().to_string(), r, false)
+        let code = finish(&se, &script.display().to_string(), r, false);
+        crate::state::finish_run(&host, code);
+        code
     })
 }
 
