@@ -350,7 +350,15 @@ impl Pool {
             ))
         })?;
         {
-            use std::os::unix::fs::PermissionsExt;
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            // The control sockets give shell access to the hosts: the dir must be ours alone.
+            let meta = std::fs::metadata(&s.control_dir)?;
+            if meta.uid() != unsafe { libc::getuid() } {
+                return Err(RalfError::config(format!(
+                    "ssh: control directory {} belongs to another user; set ssh.control_dir",
+                    s.control_dir.display()
+                )));
+            }
             let _ =
                 std::fs::set_permissions(&s.control_dir, std::fs::Permissions::from_mode(0o700));
         }
