@@ -928,6 +928,19 @@ async fn exec_remote(
             Ok(r) => r,
             Err(_) => {
                 guard.armed = false;
+                // The pid marker comes after the login shell's startup files; give a slow
+                // start a moment to report it, so the command can still be killed.
+                let until = Instant::now() + Duration::from_secs(5);
+                while pid.load(Ordering::SeqCst) <= 0
+                    && Instant::now() < until
+                    && (out.is_some() || err.is_some())
+                {
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(100),
+                        capture.drain(&mut out, &mut err),
+                    )
+                    .await;
+                }
                 Killer::Remote(session.clone())
                     .kill(pid.load(Ordering::SeqCst))
                     .await;
