@@ -1,0 +1,247 @@
+//! notify::, net::, ralf/smoke and ralf/release: the script tests in tests/rhai/{notify,net,smoke,release}.rhai
+//! run with `ralf-sh test` against the in-process lab (notification sink) and a small local HTTP(S)
+//! server. Loopback only.
+
+mod common;
+
+use axum::extract::Path as AxPath;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Redirect;
+use axum::routing::{any, get};
+use axum::Router;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+const CANARY: &str = "canary-s3cr3t-0f1a2b3c4d";
+
+struct World {
+    rt: tokio::runtime::Runtime,
+    _lab: ralf_sh::lab::Lab,
+    info: Value,
+    http: String,
+    https: String,
+    closed_port: u16,
+}
+
+fn world() -> &'static World {
+    static W: OnceLock<World> = OnceLock::new();
+    W.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let lab = rt.block_on(ralf_sh::lab::start_all()).expect("lab");
+        let info = Value::Object(lab.info.clone());
+        let (http, https) = rt.block_on(test_servers());
+        let closed_port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        World {
+            rt,
+            _lab: lab,
+            info,
+            http,
+            https,
+            closed_port,
+        }
+    })
+}
+
+fn app() -> Router {
+    Router::new()
+        .route("/ok", get(|| async { "all systems ok\n" }))
+        .route(
+            "/status/{code}",
+            any(|AxPath(code): AxPath<u16>| async move {
+                (
+                    StatusCode::from_u16(code).unwrap(),
+                    format!("status {code}"),
+                )
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                "late"
+            }),
+        )
+        .route(
+            "/big",
+            get(|| async {
+                let mut s = "x".repeat(200_000);
+                s.push_str("TAIL");
+                s
+            }),
+        )
+        .route(
+            "/headers",
+            get(|h: HeaderMap| async move {
+                h.get("x-test")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_string()
+            }),
+        )
+        .route(
+            "/method",
+            any(|m: Method, body: String| async move { format!("{m} {body}") }),
+        )
+        .route("/redirect", get(|| async { Redirect::temporary("/ok") }))
+}
+
+/// A plain HTTP server and an HTTPS server with a self-signed certificate, both on 127.0.0.1.
+async fn test_servers() -> (String, String) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(l, app()).await;
+    });
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let cfg = axum_server::tls_rustls::RustlsConfig::from_pem(
+        ck.cert.pem().into_bytes(),
+        ck.key_pair.serialize_pem().into_bytes(),
+    )
+    .await
+    .unwrap();
+    let sl = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    sl.set_nonblocking(true).unwrap();
+    let https = format!("https://{}", sl.local_addr().unwrap());
+    let server = axum_server::from_tcp_rustls(sl, cfg);
+    tokio::spawn(async move {
+        let _ = server.serve(app().into_make_service()).await;
+    });
+    (http, https)
+}
+
+fn sink_url(w: &World) -> String {
+    w.info["notify"]["url"].as_str().unwrap().to_string()
+}
+
+/// The lab config plus a Matrix and a Telegram channel into the sink, a webhook to a closed port
+/// and one to a sink URL answering 500.
+fn config(w: &World, home: &Path) -> (PathBuf, Vec<(String, String)>) {
+    let (yaml, mut env) = ralf_sh::lab::client_config(&w.info);
+    let mut v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+    let sink = sink_url(w);
+    let extra: serde_yaml::Value = serde_yaml::from_str(&format!(
+        "- type: matrix\n  homeserver: {sink}\n  room: \"!ops:lab\"\n  token_env: RALF_LAB_NOTIFY_TOKEN\n\
+         - type: telegram\n  chat_id: \"42\"\n  api_url: {sink}/telegram\n  token_env: RALF_LAB_NOTIFY_TOKEN\n\
+         - type: webhook\n  url: http://127.0.0.1:{}/hook\n\
+         - type: webhook\n  url: {sink}/status/500\n",
+        w.closed_port
+    ))
+    .unwrap();
+    let chans = v["notify"]["channels"].as_sequence_mut().unwrap();
+    assert_eq!(
+        chans.len(),
+        2,
+        "lab config has a webhook and an ntfy channel"
+    );
+    chans.extend(extra.as_sequence().unwrap().iter().cloned());
+    let path = home.join("ralf.yaml");
+    std::fs::write(&path, serde_yaml::to_string(&v).unwrap()).unwrap();
+    env.push(("RALF_TEST_SINK".into(), sink));
+    env.push(("RALF_TEST_HTTP".into(), w.http.clone()));
+    env.push(("RALF_TEST_HTTPS".into(), w.https.clone()));
+    env.push(("RALF_TEST_CLOSED_PORT".into(), w.closed_port.to_string()));
+    env.push(("RALF_SECRET_CANARY".into(), CANARY.into()));
+    (path, env)
+}
+
+fn ralf(home: &Path) -> Command {
+    let w = world();
+    let (cfg, env) = config(w, home);
+    let mut c = common::cmd(home);
+    c.env("RALF_CONFIG", cfg);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    // ./stdlib of the repository (the embedded copy is the same text).
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn run_script_tests(file: &str, min_tests: usize) -> String {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = ralf(home.path());
+    c.arg("test").arg(format!("tests/rhai/{file}"));
+    let (code, out, err) = common::run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let passed: usize = out
+        .lines()
+        .find_map(|l| l.strip_suffix(" passed, 0 failed"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no summary line in:\n{out}"));
+    assert!(passed >= min_tests, "{passed} tests ran:\n{out}");
+    assert!(!out.contains(CANARY) && !err.contains(CANARY));
+    out
+}
+
+fn sink_records(w: &World) -> Vec<Value> {
+    let url = format!("{}/_lab/notifications", sink_url(w));
+    w.rt.block_on(async {
+        reqwest::get(url)
+            .await
+            .unwrap()
+            .json::<Vec<Value>>()
+            .await
+            .unwrap()
+    })
+}
+
+// One test for the sink-based checks, so the shared sink is not cleared under a concurrent test.
+#[test]
+fn notify_script_tests_and_sink() {
+    let w = world();
+    run_script_tests("notify.rhai", 6);
+
+    // A message carrying a secret: the secret never reaches a channel.
+    let home = tempfile::tempdir().unwrap();
+    let mut c = ralf(home.path());
+    c.args([
+        "-e",
+        r#"let r = notify::send(#{ title: "t", message: `the token is ${secret("canary")}` }); assert(r.sent == 4);"#,
+    ]);
+    let (code, out, err) = common::run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let all = serde_json::to_string(&sink_records(w)).unwrap();
+    assert!(!all.contains(CANARY), "{all}");
+    assert!(all.contains("the token is «redacted»"), "{all}");
+
+    // --dry-run: recorded, nothing sent.
+    let home = tempfile::tempdir().unwrap();
+    let before = sink_records(w).len();
+    let mut c = ralf(home.path());
+    c.args([
+        "--dry-run",
+        "-e",
+        r#"let r = notify::send(#{ message: "dry" }); assert(r.dry_run); assert(r.sent == 0);"#,
+    ]);
+    let (code, out, err) = common::run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(format!("{out}{err}").contains("notify"), "{out}\n{err}");
+    assert_eq!(sink_records(w).len(), before);
+}
+
+#[test]
+fn net_script_tests() {
+    run_script_tests("net.rhai", 8);
+}
+
+#[test]
+fn smoke_script_tests() {
+    run_script_tests("smoke.rhai", 6);
+}
+
+#[test]
+fn release_script_tests() {
+    run_script_tests("release.rhai", 10);
+}
