@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// Tests that use the shared notification sink take this lock (the script tests clear the sink).
+static SINK_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const CANARY: &str = "canary-s3cr3t-0f1a2b3c4d";
 
 struct World {
@@ -197,9 +200,9 @@ fn sink_records(w: &World) -> Vec<Value> {
     })
 }
 
-// One test for the sink-based checks, so the shared sink is not cleared under a concurrent test.
 #[test]
 fn notify_script_tests_and_sink() {
+    let _g = SINK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let w = world();
     run_script_tests("notify.rhai", 6);
 
@@ -244,4 +247,68 @@ fn smoke_script_tests() {
 #[test]
 fn release_script_tests() {
     run_script_tests("release.rhai", 10);
+}
+
+/// The client against the sink: wrong tokens fail without leaking them, Matrix transaction ids are
+/// idempotent, a channel whose token variable is unset is a reported failure.
+#[test]
+fn notify_client_failures_do_not_leak_tokens() {
+    use ralf_sh::clients::notify::{Message, Notifier};
+    use ralf_sh::config::NotifyChannel;
+    let _g = SINK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let w = world();
+    let sink = sink_url(w);
+    let wrong = "wrong-bot-token-77aa88bb";
+    std::env::set_var("RALF_FLOWS_TEST_WRONG", wrong);
+    std::env::set_var(
+        "RALF_FLOWS_TEST_RIGHT",
+        w.info["notify"]["token"].as_str().unwrap(),
+    );
+    std::env::remove_var("RALF_FLOWS_TEST_UNSET");
+    let chans = vec![
+        NotifyChannel::Telegram {
+            chat_id: "1".into(),
+            token_env: Some("RALF_FLOWS_TEST_WRONG".into()),
+            api_url: Some(format!("{sink}/telegram")),
+        },
+        NotifyChannel::Matrix {
+            homeserver: sink.clone(),
+            room: "!wrong:lab".into(),
+            token_env: Some("RALF_FLOWS_TEST_WRONG".into()),
+        },
+        NotifyChannel::Webhook {
+            url: format!("{sink}/webhook"),
+            token_env: Some("RALF_FLOWS_TEST_UNSET".into()),
+        },
+    ];
+    let n = Notifier::new(chans).unwrap();
+    let msg = Message {
+        title: "t".into(),
+        message: "m".into(),
+        ..Default::default()
+    };
+    let rep = w.rt.block_on(n.send(&msg, "txn-a"));
+    assert!(rep.sent.is_empty(), "{rep:?}");
+    assert_eq!(rep.failed.len(), 3);
+    let text = format!("{rep:?}");
+    assert!(!text.contains(wrong), "{text}");
+    assert!(text.contains("Unauthorized"), "{text}");
+    assert!(text.contains("M_UNKNOWN_TOKEN"), "{text}");
+    assert!(text.contains("RALF_FLOWS_TEST_UNSET"), "{text}");
+
+    // Matrix: the same txn id twice is one event on the homeserver.
+    let m = Notifier::new(vec![NotifyChannel::Matrix {
+        homeserver: format!("{sink}/"),
+        room: "!idem:lab".into(),
+        token_env: Some("RALF_FLOWS_TEST_RIGHT".into()),
+    }])
+    .unwrap();
+    let r1 = w.rt.block_on(m.send(&msg, "txn-same"));
+    let r2 = w.rt.block_on(m.send(&msg, "txn-same"));
+    assert_eq!((r1.sent.len(), r2.sent.len()), (1, 1), "{r1:?} {r2:?}");
+    let rooms = sink_records(w)
+        .iter()
+        .filter(|r| r["body"]["room"] == "!idem:lab")
+        .count();
+    assert_eq!(rooms, 1);
 }
