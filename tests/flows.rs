@@ -312,3 +312,54 @@ fn notify_client_failures_do_not_leak_tokens() {
         .count();
     assert_eq!(rooms, 1);
 }
+
+#[derive(Default)]
+struct Events(parking_lot::Mutex<Vec<(String, Value)>>);
+
+impl ralf_sh::host::Journal for Events {
+    fn event(&self, kind: &str, data: &Value) {
+        self.0.lock().push((kind.to_string(), data.clone()));
+    }
+    fn step_detail(&self, _key: &str, _value: &Value) {}
+    fn previous_step_detail(&self, _key: &str) -> Option<Value> {
+        None
+    }
+}
+
+/// Every send is recorded in the run journal as a `notify` event, with the secrets scrubbed.
+#[test]
+fn notify_send_is_journaled() {
+    let _g = SINK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let w = world();
+    let sink = sink_url(w);
+    let yaml = format!(
+        "notify:\n  channels:\n    - type: webhook\n      url: {sink}/webhook\n    - type: webhook\n      url: {sink}/status/503\n"
+    );
+    let config = ralf_sh::config::parse(&yaml, Path::new("test.yaml")).unwrap();
+    let host = ralf_sh::host::Host::new(
+        ralf_sh::config::LoadedConfig { config, path: None },
+        w.rt.handle().clone(),
+        Default::default(),
+    );
+    let events = std::sync::Arc::new(Events::default());
+    host.set_journal(events.clone());
+    let se = ralf_sh::engine::build(&host);
+    ralf_sh::secrets::register("journal-canary-9f8e7d");
+    let r: rhai::Map = se
+        .engine
+        .eval(r#"notify::send(#{ title: "deploy", message: "key journal-canary-9f8e7d", priority: 5 })"#)
+        .unwrap();
+    assert_eq!(r["sent"].as_int().unwrap(), 1);
+    assert_eq!(r["failed"].clone().into_array().unwrap().len(), 1);
+    let ev = events.0.lock().clone();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].0, "notify");
+    let d = &ev[0].1;
+    assert_eq!(d["priority"], "urgent");
+    assert_eq!(d["sent"].as_array().unwrap().len(), 1);
+    assert!(d["failed"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("HTTP 503"));
+    assert_eq!(d["message"], "key «redacted»");
+}
