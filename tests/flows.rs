@@ -363,3 +363,65 @@ fn notify_send_is_journaled() {
         .contains("HTTP 503"));
     assert_eq!(d["message"], "key «redacted»");
 }
+
+/// The sink behaves like the real services for what the client does not send itself.
+#[test]
+fn sink_answers_like_the_services() {
+    let _g = SINK_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let w = world();
+    let sink = sink_url(w);
+    let token = w.info["notify"]["token"].as_str().unwrap().to_string();
+    w.rt.block_on(async {
+        let c = reqwest::Client::new();
+        let r = c
+            .post(format!("{sink}/ntfy/alerts"))
+            .header("Title", "hi")
+            .header("Priority", "high")
+            .body("body text")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["topic"], "alerts");
+        let r = c
+            .post(format!("{sink}/ntfy/"))
+            .json(&serde_json::json!({"message": "no topic"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let r = c
+            .post(format!("{sink}/webhook"))
+            .bearer_auth("not-the-token")
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let r = c
+            .put(format!(
+                "{sink}/_matrix/client/v3/rooms/%21r%3Alab/send/m.room.message/t1"
+            ))
+            .json(&serde_json::json!({"msgtype": "m.text", "body": "x"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["errcode"], "M_MISSING_TOKEN");
+        let r = c
+            .post(format!("{sink}/telegram/bot{token}/sendMessage"))
+            .json(&serde_json::json!({"chat_id": 5}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["ok"], false);
+    });
+    let recs = sink_records(w);
+    assert!(recs.iter().any(|r| r["kind"] == "ntfy"
+        && r["body"]["title"] == "hi"
+        && r["body"]["message"] == "body text"));
+}

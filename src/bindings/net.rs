@@ -249,6 +249,11 @@ fn http_impl(ctx: &NativeCallContext, url: &str, opts: &Map) -> RhaiResult<Map> 
     let timeout = o.timeout.map(|s| s.0).unwrap_or(DEFAULT_TIMEOUT);
     let cs = clients(&h).at(ctx)?;
     let client = if o.insecure.unwrap_or(false) {
+        tracing::warn!(
+            target: "ralf::net",
+            "net::http {}: TLS certificate verification is off (insecure: true)",
+            crate::secrets::redact(url)
+        );
         cs.insecure
     } else {
         cs.verified
