@@ -44,7 +44,13 @@ fn ns_of(name: &str) -> String {
 fn every_doc_example_runs() {
     let home = tempfile::tempdir().unwrap();
     let (_lab, info) = start_lab(home.path());
-    let (yaml, env) = ralf_sh::lab::client_config(&info);
+    let (mut yaml, env) = ralf_sh::lab::client_config(&info);
+    // The example catalog and a private state store, as `ralf-sh lab` sets them up.
+    yaml.push_str(&format!(
+        "catalog:\n  path: {:?}\nstate:\n  path: {:?}\n",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/catalog/projects"),
+        home.path().join("state.db").display().to_string()
+    ));
     std::fs::write(home.path().join("ralf.yaml"), yaml).unwrap();
 
     let mut c = common::cmd(home.path());
