@@ -9,8 +9,44 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// Make `ralf-sh [OPTS] SCRIPT ARGS..` unambiguous: once the first positional word is a script
+/// (not a subcommand name), everything after it belongs to the script, even words like `check`.
+pub fn normalize_args(argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    const WITH_VALUE: &[&str] = &["--config", "--log-format", "-e", "--eval"];
+    let subcommands: Vec<String> = Cli::command()
+        .get_subcommands()
+        .flat_map(|c| {
+            std::iter::once(c.get_name().to_string()).chain(c.get_all_aliases().map(str::to_string))
+        })
+        .chain(["help".to_string()])
+        .collect();
+    let mut i = 1;
+    while i < argv.len() {
+        let a = argv[i].to_string_lossy();
+        if a == "--" {
+            return argv;
+        }
+        if a.starts_with('-') && a.len() > 1 {
+            if WITH_VALUE.contains(&a.as_ref()) {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        if subcommands.iter().any(|s| s == a.as_ref()) {
+            return argv;
+        }
+        // A script: protect its arguments from being read as options or subcommands.
+        let mut out = argv[..=i].to_vec();
+        out.push("--".into());
+        out.extend_from_slice(&argv[i + 1..]);
+        return out;
+    }
+    argv
+}
+
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(normalize_args(std::env::args_os().collect())) {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() {

@@ -10,7 +10,6 @@ use std::path::PathBuf;
     version,
     about = "A Rhai shell for homelab rollouts: Semaphore, Proxmox, SSH, Docker, an LLM advisor and a service catalog",
     long_about = None,
-    args_conflicts_with_subcommands = true,
     override_usage = "ralf-sh [OPTIONS] [SCRIPT [ARGS]...]\n       ralf-sh [OPTIONS] -e EXPR\n       ralf-sh [OPTIONS] <COMMAND>",
     after_help = "Exit codes: 0 success, 1 failed, 2 usage or compile error, 3 partial success, 75 another run holds the lock, 130 cancelled."
 )]

@@ -24,7 +24,13 @@ use std::sync::Arc;
 
 pub fn run(host: &Arc<Host>) -> i32 {
     let host = host.clone();
-    crate::app::on_script_thread(move || Repl::new(&host).run())
+    crate::app::on_script_thread(move || {
+        let code = Repl::new(&host).run();
+        // A session that used the state store (run::step, catalog::mark, run::lock) is recorded
+        // as a run; close it and release the lock.
+        crate::state::finish_run(&host, code);
+        code
+    })
 }
 
 /// Where history is kept.

@@ -468,3 +468,38 @@ fn stdin_is_not_a_tty_so_confirm_is_false_unless_yes() {
     assert_eq!(run(c).1, "true\n");
     let _ = std::io::stdout().flush();
 }
+
+#[test]
+fn script_args_arrive_intact_even_when_they_look_like_options_or_commands() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("a.rhai"), "print(ARGS);").unwrap();
+    let mut c = cmd(home.path());
+    c.args([
+        "--log-format",
+        "json",
+        "a.rhai",
+        "check",
+        "--config",
+        "x",
+        "-v",
+        "--",
+    ]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "[\"check\", \"--config\", \"x\", \"-v\", \"--\"]\n");
+}
+
+#[test]
+fn global_options_before_a_subcommand() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("c.yaml"),
+        "ssh:\n  known_hosts: accept_new\n",
+    )
+    .unwrap();
+    let mut c = cmd(home.path());
+    c.args(["--config", "c.yaml", "config"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("known_hosts: accept_new"), "{out}");
+}

@@ -144,7 +144,9 @@ impl ScriptEngine {
 pub fn base_scope(args: Vec<String>) -> Scope<'static> {
     let mut scope = Scope::new();
     let a: rhai::Array = args.into_iter().map(Dynamic::from).collect();
-    scope.push_constant("ARGS", a);
+    // A plain variable, not a constant: scripts are compiled against this scope before the real
+    // arguments are known, and the optimizer would inline a constant's compile-time value.
+    scope.push("ARGS", a);
     scope
 }
 
