@@ -6,7 +6,7 @@
 //! Secrets never live here: sections name environment variables (`*_env`) or files (`*_file`).
 
 use crate::engine::error::{RResult, RalfError};
-use crate::engine::options::{did_you_mean, Secs};
+use crate::engine::options::Secs;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -330,34 +330,17 @@ pub fn yaml_error(e: &serde_yaml::Error, path: &Path, what: &str) -> RalfError {
 
 /// `semaphore: unknown field `urll`, expected one of ...` -> `unknown key `urll` in semaphore; did you mean `url`?`
 pub fn rewrite_unknown_key(body: &str) -> String {
-    let Some(idx) = body.find("unknown field `") else {
-        return body.to_string();
-    };
-    let prefix = body[..idx].trim_end().trim_end_matches(':');
-    let rest = &body[idx + "unknown field `".len()..];
-    let Some(end) = rest.find('`') else {
-        return body.to_string();
-    };
-    let field = &rest[..end];
-    let expected: Vec<&str> = rest[end..].split('`').skip(2).step_by(2).collect();
-    let mut out = if prefix.is_empty() {
-        format!("unknown key `{field}`")
-    } else {
-        format!("unknown key `{field}` in `{prefix}`")
-    };
-    if let Some(best) = did_you_mean(field, expected.iter().copied()) {
-        out.push_str(&format!("; did you mean `{best}`?"));
-    } else if !expected.is_empty() {
-        out.push_str(&format!(
-            "; expected one of: {}",
-            expected
-                .iter()
-                .map(|s| format!("`{s}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+    match crate::engine::options::parse_unknown_field(body) {
+        Some((prefix, field, expected)) => {
+            let where_ = if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("in `{prefix}`")
+            };
+            crate::engine::options::unknown_name_message("key", field, &where_, &expected)
+        }
+        None => body.to_string(),
     }
-    out
 }
 
 fn validate(cfg: &Config, path: &Path) -> RResult<()> {
