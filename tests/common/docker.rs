@@ -1,0 +1,96 @@
+//! Docker test helpers: detect the engine (loud SKIP when absent) and build a tiny local image
+//! `FROM scratch` + Debian's static busybox, without any registry.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+pub const IMAGE: &str = "ralf-test-busybox:1";
+
+/// True when the docker CLI talks to a running daemon; otherwise prints a loud SKIP line.
+pub fn available() -> bool {
+    let ok = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("\n**** SKIP: no Docker engine on this machine (`docker info` failed); docker tests did not run ****\n");
+    }
+    ok
+}
+
+fn busybox() -> Option<String> {
+    for p in ["/bin/busybox", "/usr/bin/busybox"] {
+        if Path::new(p).exists() {
+            return Some(p.to_string());
+        }
+    }
+    None
+}
+
+/// Build the test image if it is not there yet.
+pub fn ensure_image(work: &Path) {
+    let have = Command::new("docker")
+        .args(["image", "inspect", IMAGE])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if have {
+        return;
+    }
+    let bb = busybox()
+        .expect("busybox-static is needed for the docker tests (apt-get install busybox-static)");
+    let ctx = work.join("image");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::copy(bb, ctx.join("busybox")).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"/bin/sh\"]\n",
+    )
+    .unwrap();
+    let o = Command::new("docker")
+        .args(["build", "-q", "-t", IMAGE])
+        .arg(&ctx)
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .expect("docker build");
+    assert!(
+        o.status.success(),
+        "docker build failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// A compose file with one service `web` running the test image, with the given healthcheck command.
+pub fn compose_yaml(health_cmd: &str) -> String {
+    format!(
+        "version: \"2.4\"\nservices:\n  web:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"echo hello-from-web; echo err-line >&2; while true; do sleep 1; done\"]\n    stop_grace_period: 1s\n    healthcheck:\n      test: [\"CMD\", \"{health_cmd}\"]\n      interval: 1s\n      timeout: 2s\n      retries: 2\n"
+    )
+}
+
+/// `docker-compose down` / `docker compose down` in `dir` when dropped (cleanup on test failure).
+pub struct Down(pub std::path::PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        for prog in [&["docker", "compose"][..], &["docker-compose"][..]] {
+            let ok = Command::new(prog[0])
+                .args(&prog[1..])
+                .args(["down", "-t", "1"])
+                .current_dir(&self.0)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                break;
+            }
+        }
+    }
+}
