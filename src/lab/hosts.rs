@@ -274,7 +274,10 @@ fn make_repo(repo: &Path, project: &str, secret: &str) -> RResult<()> {
         git(repo, &["tag", &format!("v{v}")])?;
     }
     git(repo, &["checkout", "-q", "--detach", CURRENT])?;
-    std::fs::write(repo.join(".env"), format!("COMPOSE_PROJECT_NAME={project}\n"))?;
+    std::fs::write(
+        repo.join(".env"),
+        format!("COMPOSE_PROJECT_NAME={project}\n"),
+    )?;
     std::fs::write(
         repo.join("app.env"),
         format!("APP_SECRET={secret}\nAPP_DB_URL=postgres://app@db/app\n"),
@@ -585,7 +588,10 @@ mod tests {
             v.iter().find(|(k, _)| *k == n).map(|(_, t)| t.clone())
         };
         assert_ne!(get(&good, "run-tests.sh"), get(&bad, "run-tests.sh"));
-        assert_eq!(get(&good, "docker-compose.yml"), get(&bad, "docker-compose.yml"));
+        assert_eq!(
+            get(&good, "docker-compose.yml"),
+            get(&bad, "docker-compose.yml")
+        );
         assert!(get(&app_files("1.2", Some("health")), "app.sh")
             .unwrap()
             .contains("error:"));
