@@ -353,7 +353,18 @@ async fn spawn_sshd(
         );
         std::fs::write(&cfg, &text)?;
         let logf = std::fs::File::create(&log)?;
-        let mut child = Command::new(sshd)
+        let mut cmd = Command::new(sshd);
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec. The sshd
+        // dies with the thread that started the lab even when that process is killed with SIGKILL
+        // (e.g. `ralf-sh lab serve` stopped by a test), instead of lingering on its port.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd
             .arg("-D")
             .arg("-e")
             .arg("-f")
