@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod core;
 pub mod docker;
 pub mod exo;
+pub mod net;
 pub mod notify;
 pub mod proxmox;
 pub mod semaphore;
@@ -64,4 +65,5 @@ pub fn register_all(engine: &mut Engine) {
     docker::register(engine);
     exo::register(engine);
     notify::register(engine);
+    net::register(engine);
 }

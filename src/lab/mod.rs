@@ -3,6 +3,7 @@
 
 pub mod exo;
 pub mod hosts;
+pub mod notify;
 pub mod proxmox;
 pub mod semaphore;
 
@@ -32,6 +33,7 @@ pub async fn start_all() -> RResult<Lab> {
     proxmox::start(&mut lab).await?;
     exo::start(&mut lab).await?;
     hosts::start(&mut lab).await?;
+    notify::start(&mut lab).await?;
     Ok(lab)
 }
 
@@ -74,6 +76,18 @@ pub fn client_config(info: &Value) -> (String, Vec<(String, String)>) {
     if let Some(exo) = info.get("exo") {
         if let (Some(url), Some(model)) = (s(exo, "url"), s(exo, "model")) {
             yaml.push_str(&format!("llm:\n  url: {url}\n  model: \"{model}\"\n"));
+        }
+    }
+    if let Some(n) = info.get("notify") {
+        if let Some(url) = s(n, "url") {
+            // A webhook and an ntfy channel into the lab's notification sink.
+            yaml.push_str(&format!(
+                "notify:\n  channels:\n    - type: webhook\n      url: {url}/webhook\n    - type: ntfy\n      url: {url}/ntfy\n      topic: ralf-lab\n"
+            ));
+            if let Some(t) = s(n, "token") {
+                yaml.push_str("      token_env: RALF_LAB_NOTIFY_TOKEN\n");
+                env.push(("RALF_LAB_NOTIFY_TOKEN".to_string(), t));
+            }
         }
     }
     if let Some(h) = info.get("hosts") {
