@@ -356,6 +356,18 @@ fn vps_fails_rolls_back_vps_only_partial_success_with_alert() {
     lab.assert_host(&r, "thinkpad", "v1.2", &["1.2"], false);
     lab.assert_host(&r, "rtx1080", "v1.2", &["1.2"], false);
     lab.assert_host(&r, "vps", "v1.1", &[], true);
+    // The alert reached the lab's notification sink.
+    let url = format!(
+        "{}/_lab/notifications",
+        lab.info()["notify"]["url"].as_str().unwrap()
+    );
+    let got: Value = lab
+        .rt
+        .block_on(async { reqwest::get(&url).await.unwrap().json().await.unwrap() });
+    assert!(
+        got.to_string().contains("VPS deploy failed"),
+        "no alert in the sink: {got}"
+    );
 }
 
 #[test]
