@@ -350,3 +350,33 @@ fn rhai_script_tests() {
     assert!(fails.is_empty(), "{fails:#?}");
     assert!(passed >= 3);
 }
+
+#[test]
+fn jump_host_is_used() {
+    if !sshd::available() {
+        return;
+    }
+    let lab = SshLab::start(2);
+    let mut cfg = lab.config();
+    let h1 = &lab.hosts[1];
+    cfg.config.hosts.insert(
+        "via".into(),
+        ralf_sh::config::HostConfig {
+            address: h1.addr.clone(),
+            port: Some(h1.port),
+            user: Some(lab.user.clone()),
+            identity_file: Some(lab.key.clone()),
+            jump: Some("h0".into()),
+            ..Default::default()
+        },
+    );
+    let e = TestEngine::new(cfg);
+    let out = e
+        .eval_ok(r#"ssh::connect("via").run_ok("echo $SSH_CONNECTION").stdout"#)
+        .into_string()
+        .unwrap();
+    assert!(out.contains(&format!("{} {}", h1.addr, h1.port)), "{out}");
+    // the jump host accepted exactly one login (the -W hop), the target one
+    assert_eq!(lab.logins(0), 1, "jump host h0 was not used");
+    assert_eq!(lab.logins(1), 1);
+}

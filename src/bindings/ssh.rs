@@ -566,7 +566,7 @@ mod ssh_methods {
     /// Read a text file from the host (`not_found` when it does not exist).
     ///
     /// ```rhai
-    /// let hosts = ssh::local().read("/etc/hostname");
+    /// let hosts = ssh::local().read("/etc/passwd");
     /// assert(hosts.len() > 0);
     /// ```
     #[rhai_fn(global, return_raw)]

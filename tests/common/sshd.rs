@@ -78,6 +78,12 @@ fn whoami() -> String {
 impl SshLab {
     /// Start `n` sshd hosts named h0..h{n-1}.
     pub fn start(n: usize) -> SshLab {
+        Self::start_as(n, None)
+    }
+
+    /// Start `n` hosts; log in as `user` (default: the current user). Another user must be able to
+    /// read the key files, so the lab dir is opened up (StrictModes is off).
+    pub fn start_as(n: usize, user: Option<&str>) -> SshLab {
         let dir = tempfile::Builder::new()
             .prefix("rs")
             .tempdir_in("/tmp")
@@ -92,11 +98,19 @@ impl SshLab {
             let _ = std::fs::create_dir_all("/run/sshd");
         }
         std::fs::create_dir_all(d.join("c")).unwrap();
+        if user.is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755));
+            let _ = std::fs::set_permissions(
+                d.join("authorized_keys"),
+                std::fs::Permissions::from_mode(0o644),
+            );
+        }
         let mut lab = SshLab {
             known_hosts: d.join("known_hosts"),
             key: d.join("id_ed25519"),
             config_path: d.join("ralf.yaml"),
-            user: whoami(),
+            user: user.map(str::to_string).unwrap_or_else(whoami),
             hosts: Vec::new(),
             dead_port: free_port("127.0.0.9"),
             dir,

@@ -76,8 +76,8 @@ pub struct Target {
     pub user: Option<String>,
     pub port: Option<u16>,
     pub identity_file: Option<PathBuf>,
-    /// Jump host as `[user@]host[:port]` for `ssh -J`.
-    pub jump: Option<String>,
+    /// Jump host (resolved), used with `ssh -J`.
+    pub jump: Option<Box<Target>>,
 }
 
 /// Resolve an alias from the config's `hosts:` or parse a `[user@]host[:port]` literal.
@@ -97,7 +97,7 @@ fn resolve_depth(
     }
     if let Some(h) = hosts.get(name) {
         let jump = match &h.jump {
-            Some(j) => Some(resolve_depth(j, hosts, depth + 1)?.destination_with_port()),
+            Some(j) => Some(Box::new(resolve_depth(j, hosts, depth + 1)?)),
             None => None,
         };
         return Ok(Target {
@@ -350,7 +350,15 @@ impl Pool {
             ))
         })?;
         {
-            use std::os::unix::fs::PermissionsExt;
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            // The control sockets give shell access to the hosts: the dir must be ours alone.
+            let meta = std::fs::metadata(&s.control_dir)?;
+            if meta.uid() != unsafe { libc::getuid() } {
+                return Err(RalfError::config(format!(
+                    "ssh: control directory {} belongs to another user; set ssh.control_dir",
+                    s.control_dir.display()
+                )));
+            }
             let _ =
                 std::fs::set_permissions(&s.control_dir, std::fs::Permissions::from_mode(0o700));
         }
@@ -368,7 +376,12 @@ impl Pool {
         if let Some(f) = &s.known_hosts_file {
             b.user_known_hosts_file(f);
         }
-        if !s.use_ssh_config {
+        if let Some(j) = &t.jump {
+            // `ssh -J` passes only `-F` on to the jump connection (not -o/-i), so the jump host's
+            // key, known-hosts file and batch mode go into a generated config file.
+            b.config_file(self.jump_config(t, j)?);
+            b.jump_hosts([j.destination_with_port()]);
+        } else if !s.use_ssh_config {
             b.config_file("/dev/null");
         }
         if let Some(u) = &t.user {
@@ -379,9 +392,6 @@ impl Pool {
         }
         if let Some(k) = &t.identity_file {
             b.keyfile(expand_tilde(k));
-        }
-        if let Some(j) = &t.jump {
-            b.jump_hosts([j.as_str()]);
         }
         let dest = if t.address.contains(':') {
             format!("[{}]", t.address)
@@ -402,6 +412,50 @@ impl Pool {
             ))
             .with("host", &t.name)),
         }
+    }
+
+    fn jump_config(&self, t: &Target, j: &Target) -> RResult<PathBuf> {
+        let s = &self.settings;
+        let mut text = String::new();
+        if let Some(k) = &j.identity_file {
+            text.push_str(&format!(
+                "Host {}\n  IdentityFile \"{}\"\n  IdentitiesOnly yes\n",
+                j.address,
+                expand_tilde(k).display()
+            ));
+        }
+        text.push_str(&format!(
+            "Host *\n  BatchMode yes\n  StrictHostKeyChecking {}\n  ConnectTimeout {}\n  ServerAliveInterval {}\n",
+            match s.known_hosts {
+                KnownHostsPolicy::Strict => "yes",
+                KnownHostsPolicy::AcceptNew => "accept-new",
+            },
+            s.connect_timeout.as_secs().max(1),
+            s.keepalive.as_secs().max(1)
+        ));
+        if let Some(f) = &s.known_hosts_file {
+            text.push_str(&format!(
+                "  UserKnownHostsFile \"{}\"\n",
+                expand_tilde(f).display()
+            ));
+        }
+        if s.use_ssh_config {
+            text.push_str("  Include ~/.ssh/config\n");
+        }
+        let safe: String = t
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let path = s.control_dir.join(format!("jump-{safe}.conf"));
+        std::fs::write(&path, text).map_err(|e| {
+            RalfError::io(format!(
+                "ssh {}: cannot write {}: {e}",
+                t.name,
+                path.display()
+            ))
+        })?;
+        Ok(path)
     }
 
     /// Wait (bounded) for background kills of cancelled commands to be delivered.
@@ -874,6 +928,19 @@ async fn exec_remote(
             Ok(r) => r,
             Err(_) => {
                 guard.armed = false;
+                // The pid marker comes after the login shell's startup files; give a slow
+                // start a moment to report it, so the command can still be killed.
+                let until = Instant::now() + Duration::from_secs(5);
+                while pid.load(Ordering::SeqCst) <= 0
+                    && Instant::now() < until
+                    && (out.is_some() || err.is_some())
+                {
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(100),
+                        capture.drain(&mut out, &mut err),
+                    )
+                    .await;
+                }
                 Killer::Remote(session.clone())
                     .kill(pid.load(Ordering::SeqCst))
                     .await;
@@ -1025,7 +1092,7 @@ mod tests {
             },
         );
         let t = resolve("gpu", &hosts).unwrap();
-        assert_eq!(t.jump.as_deref(), Some("jump@1.2.3.4:2200"));
+        assert_eq!(t.jump.unwrap().destination_with_port(), "jump@1.2.3.4:2200");
         let e = resolve("gpuu x", &hosts).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Invalid);
     }
