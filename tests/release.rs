@@ -100,6 +100,10 @@ impl RunningLab {
 
     /// Run release.rhai against the lab with `ralf-sh --config`: (exit code, result JSON, stderr).
     fn release(&self, extra: &[&str]) -> (i32, Value, String) {
+        self.release_args(ARGS, extra)
+    }
+
+    fn release_args(&self, args: &[&str], extra: &[&str]) -> (i32, Value, String) {
         let lab = self.lab.as_ref().unwrap();
         let (yaml, env) =
             ralf_sh::lab::run_config(lab, &self.home.path().join("state.db"), self.home.path())
@@ -111,7 +115,7 @@ impl RunningLab {
             .arg("--config")
             .arg(&cfg)
             .arg("scripts/release.rhai")
-            .args(ARGS)
+            .args(args)
             .args(extra)
             .envs(env);
         let (code, out, err) = common::run(c);
@@ -466,4 +470,45 @@ fn bad_arguments_are_usage_errors() {
     let (code, _, err) = common::run(c);
     assert_eq!(code, 2);
     assert!(err.contains("unknown option '--timout'"), "{err}");
+}
+
+#[test]
+fn staging_env_deploys_staging_only() {
+    if !docker_available() {
+        return;
+    }
+    let Some(lab) = RunningLab::start(None) else {
+        return;
+    };
+    let mut args = ARGS.to_vec();
+    args[1] = "staging";
+    let (code, r, err) = lab.release_args(&args, &[]);
+    assert_eq!(r["status"], "success", "{r}\n{err}");
+    assert_eq!(code, 0);
+    assert_eq!(deployed(&r), ["thinkpad"]);
+    lab.assert_host(&r, "thinkpad", "v1.2", &["1.2"], false);
+    for h in ["rtx1080", "vps"] {
+        assert_eq!(lab.head(h), lab.commit(h, "v1.1"));
+        assert!(lab.running(h).is_empty());
+    }
+}
+
+#[test]
+fn dry_run_shows_the_plan_and_changes_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = common::cmd(home.path());
+    c.current_dir(repo_root())
+        .args(["lab", "--dry-run", "scripts/release.rhai"])
+        .args(ARGS);
+    let (code, out, err) = common::run(c);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("4. staging (thinkpad): git checkout v1.2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("7. vps (vps): the same, up to 3 attempts"),
+        "{out}"
+    );
+    assert!(!out.contains("compose up on"), "{out}");
 }
