@@ -405,6 +405,35 @@ fn unique_id() -> String {
     )
 }
 
+/// Remove host directories left by labs whose process is gone (e.g. `lab serve` killed with
+/// SIGKILL, which skips the cleanup on drop). The directory name starts with the owner's pid.
+fn remove_stale_dirs() {
+    let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = name
+            .strip_prefix("rlh")
+            .and_then(|r| r.split('x').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let owned = e
+            .metadata()
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                // SAFETY: getuid has no preconditions.
+                m.is_dir() && m.uid() == unsafe { libc::getuid() }
+            })
+            .unwrap_or(false);
+        if owned && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// Start the lab hosts and describe them in `lab.info["hosts"]`.
 pub async fn start(lab: &mut super::Lab) -> RResult<()> {
     let Some(sshd) = sshd_path() else {
@@ -414,6 +443,7 @@ pub async fn start(lab: &mut super::Lab) -> RResult<()> {
         );
         return Ok(());
     };
+    remove_stale_dirs();
     let id = unique_id();
     let dir = std::env::temp_dir().join(format!("rlh{id}"));
     std::fs::create_dir_all(dir.join("c"))?;
