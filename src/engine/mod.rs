@@ -96,7 +96,11 @@ pub fn build(host: &Arc<Host>) -> ScriptEngine {
 impl ScriptEngine {
     /// Compile script text under a source name (a path, `<eval>`, `<repl>`). Errors are rendered.
     pub fn compile_text(&self, name: &str, text: &str) -> Result<AST, String> {
-        self.compile_in_scope(name, text, &base_scope(Vec::new()))
+        // ARGS as a plain variable here: as a constant, the optimizer would inline the empty
+        // compile-time value into the script and every script would see `ARGS == []`.
+        let mut scope = Scope::new();
+        scope.push("ARGS", rhai::Array::new());
+        self.compile_in_scope(name, text, &scope)
     }
 
     /// Compile against the variables of `scope` (strict variables are checked at compile time).

@@ -2,6 +2,7 @@
 //! used by `ralf-sh lab` and by the tests. Each stand-in listens on loopback only.
 
 pub mod exo;
+pub mod hosts;
 pub mod notify;
 pub mod proxmox;
 pub mod semaphore;
@@ -31,6 +32,7 @@ pub async fn start_all() -> RResult<Lab> {
     semaphore::start(&mut lab).await?;
     proxmox::start(&mut lab).await?;
     exo::start(&mut lab).await?;
+    hosts::start(&mut lab).await?;
     notify::start(&mut lab).await?;
     Ok(lab)
 }
@@ -88,6 +90,9 @@ pub fn client_config(info: &Value) -> (String, Vec<(String, String)>) {
             }
         }
     }
+    if let Some(h) = info.get("hosts") {
+        yaml.push_str(&hosts::config_yaml(h));
+    }
     (yaml, env)
 }
 
@@ -105,7 +110,14 @@ pub const SCENARIOS: &[&str] = &[
 ];
 
 /// Inject a failure scenario into running stand-ins.
-pub async fn apply_scenario(_lab: &Lab, name: &str) -> RResult<()> {
+///
+/// The five release scenarios rewrite the release target (`v1.2`) on one lab host so that it
+/// fails at one phase, while the commit checked out now (`v1.1`) stays good (rollbacks succeed):
+/// `staging-fails` (the target's healthcheck fails on thinkpad), `tests-fail` (its `run-tests.sh`
+/// exits 1 on thinkpad), `production-fails` (healthcheck fails on rtx1080), `vps-fails`
+/// (healthcheck fails on vps) and `verify-fails` (the app on vps is healthy but `verify.sh`
+/// reports that it serves no routes).
+pub async fn apply_scenario(lab: &Lab, name: &str) -> RResult<()> {
     if !SCENARIOS.contains(&name) {
         let hint = crate::engine::options::did_you_mean(name, SCENARIOS.iter().copied())
             .map(|s| format!("; did you mean `{s}`?"))
@@ -113,6 +125,26 @@ pub async fn apply_scenario(_lab: &Lab, name: &str) -> RResult<()> {
         return Err(crate::engine::error::RalfError::invalid(format!(
             "unknown scenario `{name}`{hint}"
         )));
+    }
+    let release = match name {
+        "staging-fails" => Some(("thinkpad", "health")),
+        "tests-fail" => Some(("thinkpad", "tests")),
+        "production-fails" => Some(("rtx1080", "health")),
+        "vps-fails" => Some(("vps", "health")),
+        "verify-fails" => Some(("vps", "verify")),
+        _ => None,
+    };
+    if let Some((host, broken)) = release {
+        let info = lab.info.get("hosts").cloned().unwrap_or_default();
+        let dir = hosts::app_dir(&info, host).ok_or_else(|| {
+            crate::engine::error::RalfError::unavailable(format!(
+                "scenario `{name}` needs the lab hosts, which are not running ({})",
+                info.get("reason")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("no lab hosts")
+            ))
+        })?;
+        hosts::break_target(&dir, broken)?;
     }
     Ok(())
 }

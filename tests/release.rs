@@ -1,0 +1,514 @@
+//! The multi-host release (`scripts/release.rhai`) in the lab: success and the five failure
+//! scenarios end with exactly the status, exit code and rollbacks of issue 8. The lab runs in
+//! this process (so the hosts can be inspected after the script: checked-out commit and running
+//! containers per host); one test goes through `ralf-sh lab` itself.
+
+mod common;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const ARGS: &[&str] = &[
+    "v1.2",
+    "production",
+    "--min-free-gb",
+    "0.5",
+    "--retry-delay",
+    "0.2",
+    "--timeout",
+    "60",
+];
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn docker_available() -> bool {
+    let ok = Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("\n**** SKIP: no Docker engine on this machine (`docker info` failed); release tests did not run ****\n");
+    }
+    ok
+}
+
+struct RunningLab {
+    rt: tokio::runtime::Runtime,
+    lab: Option<ralf_sh::lab::Lab>,
+    home: tempfile::TempDir,
+}
+
+impl Drop for RunningLab {
+    fn drop(&mut self) {
+        let _g = self.rt.enter();
+        self.lab.take();
+    }
+}
+
+impl RunningLab {
+    /// Start the lab (None: sshd is missing, loud SKIP) and apply a scenario.
+    fn start(scenario: Option<&str>) -> Option<RunningLab> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let lab = rt.block_on(ralf_sh::lab::start_all()).expect("lab starts");
+        if lab.info["hosts"]["transport"] != "sshd" {
+            eprintln!(
+                "\n**** SKIP: lab hosts not running ({}); release tests did not run ****\n",
+                lab.info["hosts"]["reason"]
+            );
+            return None;
+        }
+        if let Some(s) = scenario {
+            rt.block_on(ralf_sh::lab::apply_scenario(&lab, s))
+                .expect("scenario applies");
+        }
+        let home = tempfile::tempdir().unwrap();
+        Some(RunningLab {
+            rt,
+            lab: Some(lab),
+            home,
+        })
+    }
+
+    fn info(&self) -> &serde_json::Map<String, Value> {
+        &self.lab.as_ref().unwrap().info
+    }
+
+    fn app_dir(&self, host: &str) -> PathBuf {
+        PathBuf::from(
+            self.info()["hosts"]["hosts"][host]["app_dir"]
+                .as_str()
+                .unwrap(),
+        )
+    }
+
+    fn project(&self, host: &str) -> String {
+        self.info()["hosts"]["hosts"][host]["compose_project"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Run release.rhai against the lab with `ralf-sh --config`: (exit code, result JSON, stderr).
+    fn release(&self, extra: &[&str]) -> (i32, Value, String) {
+        self.release_args(ARGS, extra)
+    }
+
+    fn release_args(&self, args: &[&str], extra: &[&str]) -> (i32, Value, String) {
+        let lab = self.lab.as_ref().unwrap();
+        let (yaml, env) =
+            ralf_sh::lab::run_config(lab, &self.home.path().join("state.db"), self.home.path())
+                .unwrap();
+        let cfg = self.home.path().join("ralf.yaml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let mut c = common::cmd(self.home.path());
+        c.current_dir(repo_root())
+            .arg("--config")
+            .arg(&cfg)
+            .arg("scripts/release.rhai")
+            .args(args)
+            .args(extra)
+            .envs(env);
+        let (code, out, err) = common::run(c);
+        (code, result_of(&out, &err), err)
+    }
+
+    fn head(&self, host: &str) -> String {
+        git(&self.app_dir(host), &["rev-parse", "HEAD"])
+    }
+
+    fn commit(&self, host: &str, rev: &str) -> String {
+        git(
+            &self.app_dir(host),
+            &["rev-parse", &format!("{rev}^{{commit}}")],
+        )
+    }
+
+    /// The app versions running on a host (from the containers' labels).
+    fn running(&self, host: &str) -> Vec<String> {
+        let o = Command::new("docker")
+            .args(["ps", "--filter"])
+            .arg(format!(
+                "label=com.docker.compose.project={}",
+                self.project(host)
+            ))
+            .args(["--format", "{{.Label \"lab.ralf.version\"}}"])
+            .output()
+            .unwrap();
+        common::text(&o.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Start the current version (v1.1) on a host, as if it had been deployed before.
+    fn start_current(&self, host: &str) {
+        let dir = self.app_dir(host);
+        let v2 = Command::new("docker")
+            .args(["compose", "version"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        let mut c = if v2 {
+            let mut c = Command::new("docker");
+            c.arg("compose");
+            c
+        } else {
+            Command::new("docker-compose")
+        };
+        let o = c
+            .args(["up", "-d"])
+            .current_dir(&dir)
+            .output()
+            .expect("compose up");
+        assert!(
+            o.status.success(),
+            "compose up on {host}: {}",
+            common::text(&o.stderr)
+        );
+    }
+
+    /// Assert a host's final state: checked-out commit and running version.
+    fn assert_host(&self, r: &Value, host: &str, rev: &str, running: &[&str], rolled_back: bool) {
+        assert_eq!(
+            self.head(host),
+            self.commit(host, rev),
+            "{host} should have {rev} checked out; result: {r}"
+        );
+        assert_eq!(
+            self.running(host),
+            running,
+            "{host} running versions; result: {r}"
+        );
+        assert_eq!(
+            r["hosts"][host]["rolled_back"], rolled_back,
+            "{host} rolled_back; result: {r}"
+        );
+    }
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "git {args:?}: {}",
+        common::text(&o.stderr)
+    );
+    common::text(&o.stdout).trim().to_string()
+}
+
+/// The JSON result line the script prints.
+fn result_of(out: &str, err: &str) -> Value {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON result in stdout:\n{out}\nstderr:\n{err}"));
+    serde_json::from_str(line).expect("result is JSON")
+}
+
+fn deployed(r: &Value) -> Vec<String> {
+    r["systems_deployed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn release_success_through_ralf_sh_lab() {
+    if !docker_available() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let mut c = common::cmd(home.path());
+    c.current_dir(repo_root())
+        .args(["lab", "scripts/release.rhai"])
+        .args(ARGS);
+    let (code, out, err) = common::run(c);
+    if err.contains("lab hosts not running") || out.contains("\"transport\":\"none\"") {
+        eprintln!("\n**** SKIP: lab hosts not running; release test did not run ****\n");
+        return;
+    }
+    let r = result_of(&out, &err);
+    assert_eq!(r["status"], "success", "{r}\n{err}");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(deployed(&r), ["thinkpad", "rtx1080", "vps"]);
+    let phases: Vec<&str> = r["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "preflight",
+            "secrets",
+            "snapshots",
+            "staging",
+            "tests",
+            "production",
+            "vps",
+            "verification"
+        ]
+    );
+    for h in ["thinkpad", "rtx1080", "vps"] {
+        assert_eq!(r["hosts"][h]["rolled_back"], false);
+        assert_eq!(r["hosts"][h]["deployed"], true);
+    }
+    for p in r["details"].as_array().unwrap() {
+        assert_eq!(p["status"], "success", "{p}");
+    }
+    // The secrets file is compared by checksum, never shown.
+    assert!(!out.contains("APP_SECRET") && !err.contains("APP_SECRET"));
+}
+
+#[test]
+fn staging_fails_rolls_back_staging_only() {
+    if !docker_available() {
+        return;
+    }
+    let Some(lab) = RunningLab::start(Some("staging-fails")) else {
+        return;
+    };
+    let (code, r, err) = lab.release(&[]);
+    assert_eq!(r["status"], "failed", "{r}\n{err}");
+    assert_eq!(r["phase"], "staging");
+    assert_eq!(code, 1);
+    assert!(deployed(&r).is_empty());
+    lab.assert_host(&r, "thinkpad", "v1.1", &[], true);
+    lab.assert_host(&r, "rtx1080", "v1.1", &[], false);
+    lab.assert_host(&r, "vps", "v1.1", &[], false);
+    assert_eq!(r["hosts"]["rtx1080"]["deployed"], false);
+    assert_eq!(r["hosts"]["vps"]["deployed"], false);
+}
+
+#[test]
+fn tests_fail_rolls_back_staging_production_untouched() {
+    if !docker_available() {
+        return;
+    }
+    let Some(lab) = RunningLab::start(Some("tests-fail")) else {
+        return;
+    };
+    let (code, r, err) = lab.release(&[]);
+    assert_eq!(r["status"], "failed", "{r}\n{err}");
+    assert_eq!(r["phase"], "tests");
+    assert!(r["error"].as_str().unwrap().contains("2/3 PASS"), "{r}");
+    assert_eq!(code, 1);
+    lab.assert_host(&r, "thinkpad", "v1.1", &[], true);
+    lab.assert_host(&r, "rtx1080", "v1.1", &[], false);
+    lab.assert_host(&r, "vps", "v1.1", &[], false);
+}
+
+#[test]
+fn production_fails_rolls_back_staging_and_production_vps_untouched() {
+    if !docker_available() {
+        return;
+    }
+    let Some(lab) = RunningLab::start(Some("production-fails")) else {
+        return;
+    };
+    // v1.1 runs everywhere before the release: rollbacks must bring it back up.
+    for h in ["thinkpad", "rtx1080", "vps"] {
+        lab.start_current(h);
+    }
+    let (code, r, err) = lab.release(&[]);
+    assert_eq!(r["status"], "rolled_back", "{r}\n{err}");
+    assert_eq!(r["phase"], "production");
+    assert_eq!(code, 1);
+    assert!(deployed(&r).is_empty());
+    lab.assert_host(&r, "thinkpad", "v1.1", &["1.1"], true);
+    lab.assert_host(&r, "rtx1080", "v1.1", &["1.1"], true);
+    lab.assert_host(&r, "vps", "v1.1", &["1.1"], false);
+    assert_eq!(r["hosts"]["vps"]["deployed"], false);
+}
+
+#[test]
+fn vps_fails_rolls_back_vps_only_partial_success_with_alert() {
+    if !docker_available() {
+        return;
+    }
+    let Some(lab) = RunningLab::start(Some("vps-fails")) else {
+        return;
+    };
+    let (code, r, err) = lab.release(&[]);
+    assert_eq!(r["status"], "partial_success", "{r}\n{err}");
+    assert_eq!(r["phase"], "vps");
+    assert_eq!(code, 3);
+    assert_eq!(r["vps_attempts"], 3, "{r}");
+    assert_eq!(deployed(&r), ["thinkpad", "rtx1080"]);
+    assert_eq!(r["alerts"].as_array().unwrap().len(), 1);
+    lab.assert_host(&r, "thinkpad", "v1.2", &["1.2"], false);
+    lab.assert_host(&r, "rtx1080", "v1.2", &["1.2"], false);
+    lab.assert_host(&r, "vps", "v1.1", &[], true);
+    // The alert reached the lab's notification sink.
+    let url = format!(
+        "{}/_lab/notifications",
+        lab.info()["notify"]["url"].as_str().unwrap()
+    );
+    let got: Value = lab
+        .rt
+        .block_on(async { reqwest::get(&url).await.unwrap().json().await.unwrap() });
+    assert!(
+        got.to_string().contains("VPS deploy failed"),
+        "no alert in the sink: {got}"
+    );
+}
+
+#[test]
+fn verify_fails_rolls_back_everything() {
+    if !docker_available() {
+        return;
+    }
+    let Some(lab) = RunningLab::start(Some("verify-fails")) else {
+        return;
+    };
+    let (code, r, err) = lab.release(&[]);
+    assert_eq!(r["status"], "rolled_back", "{r}\n{err}");
+    assert_eq!(r["phase"], "verification");
+    assert!(
+        r["error"].as_str().unwrap().contains("serves no routes"),
+        "{r}"
+    );
+    assert_eq!(code, 1);
+    assert!(deployed(&r).is_empty());
+    for h in ["thinkpad", "rtx1080", "vps"] {
+        lab.assert_host(&r, h, "v1.1", &[], true);
+    }
+}
+
+#[test]
+fn preflight_and_secrets_failures_change_nothing() {
+    if !docker_available() {
+        return;
+    }
+    let Some(lab) = RunningLab::start(None) else {
+        return;
+    };
+    // A release already in progress on the VPS.
+    let lock = lab.app_dir("vps").join(".ralf-release.lock");
+    std::fs::create_dir(&lock).unwrap();
+    let (code, r, err) = lab.release(&[]);
+    assert_eq!(r["status"], "aborted", "{r}\n{err}");
+    assert_eq!(r["phase"], "preflight");
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("vps: another release is in progress"),
+        "{r}"
+    );
+    assert_eq!(code, 1);
+    std::fs::remove_dir(&lock).unwrap();
+    // The other hosts' locks were released.
+    assert!(!lab.app_dir("thinkpad").join(".ralf-release.lock").exists());
+
+    // Secrets out of sync: aborted, and neither values nor checksums are printed.
+    let env = lab.app_dir("rtx1080").join("app.env");
+    std::fs::write(&env, "APP_SECRET=different-value\n").unwrap();
+    let (code, r, err) = lab.release(&[]);
+    assert_eq!(r["status"], "aborted", "{r}\n{err}");
+    assert_eq!(r["phase"], "secrets");
+    assert_eq!(code, 1);
+    let msg = r["error"].as_str().unwrap();
+    assert!(msg.contains("app.env differs between hosts"), "{msg}");
+    let all = format!("{r}{err}");
+    assert!(!all.contains("different-value") && !all.contains("APP_SECRET"));
+    for h in ["thinkpad", "rtx1080"] {
+        use sha2::Digest;
+        let text = std::fs::read(lab.app_dir(h).join("app.env")).unwrap();
+        let sum = hex::encode(sha2::Sha256::digest(&text));
+        assert!(
+            !all.contains(&sum),
+            "the checksum of {h}'s app.env was printed"
+        );
+    }
+    for h in ["thinkpad", "rtx1080", "vps"] {
+        lab.assert_host(&r, h, "v1.1", &[], false);
+    }
+}
+
+#[test]
+fn bad_arguments_are_usage_errors() {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = common::cmd(home.path());
+    c.current_dir(repo_root())
+        .args(["scripts/release.rhai", "v1.2", "prod"]);
+    let (code, out, err) = common::run(c);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("ENV must be 'production' or 'staging'"),
+        "{err}"
+    );
+    let mut c = common::cmd(home.path());
+    c.current_dir(repo_root()).args([
+        "scripts/release.rhai",
+        "v1.2",
+        "production",
+        "--timout",
+        "3",
+    ]);
+    let (code, _, err) = common::run(c);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown option '--timout'"), "{err}");
+}
+
+#[test]
+fn staging_env_deploys_staging_only() {
+    if !docker_available() {
+        return;
+    }
+    let Some(lab) = RunningLab::start(None) else {
+        return;
+    };
+    let mut args = ARGS.to_vec();
+    args[1] = "staging";
+    let (code, r, err) = lab.release_args(&args, &[]);
+    assert_eq!(r["status"], "success", "{r}\n{err}");
+    assert_eq!(code, 0);
+    assert_eq!(deployed(&r), ["thinkpad"]);
+    lab.assert_host(&r, "thinkpad", "v1.2", &["1.2"], false);
+    for h in ["rtx1080", "vps"] {
+        assert_eq!(lab.head(h), lab.commit(h, "v1.1"));
+        assert!(lab.running(h).is_empty());
+    }
+}
+
+#[test]
+fn dry_run_shows_the_plan_and_changes_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = common::cmd(home.path());
+    c.current_dir(repo_root())
+        .args(["lab", "--dry-run", "scripts/release.rhai"])
+        .args(ARGS);
+    let (code, out, err) = common::run(c);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("4. staging (thinkpad): git checkout v1.2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("7. vps (vps): the same, up to 3 attempts"),
+        "{out}"
+    );
+    assert!(!out.contains("compose up on"), "{out}");
+}
