@@ -112,6 +112,8 @@ pub fn run(cli: Cli) -> i32 {
     }
     install_signal_handlers(&host);
 
+    // `lab SCRIPT` runs on a host of its own and prints its own dry-run summary.
+    let lab_script = matches!(&cli.command, Some(Command::Lab { command: None, .. }));
     let code = match cli.command {
         Some(Command::Repl) => crate::repl::run(&host),
         Some(Command::Check { scripts }) => crate::check::run(&host, &scripts),
@@ -153,7 +155,9 @@ pub fn run(cli: Cli) -> i32 {
             }
         }
     };
-    print_dry_run(&host);
+    if !lab_script {
+        print_dry_run(&host);
+    }
     // Do not wait for stray blocking tasks (ssh masters closing etc.) beyond a moment.
     rt.shutdown_timeout(std::time::Duration::from_millis(500));
     code
