@@ -5,6 +5,7 @@ pub mod exo;
 pub mod notify;
 pub mod proxmox;
 pub mod semaphore;
+pub mod smoke;
 
 use crate::engine::error::RResult;
 use serde_json::{Map, Value};
@@ -32,6 +33,7 @@ pub async fn start_all() -> RResult<Lab> {
     proxmox::start(&mut lab).await?;
     exo::start(&mut lab).await?;
     notify::start(&mut lab).await?;
+    smoke::start(&mut lab).await?;
     Ok(lab)
 }
 
@@ -86,6 +88,15 @@ pub fn client_config(info: &Value) -> (String, Vec<(String, String)>) {
                 yaml.push_str("      token_env: RALF_LAB_NOTIFY_TOKEN\n");
                 env.push(("RALF_LAB_NOTIFY_TOKEN".to_string(), t));
             }
+        }
+    }
+    if let Some(sm) = info.get("smoke") {
+        if let (Some(addr), Some(url)) = (s(sm, "addr"), s(sm, "url")) {
+            // Every smoke check goes to the lab's smoke endpoint; nothing leaves loopback.
+            yaml.push_str(&format!(
+                "net:\n  redirect_all: \"{addr}\"\n  only_loopback: true\n"
+            ));
+            env.push(("RALF_LAB_SMOKE_URL".to_string(), url));
         }
     }
     (yaml, env)
