@@ -17,6 +17,9 @@ pub struct Lab {
     pub info: Map<String, Value>,
     /// Whatever keeps each stand-in alive (server task handles, temp dirs); dropped with the lab.
     pub guards: Vec<Box<dyn std::any::Any + Send + Sync>>,
+    /// Stand-ins a scenario declared unreachable: `run_config` points their clients at a closed
+    /// loopback port (e.g. "exo" for `exo-down`).
+    pub down: parking_lot::Mutex<Vec<String>>,
 }
 
 impl Lab {
@@ -116,13 +119,90 @@ pub const SCENARIOS: &[&str] = &[
 ];
 
 /// Inject a failure scenario into running stand-ins.
-pub async fn apply_scenario(_lab: &Lab, name: &str) -> RResult<()> {
+///
+/// - `exo-down`: the LLM is unreachable (its URL in the run config is a closed loopback port), so
+///   `decide` answers the fallback and the deployment goes on; the fallback is recorded.
+/// - `semaphore-flaky`: the next 3 task creations are carried out but their answers are lost
+///   (connection dropped), the ambiguous failure a client must not answer with a duplicate task.
+/// - `smoke-fails`: postgresql's smoke checks (`pg_isready`, port 5432) fail, so its snapshot is
+///   rolled back and its dependents are skipped.
+/// - `slow-tasks`: every catalog template's task takes 3 s.
+/// - `staging-fails`, `tests-fail`, `production-fails`, `vps-fails`, `verify-fails`: the release flow's.
+pub async fn apply_scenario(lab: &Lab, name: &str) -> RResult<()> {
     if !SCENARIOS.contains(&name) {
         let hint = crate::engine::options::did_you_mean(name, SCENARIOS.iter().copied())
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_else(|| format!("; known: {}", SCENARIOS.join(", ")));
         return Err(crate::engine::error::RalfError::invalid(format!(
             "unknown scenario `{name}`{hint}"
+        )));
+    }
+    let url = |k: &str| {
+        lab.info
+            .get(k)
+            .and_then(|v| v.get("url"))
+            .and_then(|u| u.as_str())
+            .map(str::to_string)
+    };
+    match name {
+        "exo-down" => lab.down.lock().push("exo".into()),
+        "semaphore-flaky" => {
+            if let Some(u) = url("semaphore") {
+                control(
+                    &format!("{u}/_lab/fail_task_create"),
+                    serde_json::json!({"count": 3, "mode": "drop"}),
+                )
+                .await?;
+            }
+        }
+        "smoke-fails" => {
+            if let Some(u) = url("smoke") {
+                control(
+                    &format!("{u}/_lab/fail"),
+                    serde_json::json!({"match": ["pg_isready"]}),
+                )
+                .await?;
+            }
+        }
+        "slow-tasks" => {
+            if let Some(u) = url("semaphore") {
+                let dir = std::env::var_os("RALF_LAB_CATALOG")
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(|| std::path::PathBuf::from("catalog/projects"));
+                for t in semaphore::catalog_templates(&dir) {
+                    control(
+                        &format!("{u}/_lab/templates/{t}/behaviour"),
+                        serde_json::json!({"duration_ms": 3000, "lines": 10, "outcome": "success"}),
+                    )
+                    .await?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// POST a JSON body to a stand-in's control API (loopback only).
+pub async fn control(url: &str, body: Value) -> RResult<()> {
+    let u = reqwest::Url::parse(url).map_err(|e| {
+        crate::engine::error::RalfError::invalid(format!("lab: bad URL {url}: {e}"))
+    })?;
+    if !crate::bindings::net::is_loopback_host(u.host_str().unwrap_or_default()) {
+        return Err(crate::engine::error::RalfError::invalid(format!(
+            "lab: control URL {url} is not loopback"
+        )));
+    }
+    let r = reqwest::Client::new()
+        .post(u)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| crate::engine::error::RalfError::unavailable(format!("lab: {url}: {e}")))?;
+    if !r.status().is_success() {
+        return Err(crate::engine::error::RalfError::unavailable(format!(
+            "lab: {url}: HTTP {}",
+            r.status()
         )));
     }
     Ok(())
@@ -135,7 +215,21 @@ pub fn run_config(
     state: &std::path::Path,
     _dir: &std::path::Path,
 ) -> RResult<(String, Vec<(String, String)>)> {
-    let (mut yaml, env) = client_config(&Value::Object(lab.info.clone()));
+    let mut info = lab.info.clone();
+    for name in lab.down.lock().iter() {
+        // A port nothing listens on: bind, note it, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(crate::engine::error::RalfError::from)?;
+        if let Some(Value::Object(o)) = info.get_mut(name) {
+            o.insert(
+                "url".into(),
+                Value::String(format!("http://127.0.0.1:{port}")),
+            );
+        }
+    }
+    let (mut yaml, env) = client_config(&Value::Object(info));
     let catalog = std::path::Path::new("catalog/projects");
     if catalog.is_dir() {
         let abs = std::fs::canonicalize(catalog).map_err(crate::engine::error::RalfError::from)?;
