@@ -79,7 +79,10 @@ fn main() {
         .read_line(&mut line)
         .unwrap();
     let info: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let (mut yaml, env) = ralf_sh::lab::client_config(&info);
+    let (mut yaml, mut env) = ralf_sh::lab::client_config(&info);
+    let (net, net_env) = ralf_sh::lab::net_config(&info);
+    yaml.push_str(&net);
+    env.extend(net_env);
     yaml.push_str(&format!(
         "catalog:\n  path: {:?}\nstate:\n  path: {:?}\n",
         cat.display().to_string(),

@@ -93,16 +93,21 @@ pub fn client_config(info: &Value) -> (String, Vec<(String, String)>) {
             }
         }
     }
-    if let Some(sm) = info.get("smoke") {
-        if let (Some(addr), Some(url)) = (s(sm, "addr"), s(sm, "url")) {
-            // Every smoke check goes to the lab's smoke endpoint; nothing leaves loopback.
-            yaml.push_str(&format!(
-                "net:\n  redirect_all: \"{addr}\"\n  only_loopback: true\n"
-            ));
-            env.push(("RALF_LAB_SMOKE_URL".to_string(), url));
-        }
-    }
     (yaml, env)
+}
+
+/// The `net:` section (and `RALF_LAB_SMOKE_URL`) of a lab run: every smoke check goes to the lab's
+/// smoke endpoint and nothing else may be reached (`only_loopback`). Part of `run_config`; add it to
+/// a `client_config` for a `lab serve` that should behave like a lab run.
+pub fn net_config(info: &Value) -> (String, Vec<(String, String)>) {
+    let s = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    match info.get("smoke").map(|sm| (s(sm, "addr"), s(sm, "url"))) {
+        Some((Some(addr), Some(url))) => (
+            format!("net:\n  redirect_all: \"{addr}\"\n  only_loopback: true\n"),
+            vec![("RALF_LAB_SMOKE_URL".to_string(), url)],
+        ),
+        _ => (String::new(), Vec::new()),
+    }
 }
 
 /// The scenarios `ralf-sh lab --scenario NAME` knows.
@@ -229,7 +234,11 @@ pub fn run_config(
             );
         }
     }
-    let (mut yaml, env) = client_config(&Value::Object(info));
+    let info = Value::Object(info);
+    let (mut yaml, mut env) = client_config(&info);
+    let (net, net_env) = net_config(&info);
+    yaml.push_str(&net);
+    env.extend(net_env);
     let catalog = std::path::Path::new("catalog/projects");
     if catalog.is_dir() {
         let abs = std::fs::canonicalize(catalog).map_err(crate::engine::error::RalfError::from)?;

@@ -51,7 +51,10 @@ impl Served {
             .read_line(&mut line)
             .expect("lab serve info line");
         let info: serde_json::Value = serde_json::from_str(&line).expect("lab info JSON");
-        let (mut yaml, env) = ralf_sh::lab::client_config(&info);
+        let (mut yaml, mut env) = ralf_sh::lab::client_config(&info);
+        let (net, net_env) = ralf_sh::lab::net_config(&info);
+        yaml.push_str(&net);
+        env.extend(net_env);
         let state = home.join("state.db");
         yaml.push_str(&format!(
             "catalog:\n  path: {:?}\nstate:\n  path: {:?}\n",
