@@ -317,3 +317,29 @@ fn kill_9_then_resume_finishes_without_redoing_work() {
     assert!(per.values().all(|n| *n == 1), "{per:?}");
     assert!(tasks.len() >= before);
 }
+
+#[test]
+fn dag_schedule_starts_services_without_waiting_for_the_wave_and_still_skips_dependents() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("state.db");
+    let mut c = cmd_in_repo(home.path());
+    c.args(["lab", "--scenario", "smoke-fails", "--state"])
+        .arg(&db)
+        .arg(script("deploy_all.rhai"))
+        .arg("--dag");
+    let (code, out, err) = run(c);
+    assert_eq!(code, 3, "stdout:\n{out}\nstderr:\n{err}");
+    let st = statuses(&db);
+    assert_eq!(st["postgresql"], "rolled_back", "{st:?}");
+    assert_eq!(st["mail"], "deployed", "{st:?}");
+    let steps = steps(&db);
+    assert!(steps
+        .iter()
+        .all(|s| s.2 != "n8n/apply" && s.2 != "netbox/apply"));
+    // Dependencies before dependents.
+    assert!(id_of(&steps, "traefik/mark") < id_of(&steps, "mail/apply"));
+    assert!(
+        out.contains("dependency postgresql did not deploy"),
+        "{out}"
+    );
+}
