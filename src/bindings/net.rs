@@ -469,3 +469,45 @@ mod net_mod {
         tcp_impl(&ctx, host, port, &opts)
     }
 }
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+    use crate::config::NetConfig;
+
+    #[test]
+    fn redirect_keeps_path_and_query_and_stays_on_loopback() {
+        let net = NetConfig {
+            redirect_all: Some("127.0.0.1:4711".into()),
+            only_loopback: true,
+        };
+        let u = reqwest::Url::parse("https://vault.example.net/alive?x=1").unwrap();
+        let (to, orig) = route_http(&net, u).unwrap();
+        assert_eq!(to.as_str(), "http://127.0.0.1:4711/alive?x=1");
+        assert_eq!(orig.as_deref(), Some("https://vault.example.net/alive?x=1"));
+        let t = route_tcp(&net, "10.10.20.10", "10.10.20.10:5432".into()).unwrap();
+        assert_eq!(t, "127.0.0.1:4711");
+    }
+
+    #[test]
+    fn only_loopback_refuses_other_targets() {
+        let net = NetConfig {
+            redirect_all: None,
+            only_loopback: true,
+        };
+        let u = reqwest::Url::parse("https://vault.example.net/alive").unwrap();
+        let e = route_http(&net, u).unwrap_err();
+        assert!(e.message.contains("only loopback"), "{}", e.message);
+        assert!(route_tcp(&net, "10.10.20.10", "10.10.20.10:5432".into()).is_err());
+        assert!(route_tcp(&net, "127.0.0.1", "127.0.0.1:5432".into()).is_ok());
+        assert!(route_tcp(&net, "[::1]", "[::1]:5432".into()).is_ok());
+        // A redirect that is not loopback is refused too.
+        let bad = NetConfig {
+            redirect_all: Some("10.0.0.1:80".into()),
+            only_loopback: true,
+        };
+        let u = reqwest::Url::parse("http://127.0.0.1/").unwrap();
+        assert!(route_http(&bad, u).is_err());
+        assert!(route_tcp(&bad, "127.0.0.1", "127.0.0.1:80".into()).is_err());
+    }
+}
