@@ -39,6 +39,21 @@ pub struct Config {
     /// Extra folders searched for `import "ralf/<name>"` before the embedded stdlib.
     #[serde(default)]
     pub stdlib_paths: Vec<PathBuf>,
+    /// Safety net for `net::http` / `net::tcp` (the lab sends every smoke check to loopback).
+    #[serde(default)]
+    pub net: NetConfig,
+}
+
+/// `net:`: where `net::http` / `net::tcp` may connect.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetConfig {
+    /// `host:port` every check is sent to instead of its target (HTTP keeps path and query, over
+    /// plain http, with the original URL in `X-Ralf-Original-Url`; TCP connects there).
+    pub redirect_all: Option<String>,
+    /// Refuse any target (after redirection) that is not a loopback address.
+    #[serde(default)]
+    pub only_loopback: bool,
 }
 
 /// Where a named secret comes from.

@@ -212,10 +212,78 @@ fn describe_reqwest(e: &reqwest::Error, timeout: Duration) -> String {
     format!("{what}: {msg}")
 }
 
+/// Whether `host` (a name or an IP literal, brackets allowed) is a loopback address.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    h.parse::<std::net::IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
+}
+
+fn refuse(what: &str, target: &str) -> RalfError {
+    RalfError::new(
+        crate::engine::error::ErrorKind::Forbidden,
+        format!(
+            "{what}: refusing to connect to {target}: only loopback targets are allowed here (net.only_loopback in the config)"
+        ),
+    )
+}
+
+/// Apply the config's `net` section to an HTTP check: the URL actually requested and the original
+/// URL (sent as `X-Ralf-Original-Url`) when it was redirected.
+pub fn route_http(
+    net: &crate::config::NetConfig,
+    u: reqwest::Url,
+) -> RResult<(reqwest::Url, Option<String>)> {
+    let (u, original) = match &net.redirect_all {
+        Some(to) => {
+            let mut r = reqwest::Url::parse(&format!("http://{to}/")).map_err(|e| {
+                RalfError::config(format!("net.redirect_all `{to}` is not host:port: {e}"))
+            })?;
+            r.set_path(u.path());
+            r.set_query(u.query());
+            (r, Some(u.to_string()))
+        }
+        None => (u, None),
+    };
+    if net.only_loopback && !is_loopback_host(u.host_str().unwrap_or_default()) {
+        return Err(refuse("net::http", u.as_str()));
+    }
+    Ok((u, original))
+}
+
+/// Apply the config's `net` section to a TCP check: the `host:port` actually connected to.
+pub fn route_tcp(net: &crate::config::NetConfig, host: &str, target: String) -> RResult<String> {
+    match &net.redirect_all {
+        Some(to) => {
+            let h = to.rsplit_once(':').map(|(h, _)| h).unwrap_or(to);
+            if net.only_loopback && !is_loopback_host(h) {
+                return Err(refuse("net::tcp", to));
+            }
+            Ok(to.clone())
+        }
+        None => {
+            if net.only_loopback && !is_loopback_host(host) {
+                return Err(refuse("net::tcp", &target));
+            }
+            Ok(target)
+        }
+    }
+}
+
 fn http_impl(ctx: &NativeCallContext, url: &str, opts: &Map) -> RhaiResult<Map> {
     let h = host(ctx)?;
-    let o: HttpOpts = decode(opts, "net::http").at(ctx)?;
+    let mut o: HttpOpts = decode(opts, "net::http").at(ctx)?;
     let u = parse_url(url).at(ctx)?;
+    let (u, original) = route_http(&h.cfg().net, u).at(ctx)?;
+    if let Some(orig) = original {
+        o.headers
+            .get_or_insert_with(BTreeMap::new)
+            .insert("X-Ralf-Original-Url".into(), orig);
+    }
     let method = parse_method(o.method.as_deref()).at(ctx)?;
     let expect: Vec<u16> = match &o.expect {
         None => Vec::new(),
@@ -309,6 +377,7 @@ fn tcp_impl(ctx: &NativeCallContext, hostname: &str, port: i64, opts: &Map) -> R
     } else {
         target
     };
+    let target = route_tcp(&h.cfg().net, hostname, target).at(ctx)?;
     let start = Instant::now();
     let r = crate::engine::bridge::block_on(
         &h,
@@ -398,5 +467,47 @@ mod net_mod {
     #[rhai_fn(name = "tcp", return_raw)]
     pub fn tcp3(ctx: NativeCallContext, host: &str, port: i64, opts: Map) -> RhaiResult<Map> {
         tcp_impl(&ctx, host, port, &opts)
+    }
+}
+
+#[cfg(test)]
+mod route_tests {
+    use super::*;
+    use crate::config::NetConfig;
+
+    #[test]
+    fn redirect_keeps_path_and_query_and_stays_on_loopback() {
+        let net = NetConfig {
+            redirect_all: Some("127.0.0.1:4711".into()),
+            only_loopback: true,
+        };
+        let u = reqwest::Url::parse("https://vault.example.net/alive?x=1").unwrap();
+        let (to, orig) = route_http(&net, u).unwrap();
+        assert_eq!(to.as_str(), "http://127.0.0.1:4711/alive?x=1");
+        assert_eq!(orig.as_deref(), Some("https://vault.example.net/alive?x=1"));
+        let t = route_tcp(&net, "10.10.20.10", "10.10.20.10:5432".into()).unwrap();
+        assert_eq!(t, "127.0.0.1:4711");
+    }
+
+    #[test]
+    fn only_loopback_refuses_other_targets() {
+        let net = NetConfig {
+            redirect_all: None,
+            only_loopback: true,
+        };
+        let u = reqwest::Url::parse("https://vault.example.net/alive").unwrap();
+        let e = route_http(&net, u).unwrap_err();
+        assert!(e.message.contains("only loopback"), "{}", e.message);
+        assert!(route_tcp(&net, "10.10.20.10", "10.10.20.10:5432".into()).is_err());
+        assert!(route_tcp(&net, "127.0.0.1", "127.0.0.1:5432".into()).is_ok());
+        assert!(route_tcp(&net, "[::1]", "[::1]:5432".into()).is_ok());
+        // A redirect that is not loopback is refused too.
+        let bad = NetConfig {
+            redirect_all: Some("10.0.0.1:80".into()),
+            only_loopback: true,
+        };
+        let u = reqwest::Url::parse("http://127.0.0.1/").unwrap();
+        assert!(route_http(&bad, u).is_err());
+        assert!(route_tcp(&bad, "127.0.0.1", "127.0.0.1:80".into()).is_err());
     }
 }

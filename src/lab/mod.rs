@@ -6,6 +6,7 @@ pub mod hosts;
 pub mod notify;
 pub mod proxmox;
 pub mod semaphore;
+pub mod smoke;
 
 use crate::engine::error::RResult;
 use serde_json::{Map, Value};
@@ -17,6 +18,9 @@ pub struct Lab {
     pub info: Map<String, Value>,
     /// Whatever keeps each stand-in alive (server task handles, temp dirs); dropped with the lab.
     pub guards: Vec<Box<dyn std::any::Any + Send + Sync>>,
+    /// Stand-ins a scenario declared unreachable: `run_config` points their clients at a closed
+    /// loopback port (e.g. "exo" for `exo-down`).
+    pub down: parking_lot::Mutex<Vec<String>>,
 }
 
 impl Lab {
@@ -34,6 +38,7 @@ pub async fn start_all() -> RResult<Lab> {
     exo::start(&mut lab).await?;
     hosts::start(&mut lab).await?;
     notify::start(&mut lab).await?;
+    smoke::start(&mut lab).await?;
     Ok(lab)
 }
 
@@ -96,6 +101,20 @@ pub fn client_config(info: &Value) -> (String, Vec<(String, String)>) {
     (yaml, env)
 }
 
+/// The `net:` section (and `RALF_LAB_SMOKE_URL`) of a lab run: every smoke check goes to the lab's
+/// smoke endpoint and nothing else may be reached (`only_loopback`). Part of `run_config`; add it to
+/// a `client_config` for a `lab serve` that should behave like a lab run.
+pub fn net_config(info: &Value) -> (String, Vec<(String, String)>) {
+    let s = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    match info.get("smoke").map(|sm| (s(sm, "addr"), s(sm, "url"))) {
+        Some((Some(addr), Some(url))) => (
+            format!("net:\n  redirect_all: \"{addr}\"\n  only_loopback: true\n"),
+            vec![("RALF_LAB_SMOKE_URL".to_string(), url)],
+        ),
+        _ => (String::new(), Vec::new()),
+    }
+}
+
 /// The scenarios `ralf-sh lab --scenario NAME` knows.
 pub const SCENARIOS: &[&str] = &[
     "staging-fails",
@@ -111,12 +130,19 @@ pub const SCENARIOS: &[&str] = &[
 
 /// Inject a failure scenario into running stand-ins.
 ///
-/// The five release scenarios rewrite the release target (`v1.2`) on one lab host so that it
-/// fails at one phase, while the commit checked out now (`v1.1`) stays good (rollbacks succeed):
-/// `staging-fails` (the target's healthcheck fails on thinkpad), `tests-fail` (its `run-tests.sh`
-/// exits 1 on thinkpad), `production-fails` (healthcheck fails on rtx1080), `vps-fails`
-/// (healthcheck fails on vps) and `verify-fails` (the app on vps is healthy but `verify.sh`
-/// reports that it serves no routes).
+/// - `exo-down`: the LLM is unreachable (its URL in the run config is a closed loopback port), so
+///   `decide` answers the fallback and the deployment goes on; the fallback is recorded.
+/// - `semaphore-flaky`: the next 3 task creations are carried out but their answers are lost
+///   (connection dropped), the ambiguous failure a client must not answer with a duplicate task.
+/// - `smoke-fails`: postgresql's smoke checks (`pg_isready`, port 5432) fail, so its snapshot is
+///   rolled back and its dependents are skipped.
+/// - `slow-tasks`: every catalog template's task takes 3 s.
+/// - The five release scenarios rewrite the release target (`v1.2`) on one lab host so that it
+///   fails at one phase, while the commit checked out now (`v1.1`) stays good (rollbacks succeed):
+///   `staging-fails` (the target's healthcheck fails on thinkpad), `tests-fail` (its
+///   `run-tests.sh` exits 1 on thinkpad), `production-fails` (healthcheck fails on rtx1080),
+///   `vps-fails` (healthcheck fails on vps) and `verify-fails` (the app on vps is healthy but
+///   `verify.sh` reports that it serves no routes).
 pub async fn apply_scenario(lab: &Lab, name: &str) -> RResult<()> {
     if !SCENARIOS.contains(&name) {
         let hint = crate::engine::options::did_you_mean(name, SCENARIOS.iter().copied())
@@ -145,6 +171,75 @@ pub async fn apply_scenario(lab: &Lab, name: &str) -> RResult<()> {
             ))
         })?;
         hosts::break_target(&dir, broken)?;
+        return Ok(());
+    }
+    let url = |k: &str| {
+        lab.info
+            .get(k)
+            .and_then(|v| v.get("url"))
+            .and_then(|u| u.as_str())
+            .map(str::to_string)
+    };
+    match name {
+        "exo-down" => lab.down.lock().push("exo".into()),
+        "semaphore-flaky" => {
+            if let Some(u) = url("semaphore") {
+                control(
+                    &format!("{u}/_lab/fail_task_create"),
+                    serde_json::json!({"count": 3, "mode": "drop"}),
+                )
+                .await?;
+            }
+        }
+        "smoke-fails" => {
+            if let Some(u) = url("smoke") {
+                control(
+                    &format!("{u}/_lab/fail"),
+                    serde_json::json!({"match": ["pg_isready"]}),
+                )
+                .await?;
+            }
+        }
+        "slow-tasks" => {
+            if let Some(u) = url("semaphore") {
+                let dir = std::env::var_os("RALF_LAB_CATALOG")
+                    .map(std::path::PathBuf::from)
+                    .unwrap_or_else(|| std::path::PathBuf::from("catalog/projects"));
+                for t in semaphore::catalog_templates(&dir) {
+                    control(
+                        &format!("{u}/_lab/templates/{t}/behaviour"),
+                        serde_json::json!({"duration_ms": 3000, "lines": 10, "outcome": "success"}),
+                    )
+                    .await?;
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// POST a JSON body to a stand-in's control API (loopback only).
+pub async fn control(url: &str, body: Value) -> RResult<()> {
+    let u = reqwest::Url::parse(url).map_err(|e| {
+        crate::engine::error::RalfError::invalid(format!("lab: bad URL {url}: {e}"))
+    })?;
+    if !crate::bindings::net::is_loopback_host(u.host_str().unwrap_or_default()) {
+        return Err(crate::engine::error::RalfError::invalid(format!(
+            "lab: control URL {url} is not loopback"
+        )));
+    }
+    let r = reqwest::Client::new()
+        .post(u)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| crate::engine::error::RalfError::unavailable(format!("lab: {url}: {e}")))?;
+    if !r.status().is_success() {
+        return Err(crate::engine::error::RalfError::unavailable(format!(
+            "lab: {url}: HTTP {}",
+            r.status()
+        )));
     }
     Ok(())
 }
@@ -156,7 +251,25 @@ pub fn run_config(
     state: &std::path::Path,
     _dir: &std::path::Path,
 ) -> RResult<(String, Vec<(String, String)>)> {
-    let (mut yaml, env) = client_config(&Value::Object(lab.info.clone()));
+    let mut info = lab.info.clone();
+    for name in lab.down.lock().iter() {
+        // A port nothing listens on: bind, note it, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(crate::engine::error::RalfError::from)?;
+        if let Some(Value::Object(o)) = info.get_mut(name) {
+            o.insert(
+                "url".into(),
+                Value::String(format!("http://127.0.0.1:{port}")),
+            );
+        }
+    }
+    let info = Value::Object(info);
+    let (mut yaml, mut env) = client_config(&info);
+    let (net, net_env) = net_config(&info);
+    yaml.push_str(&net);
+    env.extend(net_env);
     let catalog = std::path::Path::new("catalog/projects");
     if catalog.is_dir() {
         let abs = std::fs::canonicalize(catalog).map_err(crate::engine::error::RalfError::from)?;

@@ -1,0 +1,168 @@
+//! Harness for the deployment-flow tests: a `ralf-sh lab serve` process shared by several runs
+//! (so `resume` talks to the same stand-ins), a config pointing at it, and state-store queries.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn script(name: &str) -> String {
+    repo().join("scripts").join(name).display().to_string()
+}
+
+/// A command for the binary, isolated in `home`, run from the repository (the lab seeds its
+/// stand-ins and finds the example catalog there).
+pub fn cmd_in_repo(home: &Path) -> Command {
+    let mut c = crate::common::cmd(home);
+    c.current_dir(repo());
+    c
+}
+
+/// A running `ralf-sh lab serve` plus a config file for it.
+pub struct Served {
+    pub child: Child,
+    pub info: serde_json::Value,
+    pub config: PathBuf,
+    pub state: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    pub fn start(home: &Path) -> Served {
+        let mut child = cmd_in_repo(home)
+            .args(["lab", "serve"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start lab serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("lab serve info line");
+        let info: serde_json::Value = serde_json::from_str(&line).expect("lab info JSON");
+        let (mut yaml, mut env) = ralf_sh::lab::client_config(&info);
+        let (net, net_env) = ralf_sh::lab::net_config(&info);
+        yaml.push_str(&net);
+        env.extend(net_env);
+        let state = home.join("state.db");
+        yaml.push_str(&format!(
+            "catalog:\n  path: {:?}\nstate:\n  path: {:?}\n",
+            repo().join("catalog/projects").display().to_string(),
+            state.display().to_string()
+        ));
+        let config = home.join("ralf.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        Served {
+            child,
+            info,
+            config,
+            state,
+            env,
+        }
+    }
+
+    pub fn url(&self, k: &str) -> String {
+        self.info[k]["url"].as_str().unwrap().to_string()
+    }
+
+    /// A command with the config and the lab's token variables.
+    pub fn cmd(&self, home: &Path) -> Command {
+        let mut c = cmd_in_repo(home);
+        c.env("RALF_CONFIG", &self.config);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn post(&self, url: &str, body: serde_json::Value) {
+        let r = reqwest::blocking_post(url, body);
+        assert!(r, "POST {url} failed");
+    }
+
+    /// Tasks as the Semaphore stand-in knows them.
+    pub fn tasks(&self) -> Vec<serde_json::Value> {
+        let u = format!("{}/_lab/tasks", self.url("semaphore"));
+        serde_json::from_str(&reqwest::blocking_get(&u)).unwrap()
+    }
+}
+
+/// Tiny blocking HTTP helpers over a throwaway runtime (loopback only).
+pub mod reqwest {
+    pub fn blocking_post(url: &str, body: serde_json::Value) -> bool {
+        rt().block_on(async {
+            ::reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().is_success())
+                .unwrap_or(false)
+        })
+    }
+    pub fn blocking_get(url: &str) -> String {
+        rt().block_on(async {
+            ::reqwest::get(url)
+                .await
+                .expect("GET")
+                .text()
+                .await
+                .expect("body")
+        })
+    }
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+}
+
+/// `service -> status` from the state store.
+pub fn statuses(db: &Path) -> std::collections::BTreeMap<String, String> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut st = c
+        .prepare("SELECT service, status FROM service_status")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+/// Steps of every run: (id, run_id, key, status, result).
+pub fn steps(db: &Path) -> Vec<(i64, String, String, String, Option<String>)> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut st = c
+        .prepare("SELECT id, run_id, key, status, result FROM steps ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
+    .unwrap()
+    .map(|r| r.unwrap())
+    .collect()
+}
+
+/// Runs: (id, status, exit_code).
+pub fn runs(db: &Path) -> Vec<(String, String, Option<i64>)> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut st = c
+        .prepare("SELECT id, status, exit_code FROM runs ORDER BY started_at")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}

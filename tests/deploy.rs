@@ -1,0 +1,345 @@
+//! End-to-end tests of the self-orchestration flow (`scripts/deploy_all.rhai` + `ralf/deploy`) in
+//! the lab, through the binary. Lab tasks take ~200 ms each.
+
+mod common;
+#[path = "common/deploy.rs"]
+mod deploy_h;
+
+use common::run;
+use deploy_h::*;
+use std::time::{Duration, Instant};
+
+fn id_of(steps: &[(i64, String, String, String, Option<String>)], key: &str) -> i64 {
+    steps
+        .iter()
+        .find(|s| s.2 == key)
+        .unwrap_or_else(|| panic!("no step {key}: {steps:?}"))
+        .0
+}
+
+#[test]
+fn deploy_all_deploys_in_dependency_order_then_finds_nothing_pending() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("state.db");
+    let mut c = cmd_in_repo(home.path());
+    c.arg("lab")
+        .arg("--state")
+        .arg(&db)
+        .arg(script("deploy_all.rhai"));
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let st = statuses(&db);
+    for s in [
+        "postgresql",
+        "redis",
+        "traefik",
+        "exo",
+        "mail",
+        "n8n",
+        "netbox",
+    ] {
+        assert_eq!(
+            st.get(s).map(String::as_str),
+            Some("deployed"),
+            "{s}: {st:?}"
+        );
+    }
+    assert!(out.contains("deployed 7, failed 0"), "{out}");
+    let steps = steps(&db);
+    // Dependencies finished (marked deployed) before their dependents started.
+    for (dep, svc) in [
+        ("postgresql", "n8n"),
+        ("redis", "netbox"),
+        ("traefik", "mail"),
+    ] {
+        assert!(
+            id_of(&steps, &format!("{dep}/mark")) < id_of(&steps, &format!("{svc}/apply")),
+            "{dep} before {svc}"
+        );
+    }
+    // Wave 1 ran in parallel: every wave-1 apply started before the first wave-1 service was done.
+    // (postgresql takes a snapshot first, so compare the three without one.)
+    let wave1 = ["redis", "traefik", "exo"];
+    let first_done = wave1
+        .iter()
+        .map(|s| id_of(&steps, &format!("{s}/mark")))
+        .min()
+        .unwrap();
+    let last_start = wave1
+        .iter()
+        .map(|s| id_of(&steps, &format!("{s}/apply")))
+        .max()
+        .unwrap();
+    assert!(
+        last_start < first_done,
+        "wave 1 was not parallel: {steps:?}"
+    );
+
+    // A second run finds nothing pending.
+    let mut c = cmd_in_repo(home.path());
+    c.arg("lab")
+        .arg("--state")
+        .arg(&db)
+        .arg(script("deploy_all.rhai"));
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("nothing to deploy"), "{out}");
+}
+
+#[test]
+fn smoke_failure_rolls_the_snapshot_back_and_skips_dependents() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("state.db");
+    let mut c = cmd_in_repo(home.path());
+    c.args(["lab", "--scenario", "smoke-fails", "--state"])
+        .arg(&db)
+        .arg(script("deploy_all.rhai"));
+    let (code, out, err) = run(c);
+    assert_eq!(code, 3, "stdout:\n{out}\nstderr:\n{err}");
+    let st = statuses(&db);
+    assert_eq!(st["postgresql"], "rolled_back", "{st:?}");
+    assert_eq!(st["redis"], "deployed");
+    assert!(!st.contains_key("n8n") || st["n8n"] != "deployed", "{st:?}");
+    let steps = steps(&db);
+    let rb = steps
+        .iter()
+        .find(|s| s.2 == "postgresql/rollback")
+        .expect("rollback step");
+    assert_eq!(rb.3, "done");
+    assert!(steps
+        .iter()
+        .all(|s| s.2 != "n8n/apply" && s.2 != "netbox/apply"));
+    assert!(out.contains("n8n") && out.contains("skipped"), "{out}");
+    assert!(steps
+        .iter()
+        .any(|s| s.2 == "postgresql/suggest_fix" && s.3 == "done"));
+}
+
+#[test]
+fn exo_down_still_deploys_with_the_fallback_recorded() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("state.db");
+    let mut c = cmd_in_repo(home.path());
+    c.args(["lab", "--scenario", "exo-down", "--state"])
+        .arg(&db)
+        .arg(script("deploy_all.rhai"))
+        .args(["--only", "redis"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let st = statuses(&db);
+    assert_eq!(st.len(), 1, "only redis was selected: {st:?}");
+    assert_eq!(st["redis"], "deployed");
+    let steps = steps(&db);
+    let advice = steps
+        .iter()
+        .find(|s| s.2 == "redis/advice")
+        .expect("advice step");
+    let r: serde_json::Value = serde_json::from_str(advice.4.as_deref().unwrap()).unwrap();
+    assert_eq!(r["source"], "fallback", "{r}");
+    assert_eq!(r["decision"], "proceed");
+}
+
+#[test]
+fn smoke_checks_of_the_catalog_never_leave_loopback() {
+    // The lab's net section redirects 10.x / example.net checks to the lab smoke endpoint, and a
+    // non-loopback target is refused outright when only_loopback is set without a redirect.
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path().join("ralf.yaml");
+    std::fs::write(&cfg, "net:\n  only_loopback: true\n").unwrap();
+    let mut c = common::cmd(home.path());
+    c.arg("--config").arg(&cfg).args([
+        "-e",
+        r#"let n = 0;
+           try { net::http("https://vault.example.net/alive", #{ timeout: 2 }); }
+           catch (e) { assert(e.kind == "forbidden" && e.message.contains("only loopback"), e.message); n += 1; }
+           try { net::tcp("10.10.20.10", 5432, #{ timeout: 2 }); }
+           catch (e) { assert(e.kind == "forbidden" && e.message.contains("only loopback"), e.message); n += 1; }
+           assert_eq(n, 2);
+           print("refused");"#,
+    ]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("refused"));
+
+    // In a lab run the same checks reach the lab smoke endpoint (and pass).
+    let home = tempfile::tempdir().unwrap();
+    let probe = home.path().join("probe.rhai");
+    std::fs::write(
+        &probe,
+        r#"let r = net::http("https://vault.example.net/alive");
+           assert(r.ok, `${r}`);
+           let t = net::tcp("10.10.20.10", 5432, #{ timeout: 2 });
+           assert(t.ok, `${t}`);
+           let seen = net::http(env("RALF_LAB_SMOKE_URL") + "/_lab/requests");
+           assert(seen.body.contains("https://vault.example.net/alive"), seen.body);
+           print("redirected");"#,
+    )
+    .unwrap();
+    let mut c = cmd_in_repo(home.path());
+    c.arg("lab").arg(&probe);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("redirected"));
+}
+
+#[test]
+fn flaky_semaphore_never_causes_a_duplicate_task() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = Served::start(home.path());
+    lab.post(
+        &format!("{}/_lab/fail_task_create", lab.url("semaphore")),
+        serde_json::json!({"count": 3, "mode": "drop"}),
+    );
+    let mut c = lab.cmd(home.path());
+    c.arg(script("deploy_all.rhai"));
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let tasks = lab.tasks();
+    let mut per_template = std::collections::BTreeMap::<String, usize>::new();
+    for t in &tasks {
+        if t["message"].as_str().unwrap_or("").contains("deploy ") {
+            *per_template
+                .entry(t["template_id"].to_string())
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(per_template.len(), 7, "{tasks:?}");
+    assert!(
+        per_template.values().all(|n| *n == 1),
+        "duplicate task: {per_template:?}"
+    );
+}
+
+fn slow_templates(lab: &Served, ms: u64) {
+    for t in [
+        "RALF Postgresql Apply",
+        "RALF Redis Apply",
+        "RALF Traefik Apply",
+        "RALF Exo Apply",
+        "RALF Mail Apply",
+        "RALF N8n Apply",
+        "RALF Netbox Apply",
+    ] {
+        lab.post(
+            &format!("{}/_lab/templates/{t}/behaviour", lab.url("semaphore")),
+            serde_json::json!({"duration_ms": ms, "lines": 5, "outcome": "success"}),
+        );
+    }
+}
+
+fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn second_concurrent_run_exits_75_and_ctrl_c_exits_130() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = Served::start(home.path());
+    slow_templates(&lab, 3000);
+    let mut first = lab.cmd(home.path());
+    first
+        .arg(script("deploy_all.rhai"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = first.spawn().unwrap();
+    wait_for(|| !lab.tasks().is_empty(), "the first run to start a task");
+    let mut second = lab.cmd(home.path());
+    second.arg(script("deploy_all.rhai"));
+    let (code, out, err) = run(second);
+    assert_eq!(code, 75, "{out}\n{err}");
+    assert!(err.contains("lock"), "{err}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let runs = runs(&lab.state);
+    let first_run = runs
+        .iter()
+        .find(|r| r.2 == Some(130))
+        .expect("the interrupted run recorded");
+    assert_eq!(first_run.1, "cancelled", "{runs:?}");
+}
+
+#[test]
+fn kill_9_then_resume_finishes_without_redoing_work() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = Served::start(home.path());
+    slow_templates(&lab, 1500);
+    let mut first = lab.cmd(home.path());
+    first
+        .arg(script("deploy_all.rhai"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = first.spawn().unwrap();
+    // Kill once wave 2 has a task in flight (wave 1 finished and marked).
+    wait_for(
+        || {
+            lab.tasks().iter().any(|t| {
+                t["message"].as_str().unwrap_or("").contains("deploy n8n")
+                    || t["message"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("deploy netbox")
+            })
+        },
+        "a wave-2 task",
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = lab.tasks().len();
+    let run_id = runs(&lab.state)[0].0.clone();
+    let mut c = lab.cmd(home.path());
+    c.args(["resume", &run_id]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let st = statuses(&lab.state);
+    assert_eq!(
+        st.values().filter(|s| *s == "deployed").count(),
+        7,
+        "{st:?}"
+    );
+    // One apply task per service over both attempts: nothing re-run, the in-flight task re-attached.
+    let tasks = lab.tasks();
+    let mut per = std::collections::BTreeMap::<String, usize>::new();
+    for t in &tasks {
+        let m = t["message"].as_str().unwrap_or("").to_string();
+        if m.contains("deploy ") {
+            *per.entry(m).or_default() += 1;
+        }
+    }
+    assert_eq!(per.len(), 7, "{per:?}");
+    assert!(per.values().all(|n| *n == 1), "{per:?}");
+    assert!(tasks.len() >= before);
+}
+
+#[test]
+fn dag_schedule_starts_services_without_waiting_for_the_wave_and_still_skips_dependents() {
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("state.db");
+    let mut c = cmd_in_repo(home.path());
+    c.args(["lab", "--scenario", "smoke-fails", "--state"])
+        .arg(&db)
+        .arg(script("deploy_all.rhai"))
+        .arg("--dag");
+    let (code, out, err) = run(c);
+    assert_eq!(code, 3, "stdout:\n{out}\nstderr:\n{err}");
+    let st = statuses(&db);
+    assert_eq!(st["postgresql"], "rolled_back", "{st:?}");
+    assert_eq!(st["mail"], "deployed", "{st:?}");
+    let steps = steps(&db);
+    assert!(steps
+        .iter()
+        .all(|s| s.2 != "n8n/apply" && s.2 != "netbox/apply"));
+    // Dependencies before dependents.
+    assert!(id_of(&steps, "traefik/mark") < id_of(&steps, "mail/apply"));
+    assert!(
+        out.contains("dependency postgresql did not deploy"),
+        "{out}"
+    );
+}
