@@ -342,7 +342,10 @@ fn lab_run(
     };
     for (k, v) in &env {
         // Credentials of the stand-ins are secrets; URLs and other settings are not.
-        if ["TOKEN", "SECRET", "PASSWORD"].iter().any(|w| k.contains(w)) {
+        if ["TOKEN", "SECRET", "PASSWORD"]
+            .iter()
+            .any(|w| k.contains(w))
+        {
             crate::secrets::register(v);
         }
         // Set before the script thread starts; the clients read their token_env variables.

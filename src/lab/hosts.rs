@@ -567,7 +567,7 @@ pub fn app_dir(info: &Value, name: &str) -> Option<PathBuf> {
 }
 
 /// Every descendant pid of `pid` (from /proc).
-fn descendants(pid: u32) -> Vec<u32> {
+pub fn descendants(pid: u32) -> Vec<u32> {
     let mut parent_of = Vec::new();
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {

@@ -284,33 +284,7 @@ fn supports_per_source_penalties(sshd: &Path, d: &Path) -> bool {
 
 /// Every descendant pid of `pid` (from /proc).
 pub fn descendants(pid: u32) -> Vec<u32> {
-    let mut parent_of = Vec::new();
-    if let Ok(rd) = std::fs::read_dir("/proc") {
-        for e in rd.flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            if let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) {
-                if let Some(close) = stat.rfind(')') {
-                    let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-                    if let Some(pp) = fields.get(1).and_then(|s| s.parse::<u32>().ok()) {
-                        parent_of.push((p, pp));
-                    }
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    let mut frontier = vec![pid];
-    while let Some(cur) = frontier.pop() {
-        for (p, pp) in &parent_of {
-            if *pp == cur && !out.contains(p) {
-                out.push(*p);
-                frontier.push(*p);
-            }
-        }
-    }
-    out
+    ralf_sh::lab::hosts::descendants(pid)
 }
 
 impl Sshd {
