@@ -4,6 +4,8 @@
 //! containers per host); one test goes through `ralf-sh lab` itself.
 
 mod common;
+#[path = "common/docker.rs"]
+mod docker_common;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -22,20 +24,6 @@ const ARGS: &[&str] = &[
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn docker_available() -> bool {
-    let ok = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        eprintln!("\n**** SKIP: no Docker engine on this machine (`docker info` failed); release tests did not run ****\n");
-    }
-    ok
 }
 
 struct RunningLab {
@@ -234,7 +222,7 @@ fn deployed(r: &Value) -> Vec<String> {
 
 #[test]
 fn release_success_through_ralf_sh_lab() {
-    if !docker_available() {
+    if !docker_common::available_for("release tests") {
         return;
     }
     let home = tempfile::tempdir().unwrap();
@@ -283,7 +271,7 @@ fn release_success_through_ralf_sh_lab() {
 
 #[test]
 fn staging_fails_rolls_back_staging_only() {
-    if !docker_available() {
+    if !docker_common::available_for("release tests") {
         return;
     }
     let Some(lab) = RunningLab::start(Some("staging-fails")) else {
@@ -303,7 +291,7 @@ fn staging_fails_rolls_back_staging_only() {
 
 #[test]
 fn tests_fail_rolls_back_staging_production_untouched() {
-    if !docker_available() {
+    if !docker_common::available_for("release tests") {
         return;
     }
     let Some(lab) = RunningLab::start(Some("tests-fail")) else {
@@ -321,7 +309,7 @@ fn tests_fail_rolls_back_staging_production_untouched() {
 
 #[test]
 fn production_fails_rolls_back_staging_and_production_vps_untouched() {
-    if !docker_available() {
+    if !docker_common::available_for("release tests") {
         return;
     }
     let Some(lab) = RunningLab::start(Some("production-fails")) else {
@@ -344,7 +332,7 @@ fn production_fails_rolls_back_staging_and_production_vps_untouched() {
 
 #[test]
 fn vps_fails_rolls_back_vps_only_partial_success_with_alert() {
-    if !docker_available() {
+    if !docker_common::available_for("release tests") {
         return;
     }
     let Some(lab) = RunningLab::start(Some("vps-fails")) else {
@@ -376,7 +364,7 @@ fn vps_fails_rolls_back_vps_only_partial_success_with_alert() {
 
 #[test]
 fn verify_fails_rolls_back_everything() {
-    if !docker_available() {
+    if !docker_common::available_for("release tests") {
         return;
     }
     let Some(lab) = RunningLab::start(Some("verify-fails")) else {
@@ -398,7 +386,7 @@ fn verify_fails_rolls_back_everything() {
 
 #[test]
 fn preflight_and_secrets_failures_change_nothing() {
-    if !docker_available() {
+    if !docker_common::available_for("release tests") {
         return;
     }
     let Some(lab) = RunningLab::start(None) else {
@@ -474,7 +462,7 @@ fn bad_arguments_are_usage_errors() {
 
 #[test]
 fn staging_env_deploys_staging_only() {
-    if !docker_available() {
+    if !docker_common::available_for("release tests") {
         return;
     }
     let Some(lab) = RunningLab::start(None) else {

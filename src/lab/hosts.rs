@@ -51,15 +51,7 @@ pub struct LabHosts {
 impl Drop for LabHosts {
     fn drop(&mut self) {
         for c in &mut self.children {
-            let kids = descendants(c.id());
-            let _ = c.kill();
-            for k in kids {
-                // SAFETY: plain kill(2) of a pid we found below our own child.
-                unsafe {
-                    libc::kill(k as i32, libc::SIGKILL);
-                }
-            }
-            let _ = c.wait();
+            kill_tree(c);
         }
         for p in &self.projects {
             remove_project(p);
@@ -564,6 +556,19 @@ pub fn app_dir(info: &Value, name: &str) -> Option<PathBuf> {
         .get("app_dir")?
         .as_str()
         .map(PathBuf::from)
+}
+
+/// Kill a child process and everything below it (sshd forks per connection), then reap it.
+pub fn kill_tree(c: &mut Child) {
+    let kids = descendants(c.id());
+    let _ = c.kill();
+    for k in kids {
+        // SAFETY: plain kill(2) of a pid we found below our own child.
+        unsafe {
+            libc::kill(k as i32, libc::SIGKILL);
+        }
+    }
+    let _ = c.wait();
 }
 
 /// Every descendant pid of `pid` (from /proc).

@@ -9,6 +9,11 @@ pub const IMAGE: &str = "ralf-test-busybox:1";
 
 /// True when the docker CLI talks to a running daemon; otherwise prints a loud SKIP line.
 pub fn available() -> bool {
+    available_for("docker tests")
+}
+
+/// Like [`available`], naming the tests that are skipped (`what`) in the SKIP line.
+pub fn available_for(what: &str) -> bool {
     let ok = Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
         .stdout(Stdio::null())
@@ -17,7 +22,7 @@ pub fn available() -> bool {
         .map(|s| s.success())
         .unwrap_or(false);
     if !ok {
-        eprintln!("\n**** SKIP: no Docker engine on this machine (`docker info` failed); docker tests did not run ****\n");
+        eprintln!("\n**** SKIP: no Docker engine on this machine (`docker info` failed); {what} did not run ****\n");
     }
     ok
 }

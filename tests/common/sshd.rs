@@ -282,22 +282,10 @@ fn supports_per_source_penalties(sshd: &Path, d: &Path) -> bool {
         .unwrap_or(false)
 }
 
-/// Every descendant pid of `pid` (from /proc).
-pub fn descendants(pid: u32) -> Vec<u32> {
-    ralf_sh::lab::hosts::descendants(pid)
-}
-
 impl Sshd {
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let kids = descendants(c.id());
-            let _ = c.kill();
-            for k in kids {
-                unsafe {
-                    libc::kill(k as i32, libc::SIGKILL);
-                }
-            }
-            let _ = c.wait();
+            ralf_sh::lab::hosts::kill_tree(&mut c);
         }
     }
 }
