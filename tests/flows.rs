@@ -95,6 +95,12 @@ fn app() -> Router {
             any(|m: Method, body: String| async move { format!("{m} {body}") }),
         )
         .route("/redirect", get(|| async { Redirect::temporary("/ok") }))
+        // Points off loopback: only ever requested with net.only_loopback, which must refuse
+        // the hop before any connection is made.
+        .route(
+            "/redirect-away",
+            get(|| async { Redirect::temporary("http://10.255.255.1/ok") }),
+        )
 }
 
 /// A plain HTTP server and an HTTPS server with a self-signed certificate, both on 127.0.0.1.
@@ -237,6 +243,30 @@ fn notify_script_tests_and_sink() {
 #[test]
 fn net_script_tests() {
     run_script_tests("net.rhai", 8);
+}
+
+#[test]
+fn only_loopback_refuses_a_redirect_off_loopback() {
+    let w = world();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("ralf.yaml"),
+        "net:\n  only_loopback: true\n",
+    )
+    .unwrap();
+    let mut c = common::cmd(home.path());
+    c.env("RALF_TEST_HTTP", &w.http).args([
+        "-e",
+        r#"let ok = net::http(env("RALF_TEST_HTTP") + "/redirect");
+           assert(ok.ok, `${ok}`);
+           let r = net::http(env("RALF_TEST_HTTP") + "/redirect-away", #{ timeout: 2 });
+           assert(!r.ok, `${r}`);
+           assert(r.error.contains("only loopback"), r.error);
+           print("refused");"#,
+    ]);
+    let (code, out, err) = common::run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("refused"));
 }
 
 #[test]

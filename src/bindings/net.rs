@@ -61,22 +61,41 @@ struct Clients {
     insecure: reqwest::Client,
 }
 
-fn build_client(insecure: bool) -> RResult<reqwest::Client> {
+fn build_client(insecure: bool, only_loopback: bool) -> RResult<reqwest::Client> {
+    // With `net.only_loopback`, an HTTP redirect must not lead the check off loopback either.
+    let policy = if only_loopback {
+        reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.previous().len() >= 10 {
+                attempt.error("too many redirects")
+            } else if is_loopback_host(attempt.url().host_str().unwrap_or_default()) {
+                attempt.follow()
+            } else {
+                let to = attempt.url().to_string();
+                attempt.error(refuse("net::http redirect", &to))
+            }
+        })
+    } else {
+        reqwest::redirect::Policy::default()
+    };
     reqwest::Client::builder()
         .use_rustls_tls()
         .danger_accept_invalid_certs(insecure)
+        .redirect(policy)
         .connect_timeout(Duration::from_secs(5))
         .user_agent(concat!("ralf-sh/", env!("CARGO_PKG_VERSION"), " smoke"))
         .build()
         .map_err(|e| RalfError::internal(format!("net::http: http client: {e}")))
 }
 
+/// The host's HTTP clients, built once per run (the `Err` of a failed build is kept too).
 fn clients(h: &crate::host::Host) -> RResult<Clients> {
-    let c = Clients {
-        verified: build_client(false)?,
-        insecure: build_client(true)?,
-    };
-    Ok(h.extension(|| c))
+    let only_loopback = h.cfg().net.only_loopback;
+    h.extension(|| -> Result<Clients, RalfError> {
+        Ok(Clients {
+            verified: build_client(false, only_loopback)?,
+            insecure: build_client(true, only_loopback)?,
+        })
+    })
 }
 
 /// The result of one HTTP check (plain data; turned into a Rhai map by the binding).
