@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod core;
+pub mod dag;
 pub mod docker;
 pub mod exo;
 pub mod net;
@@ -58,6 +59,7 @@ impl<T> AtCall<T> for RResult<T> {
 /// Register every domain. Adding a domain is one line here.
 pub fn register_all(engine: &mut Engine) {
     core::register(engine);
+    dag::register(engine);
     catalog::register(engine);
     semaphore::register(engine);
     proxmox::register(engine);
