@@ -151,7 +151,15 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HostConfig {
+    /// Host name or IP address (required unless `transport: local`).
+    #[serde(default)]
     pub address: String,
+    /// `ssh` (default) or `local`: commands run on this machine under `/bin/sh` (for a host that is
+    /// the control machine itself, or a lab host without sshd), with `env` exported.
+    pub transport: Option<String>,
+    /// Environment variables exported for every command run on this host.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
     pub user: Option<String>,
     pub port: Option<u16>,
     pub identity_file: Option<PathBuf>,
@@ -378,9 +386,18 @@ fn validate(cfg: &Config, path: &Path) -> RResult<()> {
         }
     }
     for (name, h) in &cfg.hosts {
+        match h.transport.as_deref() {
+            None | Some("ssh") => {}
+            Some("local") => continue,
+            Some(other) => {
+                return Err(RalfError::config(format!(
+                    "{p}: hosts.{name}.transport must be `ssh` or `local`, got `{other}`"
+                )))
+            }
+        }
         if h.address.trim().is_empty() {
             return Err(RalfError::config(format!(
-                "{p}: hosts.{name}.address is empty"
+                "{p}: hosts.{name}.address is missing or empty (an ssh host needs one; `transport: local` runs on this machine)"
             )));
         }
     }
@@ -411,6 +428,34 @@ mod tests {
             e.message.starts_with(
                 "ralf.yaml:3:3: unknown key `projcet` in `semaphore`; did you mean `project`?"
             ),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn host_transport() {
+        let c = parse(
+            "hosts:\n  me: { transport: local, env: { X: y } }\n  vps: { address: 203.0.113.7 }\n",
+            Path::new("ralf.yaml"),
+        )
+        .unwrap();
+        assert_eq!(c.hosts["me"].transport.as_deref(), Some("local"));
+        assert_eq!(c.hosts["me"].env["X"], "y");
+        let e = parse(
+            "hosts:\n  me: { transport: mosh }\n",
+            Path::new("ralf.yaml"),
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("hosts.me.transport must be `ssh` or `local`, got `mosh`"),
+            "{}",
+            e.message
+        );
+        let e = parse("hosts:\n  vps: { user: x }\n", Path::new("ralf.yaml")).unwrap_err();
+        assert!(
+            e.message.contains("hosts.vps.address is missing"),
             "{}",
             e.message
         );

@@ -40,8 +40,8 @@ impl Drop for RunningLab {
 }
 
 impl RunningLab {
-    /// Start the lab (None: sshd is missing, loud SKIP) and apply a scenario.
-    fn start(scenario: Option<&str>) -> Option<RunningLab> {
+    /// Start the lab (real sshd hosts when installed, else the local transport) and apply a scenario.
+    fn start(scenario: Option<&str>) -> RunningLab {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -50,21 +50,20 @@ impl RunningLab {
         let lab = rt.block_on(ralf_sh::lab::start_all()).expect("lab starts");
         if lab.info["hosts"]["transport"] != "sshd" {
             eprintln!(
-                "\n**** SKIP: lab hosts not running ({}); release tests did not run ****\n",
+                "\n**** NOTE: lab hosts use the local transport ({}); sshd is not exercised ****\n",
                 lab.info["hosts"]["reason"]
             );
-            return None;
         }
         if let Some(s) = scenario {
             rt.block_on(ralf_sh::lab::apply_scenario(&lab, s))
                 .expect("scenario applies");
         }
         let home = tempfile::tempdir().unwrap();
-        Some(RunningLab {
+        RunningLab {
             rt,
             lab: Some(lab),
             home,
-        })
+        }
     }
 
     fn info(&self) -> &serde_json::Map<String, Value> {
@@ -231,10 +230,6 @@ fn release_success_through_ralf_sh_lab() {
         .args(["lab", "scripts/release.rhai"])
         .args(ARGS);
     let (code, out, err) = common::run(c);
-    if err.contains("lab hosts not running") || out.contains("\"transport\":\"none\"") {
-        eprintln!("\n**** SKIP: lab hosts not running; release test did not run ****\n");
-        return;
-    }
     let r = result_of(&out, &err);
     assert_eq!(r["status"], "success", "{r}\n{err}");
     assert_eq!(code, 0, "{err}");
@@ -269,14 +264,48 @@ fn release_success_through_ralf_sh_lab() {
     assert!(!out.contains("APP_SECRET") && !err.contains("APP_SECRET"));
 }
 
+/// Without sshd (forced here with RALF_LAB_HOSTS=local) the lab's hosts use the local transport and
+/// a release scenario ends exactly as it does over SSH.
+#[test]
+fn production_fails_over_the_local_transport() {
+    if !docker_common::available_for("release tests") {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let mut c = common::cmd(home.path());
+    c.current_dir(repo_root())
+        .env("RALF_LAB_HOSTS", "local")
+        .args([
+            "-v",
+            "lab",
+            "--scenario",
+            "production-fails",
+            "scripts/release.rhai",
+        ])
+        .args(ARGS);
+    let (code, out, err) = common::run(c);
+    assert!(
+        err.contains("local transport (RALF_LAB_HOSTS=local)"),
+        "the lab should say it uses the local transport: {err}"
+    );
+    let r = result_of(&out, &err);
+    assert_eq!(r["status"], "rolled_back", "{r}\n{err}");
+    assert_eq!(r["phase"], "production");
+    assert_eq!(code, 1, "{err}");
+    assert!(deployed(&r).is_empty(), "{r}");
+    assert_eq!(r["hosts"]["thinkpad"]["rolled_back"], true, "{r}");
+    assert_eq!(r["hosts"]["rtx1080"]["rolled_back"], true, "{r}");
+    assert_eq!(r["hosts"]["vps"]["rolled_back"], false, "{r}");
+    assert_eq!(r["hosts"]["vps"]["deployed"], false, "{r}");
+    assert!(!out.contains("APP_SECRET") && !err.contains("APP_SECRET"));
+}
+
 #[test]
 fn staging_fails_rolls_back_staging_only() {
     if !docker_common::available_for("release tests") {
         return;
     }
-    let Some(lab) = RunningLab::start(Some("staging-fails")) else {
-        return;
-    };
+    let lab = RunningLab::start(Some("staging-fails"));
     let (code, r, err) = lab.release(&[]);
     assert_eq!(r["status"], "failed", "{r}\n{err}");
     assert_eq!(r["phase"], "staging");
@@ -294,9 +323,7 @@ fn tests_fail_rolls_back_staging_production_untouched() {
     if !docker_common::available_for("release tests") {
         return;
     }
-    let Some(lab) = RunningLab::start(Some("tests-fail")) else {
-        return;
-    };
+    let lab = RunningLab::start(Some("tests-fail"));
     let (code, r, err) = lab.release(&[]);
     assert_eq!(r["status"], "failed", "{r}\n{err}");
     assert_eq!(r["phase"], "tests");
@@ -312,9 +339,7 @@ fn production_fails_rolls_back_staging_and_production_vps_untouched() {
     if !docker_common::available_for("release tests") {
         return;
     }
-    let Some(lab) = RunningLab::start(Some("production-fails")) else {
-        return;
-    };
+    let lab = RunningLab::start(Some("production-fails"));
     // v1.1 runs everywhere before the release: rollbacks must bring it back up.
     for h in ["thinkpad", "rtx1080", "vps"] {
         lab.start_current(h);
@@ -335,9 +360,7 @@ fn vps_fails_rolls_back_vps_only_partial_success_with_alert() {
     if !docker_common::available_for("release tests") {
         return;
     }
-    let Some(lab) = RunningLab::start(Some("vps-fails")) else {
-        return;
-    };
+    let lab = RunningLab::start(Some("vps-fails"));
     let (code, r, err) = lab.release(&[]);
     assert_eq!(r["status"], "partial_success", "{r}\n{err}");
     assert_eq!(r["phase"], "vps");
@@ -367,9 +390,7 @@ fn verify_fails_rolls_back_everything() {
     if !docker_common::available_for("release tests") {
         return;
     }
-    let Some(lab) = RunningLab::start(Some("verify-fails")) else {
-        return;
-    };
+    let lab = RunningLab::start(Some("verify-fails"));
     let (code, r, err) = lab.release(&[]);
     assert_eq!(r["status"], "rolled_back", "{r}\n{err}");
     assert_eq!(r["phase"], "verification");
@@ -389,9 +410,7 @@ fn preflight_and_secrets_failures_change_nothing() {
     if !docker_common::available_for("release tests") {
         return;
     }
-    let Some(lab) = RunningLab::start(None) else {
-        return;
-    };
+    let lab = RunningLab::start(None);
     // A release already in progress on the VPS.
     let lock = lab.app_dir("vps").join(".ralf-release.lock");
     std::fs::create_dir(&lock).unwrap();
@@ -465,9 +484,7 @@ fn staging_env_deploys_staging_only() {
     if !docker_common::available_for("release tests") {
         return;
     }
-    let Some(lab) = RunningLab::start(None) else {
-        return;
-    };
+    let lab = RunningLab::start(None);
     let mut args = ARGS.to_vec();
     args[1] = "staging";
     let (code, r, err) = lab.release_args(&args, &[]);
@@ -498,5 +515,39 @@ fn dry_run_shows_the_plan_and_changes_nothing() {
         out.contains("7. vps (vps): the same, up to 3 attempts"),
         "{out}"
     );
+    // The reads ran: each host's checked-out commit and the target's commit are shown.
+    for h in ["thinkpad (staging)", "rtx1080 (production)", "vps (vps)"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(h))
+            .unwrap_or_else(|| panic!("no line for {h}: {out}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let n = words.len();
+        assert!(
+            words[n - 5] == "at" && words[n - 4].len() == 8 && words[n - 1].len() == 7,
+            "{line}"
+        );
+        assert_ne!(words[n - 4].trim_end_matches(','), words[n - 1], "{line}");
+    }
+    // The changes did not: only the host locks are in the list of what would have run.
     assert!(!out.contains("compose up on"), "{out}");
+    let actions = &err[err.find("would have run").expect("dry-run table")..];
+    assert_eq!(actions.matches("\n    ").count(), 3, "{actions}");
+    assert!(actions.contains(".ralf-release.lock"), "{actions}");
+}
+
+#[test]
+fn dry_run_reports_a_failing_preflight() {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = common::cmd(home.path());
+    c.current_dir(repo_root())
+        .args(["lab", "--dry-run", "scripts/release.rhai"])
+        .args(ARGS)
+        .args(["--min-free-gb", "1000000000"]);
+    let (code, out, err) = common::run(c);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("the release would stop before changing anything") && out.contains("GB free"),
+        "{out}"
+    );
 }

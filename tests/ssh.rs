@@ -236,6 +236,19 @@ fn output_cap_and_dry_run() {
     assert!(a[0].as_bool().unwrap() && a[1].as_bool().unwrap());
     assert!(!marker.exists(), "dry-run executed a change");
     assert_eq!(e.host.dry_run_actions().len(), 2);
+    // A command marked read_only runs under --dry-run (and is not listed); run_all honours it too.
+    let r = e.eval_ok(
+        r#"let h = ssh::connect("h0");
+           [run::dry_run(), h.run_ok("echo $((6 * 7))", #{ read_only: true }).stdout,
+            ssh::run_all(["h0"], "echo all", #{ read_only: true })["h0"].stdout,
+            ssh::run_all(["h0"], "echo all")["h0"].dry_run]"#,
+    );
+    let a = r.cast::<rhai::Array>();
+    assert!(a[0].as_bool().unwrap());
+    assert_eq!(a[1].clone().into_string().unwrap(), "42\n");
+    assert_eq!(a[2].clone().into_string().unwrap(), "all\n");
+    assert!(a[3].as_bool().unwrap());
+    assert_eq!(e.host.dry_run_actions().len(), 3);
 }
 
 #[test]

@@ -882,6 +882,16 @@ mod run_mod {
         Ok(host(&ctx)?.run_id.clone())
     }
 
+    /// Whether this run is a `--dry-run`: calls that change something are recorded, not made.
+    ///
+    /// ```rhai
+    /// if run::dry_run() { print("only showing the plan"); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn dry_run(ctx: NativeCallContext) -> RhaiResult<bool> {
+        Ok(host(&ctx)?.opts.dry_run)
+    }
+
     /// Run `f` as a recorded step of this run. Its start is committed before `f` runs and its end
     /// right after, so a killed run leaves a consistent record. In a resumed run (`ralf-sh resume`)
     /// a step already done is skipped and its recorded result (plain data) returned; a step that

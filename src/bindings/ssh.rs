@@ -42,6 +42,15 @@ pub fn handle_for(h: &Host, name: &str) -> RResult<Handle> {
     if name == "local" && !h.cfg().hosts.contains_key("local") {
         return Ok(Handle::local(pool(h).settings.max_output));
     }
+    if let Some(c) = h.cfg().hosts.get(name) {
+        if c.transport.as_deref() == Some("local") {
+            return Ok(Handle::local_alias(
+                name,
+                c.env.clone(),
+                pool(h).settings.max_output,
+            ));
+        }
+    }
     let t = client::resolve(name, &h.cfg().hosts)?;
     Ok(Handle::remote(t, pool(h)))
 }
@@ -72,6 +81,9 @@ pub struct RunOpts {
     pub env: Option<BTreeMap<String, String>>,
     /// Working directory on the host.
     pub cwd: Option<String>,
+    /// The command only reads (changes nothing), so it runs under `--dry-run` too. Default false:
+    /// under `--dry-run` a command is recorded in the plan, not run.
+    pub read_only: Option<bool>,
 }
 
 /// Options of `ssh::run_all`.
@@ -82,6 +94,8 @@ pub struct RunAllOpts {
     pub parallel: Option<i64>,
     /// Per-host command timeout.
     pub timeout: Option<Secs>,
+    /// The command only reads, so it runs under `--dry-run` too (see `run`).
+    pub read_only: Option<bool>,
 }
 
 /// Turn a command given as a string or an argv array into shell text.
@@ -117,14 +131,27 @@ pub fn command_text(cmd: &Dynamic, func: &str) -> RResult<String> {
     )))
 }
 
-fn spec_from(cmd: &Dynamic, opts: &Map, func: &str) -> RResult<RunSpec> {
+/// The command to run, and whether it only reads (`read_only`).
+fn spec_from(cmd: &Dynamic, opts: &Map, func: &str) -> RResult<(RunSpec, bool)> {
     let o: RunOpts = decode(opts, func)?;
     let mut spec = RunSpec::new(command_text(cmd, func)?);
     spec.timeout = o.timeout.map(|s| s.0);
     spec.stdin = o.stdin.map(|s| s.into_bytes());
     spec.env = o.env.unwrap_or_default().into_iter().collect();
     spec.cwd = o.cwd;
-    Ok(spec)
+    Ok((spec, o.read_only.unwrap_or(false)))
+}
+
+/// Under `--dry-run`, record a changing command and answer for it; `None`: run it.
+fn dry_run_answer(h: &Host, host_name: &str, spec: &RunSpec, read_only: bool) -> Option<Map> {
+    if read_only {
+        return None;
+    }
+    h.dry_run(
+        "ssh",
+        format!("run on {host_name}: {}", client::short_cmd(&spec.cmd)),
+    )
+    .then(|| dry_result(host_name))
 }
 
 /// The `#{ ok, code, stdout, stderr, duration, truncated, host }` map.
@@ -175,12 +202,9 @@ fn run_impl(
     func: &str,
 ) -> RResult<Map> {
     let h = host(ctx)?;
-    let spec = spec_from(cmd, opts, func)?;
-    if h.dry_run(
-        "ssh",
-        format!("run on {}: {}", s.name(), client::short_cmd(&spec.cmd)),
-    ) {
-        return Ok(dry_result(s.name()));
+    let (spec, read_only) = spec_from(cmd, opts, func)?;
+    if let Some(dry) = dry_run_answer(&h, s.name(), &spec, read_only) {
+        return Ok(dry);
     }
     let o = exec_blocking(&h, &s.handle, &spec, &format!("{func} on {}", s.name()))?;
     Ok(output_map(s.name(), &o))
@@ -188,12 +212,9 @@ fn run_impl(
 
 fn run_ok_impl(ctx: &NativeCallContext, s: &SshHost, cmd: &Dynamic, opts: &Map) -> RResult<Map> {
     let h = host(ctx)?;
-    let spec = spec_from(cmd, opts, "run_ok")?;
-    if h.dry_run(
-        "ssh",
-        format!("run on {}: {}", s.name(), client::short_cmd(&spec.cmd)),
-    ) {
-        return Ok(dry_result(s.name()));
+    let (spec, read_only) = spec_from(cmd, opts, "run_ok")?;
+    if let Some(dry) = dry_run_answer(&h, s.name(), &spec, read_only) {
+        return Ok(dry);
     }
     let o = exec_blocking(&h, &s.handle, &spec, &format!("run_ok on {}", s.name()))?;
     if !o.ok() {
@@ -367,21 +388,19 @@ fn run_all_impl(ctx: &NativeCallContext, hosts: Array, cmd: Dynamic, opts: Map) 
     }
     let mut out = Map::new();
     let mut todo = Vec::new();
+    let mut spec = RunSpec::new(text);
+    spec.timeout = o.timeout.map(|s| s.0);
     for hd in handles {
-        if h.dry_run(
-            "ssh",
-            format!("run on {}: {}", hd.name(), client::short_cmd(&text)),
-        ) {
-            out.insert(hd.name().into(), dry_result(hd.name()).into());
-        } else {
-            todo.push(hd);
+        match dry_run_answer(&h, hd.name(), &spec, o.read_only.unwrap_or(false)) {
+            Some(dry) => {
+                out.insert(hd.name().into(), dry.into());
+            }
+            None => todo.push(hd),
         }
     }
     if todo.is_empty() {
         return Ok(out);
     }
-    let mut spec = RunSpec::new(text);
-    spec.timeout = o.timeout.map(|s| s.0);
     let spec = Arc::new(spec);
     let fut = async move {
         use futures_util::stream::StreamExt;
@@ -447,8 +466,9 @@ mod ssh_methods {
         run_impl(&ctx, s, &cmd, &Map::new(), "run").at(&ctx)
     }
 
-    /// `run` with options `#{ timeout, stdin, env, cwd }`. On timeout the remote command (its whole
-    /// process group) is killed and a `timeout` error is raised.
+    /// `run` with options `#{ timeout, stdin, env, cwd, read_only }`. On timeout the remote command
+    /// (its whole process group) is killed and a `timeout` error is raised. Under `--dry-run` a
+    /// command is recorded, not run, unless `read_only: true` says it changes nothing.
     ///
     /// ```rhai
     /// let r = ssh::local().run("cat; echo $GREETING", #{ stdin: "x\n", env: #{ GREETING: "hello" }, cwd: "/", timeout: 10 });
@@ -476,7 +496,7 @@ mod ssh_methods {
         run_ok_impl(&ctx, s, &cmd, &Map::new()).at(&ctx)
     }
 
-    /// `run_ok` with options `#{ timeout, stdin, env, cwd }`.
+    /// `run_ok` with options `#{ timeout, stdin, env, cwd, read_only }`.
     ///
     /// ```rhai
     /// let r = ssh::local().run_ok("pwd", #{ cwd: "/" });
@@ -651,7 +671,8 @@ mod ssh_methods {
 
 fn describe(s: &SshHost) -> String {
     match &s.handle.runner {
-        client::Runner::Local { .. } => "SshHost(local)".to_string(),
+        client::Runner::Local { name, .. } if name == "local" => "SshHost(local)".to_string(),
+        client::Runner::Local { name, .. } => format!("SshHost({name} -> local)"),
         client::Runner::Remote { target, .. } => {
             if target.name == target.destination_with_port() {
                 format!("SshHost({})", target.name)

@@ -16,9 +16,10 @@
 //! the secrets-in-sync check) and `.env` (a compose project name unique per lab and host). No
 //! container runs until a script deploys one; dropping the lab removes the containers it started.
 //!
-//! Without `sshd` the hosts are not started (`lab.info.hosts.transport = "none"` with the reason):
-//! the ssh binding has no per-alias local transport, so scripts that need these hosts fail their
-//! pre-flight with "unreachable" instead.
+//! Without `sshd` (or with `RALF_LAB_HOSTS=local`) the same three hosts use the local transport
+//! (`lab.info.hosts.transport = "local"` with the reason): the aliases are configured with
+//! `transport: local` and `env: { RALF_HOST_ROOT: <root> }`, so every command runs here under
+//! `/bin/sh` in that host's directory tree, and the release flow behaves the same way.
 
 use crate::engine::error::{RResult, RalfError};
 use serde_json::{json, Value};
@@ -427,13 +428,22 @@ fn remove_stale_dirs() {
 }
 
 /// Start the lab hosts and describe them in `lab.info["hosts"]`.
+///
+/// Transport: real `sshd` processes when OpenSSH's server is installed, else (or with
+/// `RALF_LAB_HOSTS=local`) the local transport: the same host directories, repositories and compose
+/// projects, with the aliases configured as `transport: local` and `RALF_HOST_ROOT` in their `env`.
 pub async fn start(lab: &mut super::Lab) -> RResult<()> {
-    let Some(sshd) = sshd_path() else {
-        lab.info.insert(
-            "hosts".into(),
-            json!({"transport": "none", "reason": "OpenSSH server (sshd) is not installed"}),
-        );
-        return Ok(());
+    let sshd = match std::env::var("RALF_LAB_HOSTS").ok().as_deref() {
+        None | Some("") | Some("sshd") => match sshd_path() {
+            Some(p) => Ok(p),
+            None => Err("OpenSSH server (sshd) is not installed".to_string()),
+        },
+        Some("local") => Err("RALF_LAB_HOSTS=local".to_string()),
+        Some(other) => {
+            return Err(RalfError::config(format!(
+                "RALF_LAB_HOSTS must be `sshd` or `local`, got `{other}`"
+            )))
+        }
     };
     remove_stale_dirs();
     let id = unique_id();
@@ -443,19 +453,6 @@ pub async fn start(lab: &mut super::Lab) -> RResult<()> {
         dir: dir.clone(),
         children: Vec::new(),
         projects: Vec::new(),
-    };
-    keygen(&dir.join("hostkey"))?;
-    keygen(&dir.join("id_ed25519"))?;
-    std::fs::copy(dir.join("id_ed25519.pub"), dir.join("authorized_keys"))?;
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } == 0 {
-        // A root-run sshd needs its privilege separation directory.
-        let _ = std::fs::create_dir_all("/run/sshd");
-    }
-    let extra = if supports(&sshd, &dir, "PerSourcePenalties no") {
-        "PerSourcePenalties no\n"
-    } else {
-        ""
     };
     let docker = docker_ok();
     let image = if docker {
@@ -470,14 +467,7 @@ pub async fn start(lab: &mut super::Lab) -> RResult<()> {
         Value::Null
     };
     let secret = hex::encode(rand::random::<[u8; 12]>());
-    let hostkey = std::fs::read_to_string(dir.join("hostkey.pub"))?;
-    let hostkey: String = hostkey
-        .split_whitespace()
-        .take(2)
-        .collect::<Vec<_>>()
-        .join(" ");
     let user = whoami();
-    let mut known = String::new();
     let mut hosts = serde_json::Map::new();
     for (name, role, addr) in HOSTS {
         let root = dir.join("hosts").join(name);
@@ -485,38 +475,69 @@ pub async fn start(lab: &mut super::Lab) -> RResult<()> {
         let project = format!("rl{}{}", id.replace('x', ""), name);
         make_repo(&repo, &project, &secret)?;
         guard.projects.push(project.clone());
-        let (child, port) = spawn_sshd(&sshd, &dir, name, addr, &root, extra).await?;
-        guard.children.push(child);
-        known.push_str(&format!("[{addr}]:{port} {hostkey}\n"));
         hosts.insert(
             name.to_string(),
             json!({
                 "role": role,
                 "address": addr,
-                "port": port,
                 "user": user,
-                "identity_file": dir.join("id_ed25519"),
                 "root": root,
                 "app_dir": repo,
                 "compose_project": project,
             }),
         );
     }
-    std::fs::write(dir.join("known_hosts"), known)?;
-    lab.info.insert(
-        "hosts".into(),
-        json!({
-            "transport": "sshd",
-            "dir": dir,
-            "known_hosts_file": dir.join("known_hosts"),
-            "control_dir": dir.join("c"),
-            "docker": docker,
-            "image": image,
-            "current": CURRENT,
-            "target": TARGET,
-            "hosts": hosts,
-        }),
-    );
+    let mut info = json!({
+        "dir": dir,
+        "docker": docker,
+        "image": image,
+        "current": CURRENT,
+        "target": TARGET,
+    });
+    match sshd {
+        Ok(sshd) => {
+            keygen(&dir.join("hostkey"))?;
+            keygen(&dir.join("id_ed25519"))?;
+            std::fs::copy(dir.join("id_ed25519.pub"), dir.join("authorized_keys"))?;
+            // SAFETY: getuid has no preconditions.
+            if unsafe { libc::getuid() } == 0 {
+                // A root-run sshd needs its privilege separation directory.
+                let _ = std::fs::create_dir_all("/run/sshd");
+            }
+            let extra = if supports(&sshd, &dir, "PerSourcePenalties no") {
+                "PerSourcePenalties no\n"
+            } else {
+                ""
+            };
+            let hostkey = std::fs::read_to_string(dir.join("hostkey.pub"))?;
+            let hostkey: String = hostkey
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let mut known = String::new();
+            for (name, _, addr) in HOSTS {
+                let root = dir.join("hosts").join(name);
+                let (child, port) = spawn_sshd(&sshd, &dir, name, addr, &root, extra).await?;
+                guard.children.push(child);
+                known.push_str(&format!("[{addr}]:{port} {hostkey}\n"));
+                let h = &mut hosts[*name];
+                h["port"] = json!(port);
+                h["identity_file"] = json!(dir.join("id_ed25519"));
+            }
+            std::fs::write(dir.join("known_hosts"), known)?;
+            info["transport"] = json!("sshd");
+            info["known_hosts_file"] = json!(dir.join("known_hosts"));
+            info["control_dir"] = json!(dir.join("c"));
+        }
+        Err(reason) => {
+            tracing::info!(target: "ralf::lab", "lab hosts use the local transport ({reason})");
+            info["transport"] = json!("local");
+            info["reason"] = json!(reason);
+        }
+    }
+    info["hosts"] = Value::Object(hosts);
+    lab.info.insert("hosts".into(), info);
     lab.guards.push(Box::new(guard));
     Ok(())
 }
@@ -527,14 +548,26 @@ pub fn config_yaml(info: &Value) -> String {
         return String::new();
     };
     let s = |v: &Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let local = s(info, "transport").as_deref() == Some("local");
     let mut y = String::from("hosts:\n");
     for (name, h) in hosts {
+        y.push_str(&format!("  {name}:\n"));
+        if local {
+            y.push_str(&format!(
+                "    transport: local\n    env:\n      RALF_HOST_ROOT: {:?}\n",
+                s(h, "root").unwrap_or_default()
+            ));
+        } else {
+            y.push_str(&format!(
+                "    address: {:?}\n    port: {}\n    user: {:?}\n    identity_file: {:?}\n",
+                s(h, "address").unwrap_or_default(),
+                h.get("port").and_then(|p| p.as_u64()).unwrap_or(22),
+                s(h, "user").unwrap_or_default(),
+                s(h, "identity_file").unwrap_or_default(),
+            ));
+        }
         y.push_str(&format!(
-            "  {name}:\n    address: {:?}\n    port: {}\n    user: {:?}\n    identity_file: {:?}\n    labels:\n      role: {:?}\n      app_dir: {:?}\n",
-            s(h, "address").unwrap_or_default(),
-            h.get("port").and_then(|p| p.as_u64()).unwrap_or(22),
-            s(h, "user").unwrap_or_default(),
-            s(h, "identity_file").unwrap_or_default(),
+            "    labels:\n      role: {:?}\n      app_dir: {:?}\n",
             s(h, "role").unwrap_or_default(),
             s(h, "app_dir").unwrap_or_default(),
         ));

@@ -78,6 +78,8 @@ pub struct Target {
     pub identity_file: Option<PathBuf>,
     /// Jump host (resolved), used with `ssh -J`.
     pub jump: Option<Box<Target>>,
+    /// Exported for every command on this host (`hosts.<name>.env`).
+    pub env: BTreeMap<String, String>,
 }
 
 /// Resolve an alias from the config's `hosts:` or parse a `[user@]host[:port]` literal.
@@ -107,6 +109,7 @@ fn resolve_depth(
             port: h.port,
             identity_file: h.identity_file.clone(),
             jump,
+            env: h.env.clone(),
         });
     }
     parse_literal(name).map_err(|why| {
@@ -170,6 +173,7 @@ pub fn parse_literal(s: &str) -> Result<Target, String> {
         port,
         identity_file: None,
         jump: None,
+        env: BTreeMap::new(),
     })
 }
 
@@ -534,8 +538,17 @@ pub fn classify_connect(host: &str, e: &openssh::Error) -> RalfError {
 /// What executes commands: a remote host through the pool, or the control machine.
 #[derive(Clone)]
 pub enum Runner {
-    Remote { target: Target, pool: Arc<Pool> },
-    Local { max_output: usize },
+    Remote {
+        target: Target,
+        pool: Arc<Pool>,
+    },
+    /// Commands run on this machine under `/bin/sh`. `name` is the alias (or "local"); `env` is
+    /// exported for every command (a spec's own env wins).
+    Local {
+        name: String,
+        env: BTreeMap<String, String>,
+        max_output: usize,
+    },
 }
 
 /// A host handle: cheap to clone; the master is opened on first use.
@@ -551,16 +564,26 @@ impl Handle {
         }
     }
 
+    /// The control machine itself, as `ssh::local()`.
     pub fn local(max_output: usize) -> Handle {
+        Handle::local_alias("local", BTreeMap::new(), max_output)
+    }
+
+    /// An alias whose `transport` is `local`: commands run here with the host's `env`.
+    pub fn local_alias(name: &str, env: BTreeMap<String, String>, max_output: usize) -> Handle {
         Handle {
-            runner: Runner::Local { max_output },
+            runner: Runner::Local {
+                name: name.to_string(),
+                env,
+                max_output,
+            },
         }
     }
 
     pub fn name(&self) -> &str {
         match &self.runner {
             Runner::Remote { target, .. } => &target.name,
-            Runner::Local { .. } => "local",
+            Runner::Local { name, .. } => name,
         }
     }
 
@@ -578,13 +601,18 @@ impl Handle {
 
     /// Run a command; a non-zero exit is `Ok` with that code.
     pub async fn exec(&self, spec: &RunSpec) -> RResult<Output> {
-        let script = wrap(spec)?;
         match &self.runner {
-            Runner::Local { max_output } => {
+            Runner::Local {
+                name,
+                env,
+                max_output,
+            } => {
                 let cap = spec.max_output.unwrap_or(*max_output);
-                exec_local(&script, spec, cap).await
+                let script = wrap_with(spec, env)?;
+                exec_local(name, &script, spec, cap).await
             }
             Runner::Remote { target, pool } => {
+                let script = wrap_with(spec, &target.env)?;
                 let cap = spec.max_output.unwrap_or(pool.settings.max_output);
                 let mut attempt = 0;
                 loop {
@@ -634,6 +662,21 @@ impl Handle {
 }
 
 /// Build the remote script: pid marker, cwd, env, then the command via `eval`.
+/// [`wrap`] with a host's environment exported first (the command's own env overrides it).
+fn wrap_with(spec: &RunSpec, host_env: &BTreeMap<String, String>) -> RResult<String> {
+    if host_env.is_empty() {
+        return wrap(spec);
+    }
+    let mut merged = spec.clone();
+    merged.env = host_env
+        .iter()
+        .filter(|(k, _)| !spec.env.iter().any(|(sk, _)| sk == *k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .chain(spec.env.iter().cloned())
+        .collect();
+    wrap(&merged)
+}
+
 fn wrap(spec: &RunSpec) -> RResult<String> {
     let mut s = format!(
         "printf '{}%s\\n' \"$$\" >&2; ",
@@ -970,7 +1013,7 @@ async fn exec_remote(
     Ok(capture.output(code, started))
 }
 
-async fn exec_local(script: &str, spec: &RunSpec, cap: usize) -> RResult<Output> {
+async fn exec_local(name: &str, script: &str, spec: &RunSpec, cap: usize) -> RResult<Output> {
     let started = Instant::now();
     let mut cmd = tokio::process::Command::new("/bin/sh");
     cmd.arg("-c")
@@ -985,7 +1028,7 @@ async fn exec_local(script: &str, spec: &RunSpec, cap: usize) -> RResult<Output>
         .process_group(0);
     let mut child = cmd
         .spawn()
-        .map_err(|e| RalfError::io(format!("local: cannot start /bin/sh: {e}")))?;
+        .map_err(|e| RalfError::io(format!("{name}: cannot start /bin/sh: {e}")))?;
     let pid = Arc::new(AtomicI64::new(child.id().map(|p| p as i64).unwrap_or(0)));
     let mut guard = KillGuard {
         pid: pid.clone(),
@@ -1018,16 +1061,16 @@ async fn exec_local(script: &str, spec: &RunSpec, cap: usize) -> RResult<Output>
                     tokio::time::timeout(Duration::from_secs(2), capture.drain(&mut out, &mut err))
                         .await;
                 let _ = child.wait().await;
-                return Err(timeout_error("local", spec, d, &capture));
+                return Err(timeout_error(name, spec, d, &capture));
             }
         },
         None => io.await,
     };
-    res.map_err(|e| RalfError::io(format!("local: reading command output: {e}")))?;
+    res.map_err(|e| RalfError::io(format!("{name}: reading command output: {e}")))?;
     let status = child
         .wait()
         .await
-        .map_err(|e| RalfError::io(format!("local: waiting for command: {e}")))?;
+        .map_err(|e| RalfError::io(format!("{name}: waiting for command: {e}")))?;
     guard.armed = false;
     use std::os::unix::process::ExitStatusExt;
     let code = match (status.code(), status.signal()) {
@@ -1138,6 +1181,26 @@ mod tests {
         assert_eq!(o.code, 3);
         assert_eq!(String::from_utf8_lossy(&o.stdout), "in\na b'c\n/tmp\n");
         assert_eq!(String::from_utf8_lossy(&o.stderr), "err\n");
+    }
+
+    #[tokio::test]
+    async fn local_alias_exports_the_host_env_under_the_command_env() {
+        let env: BTreeMap<String, String> = [("A", "1"), ("B", "2")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let h = Handle::local_alias("box", env, 1 << 20);
+        assert_eq!(h.name(), "box");
+        assert!(h.is_local());
+        let mut spec = RunSpec::new("echo \"$A $B\"; exit 3");
+        spec.env = vec![("B".into(), "3".into())];
+        let o = h.exec(&spec).await.unwrap();
+        assert_eq!(o.stdout_text(), "1 3\n");
+        assert_eq!(o.code, 3);
+        let mut spec = RunSpec::new("sleep 5");
+        spec.timeout = Some(Duration::from_millis(200));
+        let e = h.exec(&spec).await.unwrap_err();
+        assert!(e.message.contains("box"), "{}", e.message);
     }
 
     #[tokio::test]
