@@ -115,6 +115,40 @@ fn smoke_failure_rolls_the_snapshot_back_and_skips_dependents() {
         .any(|s| s.2 == "postgresql/suggest_fix" && s.3 == "done"));
 }
 
+/// A dependency that is recorded as deployed but fails its smoke checks now holds its dependents
+/// back: no Semaphore task is started for them.
+#[test]
+fn an_unhealthy_dependency_skips_its_dependents() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = Served::start(home.path());
+    let mut c = lab.cmd(home.path());
+    c.arg(script("deploy_all.rhai")).arg("--no-advisor");
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(statuses(&lab.state)["netbox"], "deployed");
+    let before = lab.tasks().len();
+    // postgresql goes bad; netbox is to be deployed again.
+    lab.post(
+        &format!("{}/_lab/fail", lab.url("smoke")),
+        serde_json::json!({"match": ["pg_isready"]}),
+    );
+    let mut c = lab.cmd(home.path());
+    c.args(["-e", r#"catalog::mark("netbox", "pending")"#]);
+    let (code, _, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    let mut c = lab.cmd(home.path());
+    c.arg(script("deploy_service.rhai"))
+        .args(["netbox", "--no-advisor"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        out.contains("skipped") && out.contains("dependency postgresql is unhealthy: smoke 1/2"),
+        "{out}"
+    );
+    assert_eq!(lab.tasks().len(), before, "a task was started for netbox");
+    assert_eq!(statuses(&lab.state)["netbox"], "pending");
+}
+
 #[test]
 fn exo_down_still_deploys_with_the_fallback_recorded() {
     let home = tempfile::tempdir().unwrap();
