@@ -690,6 +690,7 @@ fn script_level_tests() {
 
 struct FakeJournal {
     prev: Option<Value>,
+    baseline: Option<Value>,
     details: parking_lot::Mutex<Vec<(String, Value)>>,
 }
 
@@ -699,9 +700,31 @@ impl ralf_sh::host::Journal for FakeJournal {
         self.details.lock().push((key.to_string(), value.clone()));
     }
     fn previous_step_detail(&self, key: &str) -> Option<Value> {
-        (key == "semaphore_task_id")
-            .then(|| self.prev.clone())
-            .flatten()
+        match key {
+            "semaphore_task_id" => self.prev.clone(),
+            "semaphore_baseline" => self.baseline.clone(),
+            _ => None,
+        }
+    }
+}
+
+impl FakeJournal {
+    fn new(prev: Option<Value>, baseline: Option<Value>) -> Arc<FakeJournal> {
+        Arc::new(FakeJournal {
+            prev,
+            baseline,
+            details: Default::default(),
+        })
+    }
+
+    /// The last value recorded under `key`.
+    fn detail(&self, key: &str) -> Option<Value> {
+        self.details
+            .lock()
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
     }
 }
 
@@ -751,10 +774,7 @@ fn resumed_run_reattaches_and_dry_run_changes_nothing() {
     let before = h.tasks().len();
 
     // Same template, task still running: re-attach, start nothing.
-    let j = Arc::new(FakeJournal {
-        prev: Some(json!(running.id)),
-        details: Default::default(),
-    });
+    let j = FakeJournal::new(Some(json!(running.id)), None);
     let (r, _) = eval(
         &rt,
         false,
@@ -769,10 +789,7 @@ fn resumed_run_reattaches_and_dry_run_changes_nothing() {
     );
 
     // Another template: a new task is started and recorded.
-    let j2 = Arc::new(FakeJournal {
-        prev: Some(json!(running.id)),
-        details: Default::default(),
-    });
+    let j2 = FakeJournal::new(Some(json!(running.id)), None);
     let (r, _) = eval(
         &rt,
         false,
@@ -781,7 +798,72 @@ fn resumed_run_reattaches_and_dry_run_changes_nothing() {
     );
     assert_eq!(r.unwrap().into_string().unwrap(), "success");
     assert_eq!(h.tasks().len(), before + 1);
-    assert_ne!(j2.details.lock()[0].1, json!(running.id));
+    assert_ne!(j2.detail("semaphore_task_id").unwrap(), json!(running.id));
+    assert!(j2.detail("semaphore_baseline").unwrap().as_i64().unwrap() >= running.id);
+
+    // The previous attempt's task succeeded after the interruption: adopted, not run again.
+    let done = j2.detail("semaphore_task_id").unwrap();
+    let j3 = FakeJournal::new(Some(done.clone()), None);
+    let (r, _) = eval(
+        &rt,
+        false,
+        Some(j3),
+        &format!("{conn} let t = sem.run(\"RALF Vault Smoke\"); t.wait(); [t.id, t.ok]"),
+    );
+    let a = r.unwrap().cast::<rhai::Array>();
+    assert_eq!(json!(a[0].as_int().unwrap()), done);
+    assert!(a[1].as_bool().unwrap());
+    assert_eq!(h.tasks().len(), before + 1);
+
+    // ... but a previous task that failed is retried with a new one.
+    let failed = rt.block_on(run(&c, "Lab Fail", RunRequest::default()));
+    let failed = rt
+        .block_on(c.wait(failed.id, &wo(20_000), &mut |_| {}))
+        .unwrap();
+    assert_eq!(failed.status, "error");
+    let n = h.tasks().len();
+    let j4 = FakeJournal::new(Some(json!(failed.id)), None);
+    let (r, _) = eval(
+        &rt,
+        false,
+        Some(j4),
+        &format!("{conn} sem.run(\"Lab Fail\").id"),
+    );
+    assert_ne!(r.unwrap().as_int().unwrap(), failed.id);
+    assert_eq!(h.tasks().len(), n + 1);
+
+    // Killed between the request and its answer: only the baseline was recorded. The task that
+    // attempt started (same template, env and message, newer than the baseline) is taken over.
+    let base = rt.block_on(c.baseline()).unwrap();
+    let started = rt.block_on(run(
+        &c,
+        "Lab Hang",
+        RunRequest {
+            message: Some("deploy x".into()),
+            ..Default::default()
+        },
+    ));
+    let n = h.tasks().len();
+    let (r, _) = eval(
+        &rt,
+        false,
+        Some(FakeJournal::new(None, Some(json!(base)))),
+        &format!("{conn} sem.run(\"Lab Hang\", #{{ message: \"deploy x\" }}).id"),
+    );
+    assert_eq!(r.unwrap().as_int().unwrap(), started.id);
+    assert_eq!(h.tasks().len(), n);
+    // A different message is a different request: a new task (Lab Hang allows one at a time, so
+    // stop the adopted one first).
+    rt.block_on(c.stop(started.id, true)).unwrap();
+    rt.block_on(until_status(&c, started.id, "stopped"));
+    let (r, _) = eval(
+        &rt,
+        false,
+        Some(FakeJournal::new(None, Some(json!(base)))),
+        &format!("{conn} sem.run(\"Lab Hang\", #{{ message: \"deploy y\" }}).id"),
+    );
+    assert!(r.unwrap().as_int().unwrap() > started.id);
+    assert_eq!(h.tasks().len(), n + 1);
 
     // Dry run: run/stop/ensure_template are recorded, not executed.
     let n = h.tasks().len();

@@ -257,7 +257,8 @@ fn run_impl(
     let tpl = block_on(&h, "semaphore::run", Some(CALL_TIMEOUT), async {
         c.template(&tref).await
     })?;
-    // A resumed run re-attaches to the task its interrupted attempt started.
+    // A resumed run re-attaches to the task its interrupted attempt started: one still running, or
+    // one that succeeded after the interruption (a failed one is retried with a new task).
     if let Some(prev) = h
         .journal()
         .and_then(|j| j.previous_step_detail("semaphore_task_id"))
@@ -267,7 +268,7 @@ fn run_impl(
         match block_on(&h, "semaphore::run", Some(CALL_TIMEOUT), async move {
             c2.task(prev).await
         }) {
-            Ok(t) if t.template_id == tpl.id && !t.is_terminal() => {
+            Ok(t) if reattachable(&t, &tpl) => {
                 tracing::info!(target: "ralf::semaphore", "re-attaching to task {} of `{}` ({})", t.id, tpl.name, t.status);
                 h.record_step_detail("semaphore_task_id", serde_json::json!(t.id));
                 return Ok(SemTask::new(c, t, tpl.name));
@@ -322,14 +323,46 @@ fn run_impl(
         t.state.lock().dry = true;
         return Ok(t);
     }
+    // An interrupted attempt that recorded its baseline but not its task id (killed between the
+    // request and its answer) may still have started one: find it by template, env and message.
+    if let Some(base) = h
+        .journal()
+        .and_then(|j| j.previous_step_detail("semaphore_baseline"))
+        .and_then(|v| v.as_i64())
+    {
+        let (c5, tpl5, req5) = (c.clone(), tpl.clone(), req.clone());
+        match block_on(&h, "semaphore::run", Some(CALL_TIMEOUT), async move {
+            c5.find_started(&tpl5, &req5, base).await
+        }) {
+            Ok(Some(t)) if reattachable(&t, &tpl) => {
+                tracing::info!(target: "ralf::semaphore", "re-attaching to task {} of `{}` ({}), started by the interrupted attempt", t.id, tpl.name, t.status);
+                h.record_step_detail("semaphore_task_id", serde_json::json!(t.id));
+                return Ok(SemTask::new(c, t, tpl.name));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(target: "ralf::semaphore", "looking for the interrupted attempt's task: {e}")
+            }
+        }
+    }
     let c4 = c.clone();
     let tpl2 = tpl.clone();
+    let baseline = block_on(&h, "semaphore::run", Some(CALL_TIMEOUT), async {
+        c.baseline().await
+    })?;
+    h.record_step_detail("semaphore_baseline", serde_json::json!(baseline));
     let task = block_on(&h, "semaphore::run", Some(CALL_TIMEOUT), async move {
-        c4.run(&tpl2, &req).await
+        c4.run_after(&tpl2, &req, baseline).await
     })?;
     tracing::info!(target: "ralf::semaphore", "started task {} of `{}`", task.id, tpl.name);
     h.record_step_detail("semaphore_task_id", serde_json::json!(task.id));
     Ok(SemTask::new(c, task, tpl.name))
+}
+
+/// A previous attempt's task a resumed run takes over: same template, and still running or done
+/// successfully (a failed one is retried with a new task).
+fn reattachable(t: &client::Task, tpl: &client::Template) -> bool {
+    t.template_id == tpl.id && (!t.is_terminal() || t.status == "success")
 }
 
 fn wait_impl(ctx: &NativeCallContext, t: &SemTask, opts: &Map) -> RResult<SemTask> {

@@ -789,14 +789,43 @@ impl Client {
     /// timeout, 5xx), the client looks for a task it created (newer than the newest task before the call,
     /// same template, same environment and message) and adopts it; only when there is none does it try again.
     pub async fn run(&self, template: &Template, r: &RunRequest) -> RResult<Task> {
-        let body = self.run_body(template.id, r);
-        let path = format!("{}/tasks", self.p());
-        let baseline = self
+        let baseline = self.baseline().await?;
+        self.run_after(template, r, baseline).await
+    }
+
+    /// The id of the newest task of the project (0 when there is none): tasks a later `run` creates
+    /// are newer. Recorded before starting a task, it lets a resumed run find the task an
+    /// interrupted attempt started (see [`Client::find_started`]).
+    pub async fn baseline(&self) -> RResult<i64> {
+        Ok(self
             .recent_tasks(1)
             .await?
             .first()
             .map(|t| t.id)
-            .unwrap_or(0);
+            .unwrap_or(0))
+    }
+
+    /// A task of `template` newer than `baseline` started with the same environment and message
+    /// as `r` would be, if there is one.
+    pub async fn find_started(
+        &self,
+        template: &Template,
+        r: &RunRequest,
+        baseline: i64,
+    ) -> RResult<Option<Task>> {
+        let body = self.run_body(template.id, r);
+        self.find_created(template.id, baseline, &body).await
+    }
+
+    /// [`Client::run`] with the baseline already taken.
+    pub async fn run_after(
+        &self,
+        template: &Template,
+        r: &RunRequest,
+        baseline: i64,
+    ) -> RResult<Task> {
+        let body = self.run_body(template.id, r);
+        let path = format!("{}/tasks", self.p());
         let mut delay = Duration::from_millis(250);
         let mut attempt = 1;
         loop {
