@@ -125,6 +125,22 @@ fn retry_impl(ctx: &NativeCallContext, opts: &Map, f: &FnPtr) -> RhaiResult<Dyna
     }
 }
 
+/// One worker's result as scripts see it: `#{ ok: true, value }` or `#{ ok: false, error }`.
+pub fn outcome(r: RhaiResult<Dynamic>) -> Map {
+    let mut m = Map::new();
+    match r {
+        Ok(v) => {
+            m.insert("ok".into(), true.into());
+            m.insert("value".into(), v);
+        }
+        Err(e) => {
+            m.insert("ok".into(), false.into());
+            m.insert("error".into(), crate::engine::error::caught_value(&e));
+        }
+    }
+    m
+}
+
 fn parallel_impl(
     ctx: &NativeCallContext,
     items: Array,
@@ -162,18 +178,8 @@ fn parallel_impl(
                     }
                     #[allow(deprecated)]
                     let c = store.create_context(engine);
-                    let mut m = Map::new();
-                    match f.call_within_context::<Dynamic>(&c, (items[i].clone(),)) {
-                        Ok(v) => {
-                            m.insert("ok".into(), true.into());
-                            m.insert("value".into(), v);
-                        }
-                        Err(e) => {
-                            m.insert("ok".into(), false.into());
-                            m.insert("error".into(), crate::engine::error::caught_value(&e));
-                        }
-                    }
-                    *results[i].lock() = Some(m.into());
+                    let out = f.call_within_context::<Dynamic>(&c, (items[i].clone(),));
+                    *results[i].lock() = Some(outcome(out).into());
                 })
                 .expect("spawn parallel worker");
         }

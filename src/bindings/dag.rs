@@ -390,23 +390,12 @@ fn run(ctx: &NativeCallContext, items: Array, opts: &Map, f: &FnPtr) -> RhaiResu
                     }
                     #[allow(deprecated)]
                     let c = store.create_context(engine);
-                    let mut m = Map::new();
                     let out = if with_deps {
                         f.call_within_context::<Dynamic>(&c, (items[i].clone(), done))
                     } else {
                         f.call_within_context::<Dynamic>(&c, (items[i].clone(),))
                     };
-                    match out {
-                        Ok(v) => {
-                            m.insert("ok".into(), true.into());
-                            m.insert("value".into(), v);
-                        }
-                        Err(e) => {
-                            m.insert("ok".into(), false.into());
-                            m.insert("error".into(), crate::engine::error::caught_value(&e));
-                        }
-                    }
-                    *results[i].lock() = Some(m);
+                    *results[i].lock() = Some(crate::bindings::core::outcome(out));
                     state.lock().finish(g, i);
                     wake.notify_all();
                 })

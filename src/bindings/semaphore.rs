@@ -257,28 +257,6 @@ fn run_impl(
     let tpl = block_on(&h, "semaphore::run", Some(CALL_TIMEOUT), async {
         c.template(&tref).await
     })?;
-    // A resumed run re-attaches to the task its interrupted attempt started: one still running, or
-    // one that succeeded after the interruption (a failed one is retried with a new task).
-    if let Some(prev) = h
-        .journal()
-        .and_then(|j| j.previous_step_detail("semaphore_task_id"))
-        .and_then(|v| v.as_i64())
-    {
-        let c2 = c.clone();
-        match block_on(&h, "semaphore::run", Some(CALL_TIMEOUT), async move {
-            c2.task(prev).await
-        }) {
-            Ok(t) if reattachable(&t, &tpl) => {
-                tracing::info!(target: "ralf::semaphore", "re-attaching to task {} of `{}` ({})", t.id, tpl.name, t.status);
-                h.record_step_detail("semaphore_task_id", serde_json::json!(t.id));
-                return Ok(SemTask::new(c, t, tpl.name));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!(target: "ralf::semaphore", "previous task {prev} not re-attachable: {e}")
-            }
-        }
-    }
     let inventory_id = match &o.inventory {
         None => None,
         Some(r) => {
@@ -323,27 +301,10 @@ fn run_impl(
         t.state.lock().dry = true;
         return Ok(t);
     }
-    // An interrupted attempt that recorded its baseline but not its task id (killed between the
-    // request and its answer) may still have started one: find it by template, env and message.
-    if let Some(base) = h
-        .journal()
-        .and_then(|j| j.previous_step_detail("semaphore_baseline"))
-        .and_then(|v| v.as_i64())
-    {
-        let (c5, tpl5, req5) = (c.clone(), tpl.clone(), req.clone());
-        match block_on(&h, "semaphore::run", Some(CALL_TIMEOUT), async move {
-            c5.find_started(&tpl5, &req5, base).await
-        }) {
-            Ok(Some(t)) if reattachable(&t, &tpl) => {
-                tracing::info!(target: "ralf::semaphore", "re-attaching to task {} of `{}` ({}), started by the interrupted attempt", t.id, tpl.name, t.status);
-                h.record_step_detail("semaphore_task_id", serde_json::json!(t.id));
-                return Ok(SemTask::new(c, t, tpl.name));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::debug!(target: "ralf::semaphore", "looking for the interrupted attempt's task: {e}")
-            }
-        }
+    if let Some(t) = interrupted_task(&h, &c, &tpl, &req) {
+        tracing::info!(target: "ralf::semaphore", "re-attaching to task {} of `{}` ({}), started by the interrupted attempt", t.id, tpl.name, t.status);
+        h.record_step_detail("semaphore_task_id", serde_json::json!(t.id));
+        return Ok(SemTask::new(c, t, tpl.name));
     }
     let c4 = c.clone();
     let tpl2 = tpl.clone();
@@ -359,10 +320,40 @@ fn run_impl(
     Ok(SemTask::new(c, task, tpl.name))
 }
 
-/// A previous attempt's task a resumed run takes over: same template, and still running or done
-/// successfully (a failed one is retried with a new task).
-fn reattachable(t: &client::Task, tpl: &client::Template) -> bool {
-    t.template_id == tpl.id && (!t.is_terminal() || t.status == "success")
+/// In a resumed run, the task the interrupted attempt of this step started, when it is still
+/// running or has succeeded since (a failed one is retried with a new task). The attempt recorded
+/// the task id, or, when it was killed between the request and its answer, only the baseline (the
+/// newest task id before the request): then the task is found by template, env and message.
+fn interrupted_task(
+    h: &Host,
+    c: &Arc<client::Client>,
+    tpl: &client::Template,
+    req: &RunRequest,
+) -> Option<client::Task> {
+    let j = h.journal()?;
+    let detail = |k: &str| j.previous_step_detail(k).and_then(|v| v.as_i64());
+    let (prev, base) = (detail("semaphore_task_id"), detail("semaphore_baseline"));
+    if prev.is_none() && base.is_none() {
+        return None;
+    }
+    let (c, tpl2, req) = (c.clone(), tpl.clone(), req.clone());
+    let found = block_on(h, "semaphore::run", Some(CALL_TIMEOUT), async move {
+        match (prev, base) {
+            (Some(id), _) => c.task(id).await.map(Some),
+            (None, Some(base)) => c.find_started(&tpl2, &req, base).await,
+            (None, None) => Ok(None),
+        }
+    });
+    match found {
+        Ok(Some(t)) if t.template_id == tpl.id && (!t.is_terminal() || t.status == "success") => {
+            Some(t)
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::debug!(target: "ralf::semaphore", "no task of the interrupted attempt to take over: {e}");
+            None
+        }
+    }
 }
 
 fn wait_impl(ctx: &NativeCallContext, t: &SemTask, opts: &Map) -> RResult<SemTask> {

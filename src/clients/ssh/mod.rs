@@ -951,54 +951,38 @@ async fn exec_remote(
         pool: Some(pool.clone()),
     };
     let mut capture = Capture::new(cap, pid.clone());
-    let stdin_data = spec.stdin.clone();
-    let mut stdin = child.stdin().take();
+    let stdin = child.stdin().take();
     let mut out = child.stdout().take();
     let mut err = child.stderr().take();
-    let feed = async move {
-        if let (Some(data), Some(mut w)) = (stdin_data, stdin.take()) {
-            // A command that does not read its stdin closes the pipe: not an error.
-            let _ = w.write_all(&data).await;
-            let _ = w.shutdown().await;
-        }
-    };
-    let io = async {
-        let (_, r) = tokio::join!(feed, capture.drain(&mut out, &mut err));
-        r
-    };
-    let res = match spec.timeout {
-        Some(d) => match tokio::time::timeout(d, io).await {
-            Ok(r) => r,
-            Err(_) => {
-                guard.armed = false;
-                // The pid marker comes after the login shell's startup files; give a slow
-                // start a moment to report it, so the command can still be killed.
-                let until = Instant::now() + Duration::from_secs(5);
-                while pid.load(Ordering::SeqCst) <= 0
-                    && Instant::now() < until
-                    && (out.is_some() || err.is_some())
-                {
-                    let _ = tokio::time::timeout(
-                        Duration::from_millis(100),
-                        capture.drain(&mut out, &mut err),
-                    )
-                    .await;
-                }
-                Killer::Remote(session.clone())
-                    .kill(pid.load(Ordering::SeqCst))
-                    .await;
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(2), capture.drain(&mut out, &mut err))
-                        .await;
-                return Err(RemoteFail::Error(timeout_error(
-                    &target.name,
-                    spec,
-                    d,
-                    &capture,
-                )));
+    let res = match feed_and_drain(&mut capture, spec, stdin, &mut out, &mut err).await {
+        Ok(r) => r,
+        Err(d) => {
+            guard.armed = false;
+            // The pid marker comes after the login shell's startup files; give a slow
+            // start a moment to report it, so the command can still be killed.
+            let until = Instant::now() + Duration::from_secs(5);
+            while pid.load(Ordering::SeqCst) <= 0
+                && Instant::now() < until
+                && (out.is_some() || err.is_some())
+            {
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(100),
+                    capture.drain(&mut out, &mut err),
+                )
+                .await;
             }
-        },
-        None => io.await,
+            Killer::Remote(session.clone())
+                .kill(pid.load(Ordering::SeqCst))
+                .await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), capture.drain(&mut out, &mut err))
+                .await;
+            return Err(RemoteFail::Error(timeout_error(
+                &target.name,
+                spec,
+                d,
+                &capture,
+            )));
+        }
     };
     if let Err(e) = res {
         return Err(RemoteFail::Lost(e.to_string()));
@@ -1011,6 +995,39 @@ async fn exec_remote(
         Err(e) => return Err(RemoteFail::Lost(error_chain(&e))),
     };
     Ok(capture.output(code, started))
+}
+
+/// Feed the spec's stdin to the command and drain its stdout/stderr into `capture` until both
+/// close, within the spec's timeout: `Ok(read result)`, or `Err(timeout)` when it ran out first
+/// (the caller kills the command).
+async fn feed_and_drain<W, O, E>(
+    capture: &mut Capture,
+    spec: &RunSpec,
+    stdin: Option<W>,
+    out: &mut Option<O>,
+    err: &mut Option<E>,
+) -> Result<std::io::Result<()>, Duration>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+    O: AsyncRead + Unpin,
+    E: AsyncRead + Unpin,
+{
+    let data = spec.stdin.clone();
+    let feed = async move {
+        if let (Some(data), Some(mut w)) = (data, stdin) {
+            // A command that does not read its stdin closes the pipe: not an error.
+            let _ = w.write_all(&data).await;
+            let _ = w.shutdown().await;
+        }
+    };
+    let io = async {
+        let (_, r) = tokio::join!(feed, capture.drain(out, err));
+        r
+    };
+    match spec.timeout {
+        Some(d) => tokio::time::timeout(d, io).await.map_err(|_| d),
+        None => Ok(io.await),
+    }
 }
 
 async fn exec_local(name: &str, script: &str, spec: &RunSpec, cap: usize) -> RResult<Output> {
@@ -1037,34 +1054,19 @@ async fn exec_local(name: &str, script: &str, spec: &RunSpec, cap: usize) -> RRe
         pool: None,
     };
     let mut capture = Capture::new(cap, Arc::new(AtomicI64::new(0)));
-    let stdin_data = spec.stdin.clone();
-    let mut stdin = child.stdin.take();
+    let stdin = child.stdin.take();
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
-    let feed = async move {
-        if let (Some(data), Some(mut w)) = (stdin_data, stdin.take()) {
-            let _ = w.write_all(&data).await;
-            let _ = w.shutdown().await;
+    let res = match feed_and_drain(&mut capture, spec, stdin, &mut out, &mut err).await {
+        Ok(r) => r,
+        Err(d) => {
+            guard.armed = false;
+            Killer::Local.kill(pid.load(Ordering::SeqCst)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), capture.drain(&mut out, &mut err))
+                .await;
+            let _ = child.wait().await;
+            return Err(timeout_error(name, spec, d, &capture));
         }
-    };
-    let io = async {
-        let (_, r) = tokio::join!(feed, capture.drain(&mut out, &mut err));
-        r
-    };
-    let res = match spec.timeout {
-        Some(d) => match tokio::time::timeout(d, io).await {
-            Ok(r) => r,
-            Err(_) => {
-                guard.armed = false;
-                Killer::Local.kill(pid.load(Ordering::SeqCst)).await;
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(2), capture.drain(&mut out, &mut err))
-                        .await;
-                let _ = child.wait().await;
-                return Err(timeout_error(name, spec, d, &capture));
-            }
-        },
-        None => io.await,
     };
     res.map_err(|e| RalfError::io(format!("{name}: reading command output: {e}")))?;
     let status = child
