@@ -149,6 +149,59 @@ fn an_unhealthy_dependency_skips_its_dependents() {
     assert_eq!(statuses(&lab.state)["netbox"], "pending");
 }
 
+/// `--dry-run` walks the whole plan: every service's apply (dependents after their dependencies),
+/// the snapshot and the marks are listed in order, and nothing reaches Semaphore or the state store.
+#[test]
+fn dry_run_lists_the_whole_plan_and_changes_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = Served::start(home.path());
+    for extra in [None, Some("--dag")] {
+        let mut c = lab.cmd(home.path());
+        c.arg("--dry-run").arg(script("deploy_all.rhai"));
+        c.args(extra);
+        let (code, out, err) = run(c);
+        assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+        assert!(
+            out.contains("dry run: what would be done") && out.contains("deployed 7, failed 0"),
+            "{out}"
+        );
+        let table = &err[err.find("would have run, in order").expect("dry-run table")..];
+        let at = |what: &str| {
+            table
+                .find(what)
+                .unwrap_or_else(|| panic!("`{what}` not in the dry-run table:\n{table}"))
+        };
+        for svc in [
+            "Postgresql",
+            "Redis",
+            "Traefik",
+            "Exo",
+            "Mail",
+            "N8n",
+            "Netbox",
+        ] {
+            at(&format!("run template `RALF {svc} Apply`"));
+        }
+        assert!(
+            at("RALF Postgresql Apply") < at("RALF Netbox Apply"),
+            "{table}"
+        );
+        assert!(at("RALF Redis Apply") < at("RALF Netbox Apply"), "{table}");
+        assert!(at("RALF Traefik Apply") < at("RALF Mail Apply"), "{table}");
+        assert!(
+            at("snapshot CT 2010") < at("RALF Postgresql Apply"),
+            "{table}"
+        );
+        at("mark netbox as deployed");
+    }
+    assert!(lab.tasks().is_empty(), "{:?}", lab.tasks());
+    assert!(
+        statuses(&lab.state).is_empty(),
+        "{:?}",
+        statuses(&lab.state)
+    );
+}
+
 #[test]
 fn exo_down_still_deploys_with_the_fallback_recorded() {
     let home = tempfile::tempdir().unwrap();
