@@ -180,16 +180,11 @@ fn ralf(home: &Path) -> Command {
 
 fn run_script_tests(file: &str, min_tests: usize) -> String {
     let home = tempfile::tempdir().unwrap();
-    let mut c = ralf(home.path());
-    c.arg("test").arg(format!("tests/rhai/{file}"));
-    let (code, out, err) = common::run(c);
-    assert_eq!(code, 0, "{out}\n{err}");
-    let passed: usize = out
-        .lines()
-        .find_map(|l| l.strip_suffix(" passed, 0 failed"))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no summary line in:\n{out}"));
-    assert!(passed >= min_tests, "{passed} tests ran:\n{out}");
+    let (out, err) = common::script_tests(
+        ralf(home.path()),
+        Path::new(&format!("tests/rhai/{file}")),
+        min_tests,
+    );
     assert!(!out.contains(CANARY) && !err.contains(CANARY));
     out
 }

@@ -447,37 +447,10 @@ fn rhai_script_tests() {
     };
     let cfg = serde_yaml::to_string(&cfg).unwrap();
     std::fs::write(home.path().join("ralf.yaml"), cfg).unwrap();
-    let src = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/rhai/proxmox.rhai"
-    ))
-    .unwrap();
-    let tests: Vec<String> = src
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("fn test_"))
-        .map(|l| format!("test_{}", l.split('(').next().unwrap()))
-        .collect();
-    assert!(tests.len() >= 8, "found {tests:?}");
-    let mut failed = Vec::new();
-    for t in &tests {
-        let script = home.path().join(format!("{t}.rhai"));
-        // `assert` comes with `ralf-sh test`; until then a shim (a native one, if present, is shadowed).
-        let shim = "fn assert(c) { if !c { throw \"assertion failed\"; } }\n";
-        std::fs::write(&script, format!("{shim}{src}\n{t}();\n")).unwrap();
-        let mut c = common::cmd(home.path());
-        c.env("RALF_TEST_PVE_TOKEN", &h.token_secret).arg(&script);
-        let (code, out, err) = common::run(c);
-        if code != 0 {
-            failed.push(format!("{t}: exit {code}\n{out}\n{err}"));
-        }
-    }
-    assert!(
-        failed.is_empty(),
-        "{} of {} failed:\n{}",
-        failed.len(),
-        tests.len(),
-        failed.join("\n")
-    );
+    let mut c = common::cmd(home.path());
+    c.env("RALF_TEST_PVE_TOKEN", &h.token_secret);
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rhai/proxmox.rhai");
+    common::script_tests(c, &file, 8);
     drop(h);
 }
 

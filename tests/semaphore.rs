@@ -651,38 +651,10 @@ fn script_level_tests() {
         ),
     )
     .unwrap();
-    let src = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/rhai/semaphore.rhai"
-    ))
-    .unwrap();
-    let tests: Vec<String> = src
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("fn test_"))
-        .filter_map(|r| r.split('(').next())
-        .map(|n| format!("test_{n}"))
-        .collect();
-    assert!(tests.len() >= 8, "{tests:?}");
-    let mut script = src.clone();
-    script.push_str("\nlet failed = 0;\n");
-    for t in &tests {
-        script.push_str(&format!(
-            "try {{ {t}(); print(\"ok {t}\"); }} catch (e) {{ failed += 1; print(`FAILED {t}: ${{e}}`); }}\n"
-        ));
-    }
-    script.push_str("if failed > 0 { exit(1); }\n");
-    let file = home.path().join("driver.rhai");
-    std::fs::write(&file, script).unwrap();
     let mut c = common::cmd(home.path());
-    c.arg("--config").arg(&cfg).arg(&file);
-    let (code, out, err) = common::run(c);
-    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
-    for t in &tests {
-        assert!(
-            out.contains(&format!("ok {t}")),
-            "{t} did not pass:\n{out}\n{err}"
-        );
-    }
+    c.arg("--config").arg(&cfg);
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rhai/semaphore.rhai");
+    let (out, err) = common::script_tests(c, &file, 8);
     // Nothing was started twice and the token never leaked.
     assert!(!out.contains(&h.token) && !err.contains(&h.token));
     drop(h);

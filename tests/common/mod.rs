@@ -41,3 +41,18 @@ pub fn run(mut c: Command) -> (i32, String, String) {
     } = c.output().expect("run ralf-sh");
     (status.code().unwrap_or(-1), text(&stdout), text(&stderr))
 }
+
+/// `ralf-sh test FILE` with `c` (config and environment set by the caller): asserts that it passed
+/// and that at least `min_tests` script tests ran; returns (stdout, stderr).
+pub fn script_tests(mut c: Command, file: &Path, min_tests: usize) -> (String, String) {
+    c.arg("test").arg(file);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let passed: usize = out
+        .lines()
+        .find_map(|l| l.strip_suffix(" passed, 0 failed"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no summary line in:\n{out}"));
+    assert!(passed >= min_tests, "{passed} tests ran:\n{out}");
+    (out, err)
+}
