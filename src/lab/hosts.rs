@@ -135,7 +135,8 @@ fn free_port(addr: &str) -> RResult<u16> {
     Ok(l.local_addr().map_err(RalfError::from)?.port())
 }
 
-fn docker_ok() -> bool {
+/// True when the docker CLI talks to a running daemon.
+pub fn docker_ok() -> bool {
     Command::new("docker")
         .args(["info", "--format", "{{.ServerVersion}}"])
         .stdout(Stdio::null())
@@ -147,8 +148,14 @@ fn docker_ok() -> bool {
 
 /// Build [`IMAGE`] unless it exists (once per machine).
 fn ensure_image(work: &Path) -> RResult<()> {
+    busybox_image(IMAGE, work)
+}
+
+/// Build a tiny image `tag` (`FROM scratch` + Debian's static busybox, no registry needed) unless
+/// it exists; `work` holds the build context for the duration. Also used by the Docker tests.
+pub fn busybox_image(tag: &str, work: &Path) -> RResult<()> {
     let have = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
+        .args(["image", "inspect", tag])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -158,9 +165,9 @@ fn ensure_image(work: &Path) -> RResult<()> {
         return Ok(());
     }
     let bb = busybox_path().ok_or_else(|| {
-        RalfError::unavailable(
-            "lab hosts: busybox-static is needed to build the lab app image (apt-get install busybox-static)",
-        )
+        RalfError::unavailable(format!(
+            "busybox-static is needed to build the image {tag} (apt-get install busybox-static)"
+        ))
     })?;
     let ctx = work.join("image");
     std::fs::create_dir_all(&ctx)?;
@@ -171,10 +178,10 @@ fn ensure_image(work: &Path) -> RResult<()> {
     )?;
     sh(
         Command::new("docker")
-            .args(["build", "-q", "-t", IMAGE])
+            .args(["build", "-q", "-t", tag])
             .arg(&ctx)
             .env("DOCKER_BUILDKIT", "0"),
-        "docker build of the lab app image",
+        &format!("docker build of {tag}"),
     )?;
     let _ = std::fs::remove_dir_all(&ctx);
     Ok(())

@@ -14,61 +14,16 @@ pub fn available() -> bool {
 
 /// Like [`available`], naming the tests that are skipped (`what`) in the SKIP line.
 pub fn available_for(what: &str) -> bool {
-    let ok = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    let ok = ralf_sh::lab::hosts::docker_ok();
     if !ok {
         eprintln!("\n**** SKIP: no Docker engine on this machine (`docker info` failed); {what} did not run ****\n");
     }
     ok
 }
 
-fn busybox() -> Option<String> {
-    for p in ["/bin/busybox", "/usr/bin/busybox"] {
-        if Path::new(p).exists() {
-            return Some(p.to_string());
-        }
-    }
-    None
-}
-
-/// Build the test image if it is not there yet.
+/// Build the test image if it is not there yet (the lab's busybox image builder).
 pub fn ensure_image(work: &Path) {
-    let have = Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if have {
-        return;
-    }
-    let bb = busybox()
-        .expect("busybox-static is needed for the docker tests (apt-get install busybox-static)");
-    let ctx = work.join("image");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::copy(bb, ctx.join("busybox")).unwrap();
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"/bin/sh\"]\n",
-    )
-    .unwrap();
-    let o = Command::new("docker")
-        .args(["build", "-q", "-t", IMAGE])
-        .arg(&ctx)
-        .env("DOCKER_BUILDKIT", "0")
-        .output()
-        .expect("docker build");
-    assert!(
-        o.status.success(),
-        "docker build failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    ralf_sh::lab::hosts::busybox_image(IMAGE, work).expect("build the docker test image");
 }
 
 /// A compose file with one service `web` running the test image, with the given healthcheck command.
