@@ -7,6 +7,7 @@ mod deploy_h;
 
 use common::run;
 use deploy_h::*;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 fn id_of(steps: &[(i64, String, String, String, Option<String>)], key: &str) -> i64 {
@@ -282,19 +283,32 @@ fn flaky_semaphore_never_causes_a_duplicate_task() {
     let (code, out, err) = run(c);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     let tasks = lab.tasks();
-    let mut per_template = std::collections::BTreeMap::<String, usize>::new();
-    for t in &tasks {
-        if t["message"].as_str().unwrap_or("").contains("deploy ") {
-            *per_template
-                .entry(t["template_id"].to_string())
-                .or_default() += 1;
-        }
-    }
+    let per_template = deploy_tasks_per(&tasks, "template_id");
     assert_eq!(per_template.len(), 7, "{tasks:?}");
     assert!(
         per_template.values().all(|n| *n == 1),
         "duplicate task: {per_template:?}"
     );
+}
+
+/// How many "deploy" tasks the Semaphore stand-in saw per value of a task field.
+fn deploy_tasks_per(tasks: &[serde_json::Value], field: &str) -> BTreeMap<String, usize> {
+    let mut per = BTreeMap::new();
+    for t in tasks {
+        if t["message"].as_str().unwrap_or("").contains("deploy ") {
+            *per.entry(t[field].to_string()).or_default() += 1;
+        }
+    }
+    per
+}
+
+/// deploy_all against the served lab in the background, output discarded.
+fn spawn_deploy_all(lab: &Served, home: &std::path::Path) -> std::process::Child {
+    let mut c = lab.cmd(home);
+    c.arg(script("deploy_all.rhai"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c.spawn().unwrap()
 }
 
 fn slow_templates(lab: &Served, ms: u64) {
@@ -330,12 +344,7 @@ fn second_concurrent_run_exits_75_and_ctrl_c_exits_130() {
     let home = tempfile::tempdir().unwrap();
     let lab = Served::start(home.path());
     slow_templates(&lab, 3000);
-    let mut first = lab.cmd(home.path());
-    first
-        .arg(script("deploy_all.rhai"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = first.spawn().unwrap();
+    let mut child = spawn_deploy_all(&lab, home.path());
     wait_for(|| !lab.tasks().is_empty(), "the first run to start a task");
     let mut second = lab.cmd(home.path());
     second.arg(script("deploy_all.rhai"));
@@ -358,12 +367,7 @@ fn kill_9_then_resume_finishes_without_redoing_work() {
     let home = tempfile::tempdir().unwrap();
     let lab = Served::start(home.path());
     slow_templates(&lab, 1500);
-    let mut first = lab.cmd(home.path());
-    first
-        .arg(script("deploy_all.rhai"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = first.spawn().unwrap();
+    let mut child = spawn_deploy_all(&lab, home.path());
     // Kill once wave 2 has a task in flight (wave 1 finished and marked).
     wait_for(
         || {
@@ -393,13 +397,7 @@ fn kill_9_then_resume_finishes_without_redoing_work() {
     );
     // One apply task per service over both attempts: nothing re-run, the in-flight task re-attached.
     let tasks = lab.tasks();
-    let mut per = std::collections::BTreeMap::<String, usize>::new();
-    for t in &tasks {
-        let m = t["message"].as_str().unwrap_or("").to_string();
-        if m.contains("deploy ") {
-            *per.entry(m).or_default() += 1;
-        }
-    }
+    let per = deploy_tasks_per(&tasks, "message");
     assert_eq!(per.len(), 7, "{per:?}");
     assert!(per.values().all(|n| *n == 1), "{per:?}");
     assert!(tasks.len() >= before);
