@@ -77,14 +77,33 @@ fn load_opts(h: &Host) -> LoadOpts {
     }
 }
 
+/// Under `--dry-run`, the statuses `catalog::mark` would have recorded: reads of a service's
+/// status see them, so a dry run follows its own plan (dependents of a "deployed" service go on);
+/// the state store is never touched.
+#[derive(Clone, Default)]
+struct DryMarks(Arc<parking_lot::Mutex<std::collections::HashMap<String, String>>>);
+
+fn dry_marks(h: &Host) -> DryMarks {
+    h.extension(DryMarks::default)
+}
+
 fn statuses(h: &Host) -> RResult<std::collections::HashMap<String, String>> {
-    match crate::state::existing_store(h)? {
-        Some(st) => st.statuses(),
-        None => Ok(Default::default()),
+    let mut m = match crate::state::existing_store(h)? {
+        Some(st) => st.statuses()?,
+        None => Default::default(),
+    };
+    if h.opts.dry_run {
+        m.extend(dry_marks(h).0.lock().clone());
     }
+    Ok(m)
 }
 
 fn service_status(h: &Host, name: &str) -> RResult<String> {
+    if h.opts.dry_run {
+        if let Some(s) = dry_marks(h).0.lock().get(name) {
+            return Ok(s.clone());
+        }
+    }
     Ok(match crate::state::existing_store(h)? {
         Some(st) => st
             .service_status(name)?
@@ -180,6 +199,10 @@ fn mark_impl(ctx: &NativeCallContext, name: &str, status: &str, details: Map) ->
             other => other.to_string(),
         });
     if h.dry_run("catalog::mark", format!("mark {name} as {status}")) {
+        dry_marks(&h)
+            .0
+            .lock()
+            .insert(name.to_string(), status.to_string());
         let mut m = Map::new();
         m.insert("service".into(), name.into());
         m.insert("status".into(), status.into());
