@@ -95,6 +95,7 @@ pub fn run(cli: Cli) -> i32 {
         dry_run: cli.dry_run,
         yes: cli.yes,
         interactive: std::io::stdin().is_terminal(),
+        quiet: cli.quiet > 0,
     };
     let host = Host::new(loaded, rt.handle().clone(), opts);
     let verbosity = cli.verbose as i8 - cli.quiet as i8;
@@ -113,7 +114,8 @@ pub fn run(cli: Cli) -> i32 {
     install_signal_handlers(&host);
 
     // `lab SCRIPT` runs on a host of its own and prints its own dry-run summary.
-    let lab_script = matches!(&cli.command, Some(Command::Lab { command: None, .. }));
+    // Lab runs print the dry-run summary of their own host.
+    let lab_script = matches!(&cli.command, Some(Command::Lab { .. }));
     let code = match cli.command {
         Some(Command::Repl) => crate::repl::run(&host),
         Some(Command::Check { scripts }) => crate::check::run(&host, &scripts),
@@ -123,25 +125,28 @@ pub fn run(cli: Cli) -> i32 {
             print!("{}", crate::config::render_effective(&host.config));
             exit::OK
         }
+        Some(Command::Doctor) => crate::commands::doctor::run(&host),
         Some(Command::Completions { .. }) => unreachable!(),
         Some(Command::History { service, run, json }) => {
             crate::state::cli_history(&host, service, run, json)
         }
         Some(Command::Resume { run_id }) => crate::state::cli_resume(&host, &run_id),
         Some(Command::Lab {
-            command: Some(LabCommand::Serve),
-            ..
-        }) => lab_serve(&host, &rt),
-        Some(Command::Lab {
-            command: None,
-            scenario,
+            command,
+            setup,
             state,
             script,
             args,
-        }) => match script {
-            Some(script) => lab_run(&host, &rt, scenario.as_deref(), state, &script, args),
-            None => {
-                eprintln!("error: `ralf-sh lab` needs a SCRIPT (or `ralf-sh lab serve`)");
+        }) => match (command, script) {
+            (Some(LabCommand::Serve { write_config }), _) => {
+                crate::commands::lab::serve(&host, &rt, &setup, state, write_config.as_deref())
+            }
+            (Some(LabCommand::Repl), _) => crate::commands::lab::repl(&host, &rt, &setup, state),
+            (None, Some(script)) => {
+                crate::commands::lab::run_script(&host, &rt, &setup, state, &script, args)
+            }
+            (None, None) => {
+                eprintln!("error: `ralf-sh lab` needs a SCRIPT (or `ralf-sh lab repl`, `ralf-sh lab serve`)");
                 exit::USAGE
             }
         },
@@ -163,7 +168,7 @@ pub fn run(cli: Cli) -> i32 {
     code
 }
 
-fn print_dry_run(host: &Host) {
+pub fn print_dry_run(host: &Host) {
     if !host.opts.dry_run {
         return;
     }
@@ -299,106 +304,5 @@ pub fn run_script(host: &Arc<Host>, script: &Path, args: Vec<String>) -> i32 {
         let code = finish(&se, &script.display().to_string(), r, false);
         crate::state::finish_run(&host, code);
         code
-    })
-}
-
-/// `ralf-sh lab [--scenario S] SCRIPT ARGS`: start every stand-in, point a temporary config and
-/// state store at them, apply the scenario, run the script.
-fn lab_run(
-    host: &Arc<Host>,
-    rt: &tokio::runtime::Runtime,
-    scenario: Option<&str>,
-    state: Option<std::path::PathBuf>,
-    script: &Path,
-    args: Vec<String>,
-) -> i32 {
-    let dir = match tempfile_dir() {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("error: lab: {e}");
-            return exit::FAILED;
-        }
-    };
-    let lab = match rt.block_on(crate::lab::start_all()) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: lab: {e}");
-            return exit::FAILED;
-        }
-    };
-    if let Some(name) = scenario {
-        if let Err(e) = rt.block_on(crate::lab::apply_scenario(&lab, name)) {
-            eprintln!("error: lab: {}", e.message);
-            return exit::USAGE;
-        }
-    }
-    let state = state.unwrap_or_else(|| dir.join("state.db"));
-    let (config, env) = match crate::lab::run_config(&lab, &state, &dir) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: lab: {}", e.message);
-            return exit::FAILED;
-        }
-    };
-    for (k, v) in &env {
-        // Credentials of the stand-ins are secrets; URLs and other settings are not.
-        if ["TOKEN", "SECRET", "PASSWORD"]
-            .iter()
-            .any(|w| k.contains(w))
-        {
-            crate::secrets::register(v);
-        }
-        // Set before the script thread starts; the clients read their token_env variables.
-        std::env::set_var(k, v);
-    }
-    let cfg_path = dir.join("ralf.yaml");
-    let loaded = match crate::config::parse(&config, &cfg_path) {
-        Ok(c) => crate::config::LoadedConfig {
-            config: c,
-            path: Some(cfg_path),
-        },
-        Err(e) => {
-            eprintln!("error: lab config: {}", e.message);
-            return exit::FAILED;
-        }
-    };
-    tracing::info!(target: "ralf::lab", "lab up: {}", crate::secrets::redact(&lab.info_line()));
-    let lab_host = Host::new(loaded, host.rt.clone(), host.opts.clone());
-    // Ctrl-C reaches the lab run through the same token.
-    let cancel = host.cancel.clone();
-    let lab_cancel = lab_host.cancel.clone();
-    rt.spawn(async move {
-        cancel.cancelled().await;
-        lab_cancel.cancel();
-    });
-    let code = run_script(&lab_host, script, args);
-    print_dry_run(&lab_host);
-    drop(lab);
-    let _ = std::fs::remove_dir_all(&dir);
-    code
-}
-
-fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
-    let base = std::env::temp_dir().join(format!("ralf-lab-{}", std::process::id()));
-    std::fs::create_dir_all(&base)?;
-    Ok(base)
-}
-
-fn lab_serve(host: &Arc<Host>, rt: &tokio::runtime::Runtime) -> i32 {
-    let cancel = host.cancel.clone();
-    rt.block_on(async move {
-        let lab = match crate::lab::start_all().await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("error: lab: {e}");
-                return exit::FAILED;
-            }
-        };
-        println!("{}", lab.info_line());
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        cancel.cancelled().await;
-        drop(lab);
-        exit::OK
     })
 }

@@ -87,6 +87,8 @@ pub enum Command {
     },
     /// Print the effective configuration (secrets redacted)
     Config,
+    /// Check the configuration against the real endpoints: reachability, TLS, credentials, secrets, host keys
+    Doctor,
     /// Generate shell completions
     Completions {
         #[arg(value_enum)]
@@ -109,14 +111,16 @@ pub enum Command {
         #[arg(value_name = "RUN_ID")]
         run_id: String,
     },
-    /// Run the local stand-ins (Semaphore, Proxmox, LLM)
-    #[command(args_conflicts_with_subcommands = true)]
+    /// Run a script against local stand-ins of Semaphore, Proxmox and the LLM (and lab hosts)
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Scenarios (--scenario):\n  staging-fails, tests-fail, production-fails, vps-fails, verify-fails: the release target fails at that phase on one lab host\n  exo-down: the LLM is unreachable (decisions fall back)\n  semaphore-flaky: the next 3 task creations lose their answers\n  smoke-fails: postgresql's smoke checks fail (rollback, dependents skipped)\n  slow-tasks: every catalog template's task takes 3 s\n\nNothing leaves loopback; nothing is pulled or downloaded."
+    )]
     Lab {
         #[command(subcommand)]
         command: Option<LabCommand>,
-        /// Failure scenario to inject (see `ralf-sh lab --help`)
-        #[arg(long, value_name = "NAME")]
-        scenario: Option<String>,
+        #[command(flatten)]
+        setup: LabArgs,
         /// Keep the lab's state store in this file (default: a fresh one per run)
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
@@ -133,10 +137,37 @@ pub enum Command {
     },
 }
 
+/// Options shared by `ralf-sh lab SCRIPT` and `ralf-sh lab serve`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct LabArgs {
+    /// Failure scenario to inject
+    #[arg(long, value_name = "NAME", global = true, value_parser = clap::builder::PossibleValuesParser::new(crate::lab::SCENARIOS))]
+    pub scenario: Option<String>,
+    /// Semaphore UI version the stand-in behaves like
+    #[arg(long, value_enum, global = true, default_value_t)]
+    pub semaphore_version: crate::lab::SemaphoreVersion,
+    /// Proxmox VE version the stand-in behaves like
+    #[arg(long = "pve-version", value_enum, global = true, default_value_t)]
+    pub pve_version: crate::lab::PveVersion,
+    /// OpenAI-compatible server the LLM stand-in behaves like
+    #[arg(long, value_enum, global = true, default_value_t)]
+    pub llm: crate::lab::LlmProfile,
+    /// Catalog folder that seeds the stand-ins and the run (default: $RALF_LAB_CATALOG, ./catalog/projects, else the embedded example)
+    #[arg(long, value_name = "DIR", global = true)]
+    pub catalog: Option<PathBuf>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum LabCommand {
     /// Start the stand-ins on loopback, print one JSON line with their URLs and credentials, run until Ctrl-C
-    Serve,
+    Serve {
+        /// Also write DIR/ralf.yaml and DIR/env (export lines with the credentials, mode 0600):
+        /// `. DIR/env; ralf-sh --config DIR/ralf.yaml ...` then reaches this lab
+        #[arg(long, value_name = "DIR")]
+        write_config: Option<PathBuf>,
+    },
+    /// The REPL with the stand-ins running behind it (every handle live)
+    Repl,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

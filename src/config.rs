@@ -42,6 +42,28 @@ pub struct Config {
     /// Safety net for `net::http` / `net::tcp` (the lab sends every smoke check to loopback).
     #[serde(default)]
     pub net: NetConfig,
+    /// Docker policy on every host (`docker::on`).
+    #[serde(default)]
+    pub docker: DockerConfig,
+}
+
+/// `docker:`: policy for `docker::on(..)` handles.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerConfig {
+    /// `missing` (default: compose pulls an image a host does not have) or `never`: `compose.up`
+    /// first checks that every image is on the host and fails naming the missing ones, and
+    /// `pull()` / `up(#{ pull: true })` are refused. The lab sets `never`.
+    #[serde(default)]
+    pub pull: PullPolicy,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    #[default]
+    Missing,
+    Never,
 }
 
 /// `net:`: where `net::http` / `net::tcp` may connect.

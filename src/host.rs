@@ -50,6 +50,8 @@ pub struct HostOptions {
     pub yes: bool,
     /// stdin is a terminal (confirm may ask).
     pub interactive: bool,
+    /// `-q`: no banners or summaries, warnings and errors only.
+    pub quiet: bool,
 }
 
 /// Hook through which bindings write to the run journal (the state store implements it).

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod clients;
+pub mod commands;
 pub mod config;
 pub mod docs;
 pub mod engine;

@@ -123,7 +123,8 @@ fn check_value(v: &str, what: &str) -> RResult<()> {
 }
 
 /// Load a secret given an optional env var name and an optional file path (env wins).
-/// `what` names the secret in messages. Returns None when neither source is configured or set.
+/// `what` names the secret in messages. Returns None when neither source is configured; a named
+/// variable that is not set (with no file to fall back on) is a `config` error naming it.
 pub fn load_ref(env: Option<&str>, file: Option<&Path>, what: &str) -> RResult<Option<String>> {
     if let Some(var) = env {
         if let Some(v) = read_env(var, what)? {
@@ -132,6 +133,12 @@ pub fn load_ref(env: Option<&str>, file: Option<&Path>, what: &str) -> RResult<O
     }
     if let Some(p) = file {
         return read_file(p, what).map(Some);
+    }
+    if let Some(var) = env {
+        return Err(RalfError::config(format!(
+            "secret {what}: the config names the environment variable {var}, which is not set \
+             (export it, or list it in the systemd unit's EnvironmentFile)"
+        )));
     }
     Ok(None)
 }
@@ -148,6 +155,20 @@ mod tests {
             format!("token={MASK}; again {MASK}")
         );
         assert_eq!(redact("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn a_named_variable_that_is_not_set_is_a_config_error_naming_it() {
+        let var = "RALF_TEST_UNSET_TOKEN_6093";
+        std::env::remove_var(var);
+        let e = load_ref(Some(var), None, "semaphore token").unwrap_err();
+        assert_eq!(e.kind, crate::engine::error::ErrorKind::Config);
+        assert!(
+            e.message.contains(var) && e.message.contains("not set"),
+            "{}",
+            e.message
+        );
+        assert!(load_ref(None, None, "semaphore token").unwrap().is_none());
     }
 
     #[test]

@@ -36,7 +36,9 @@ fn world() -> &'static World {
             .enable_all()
             .build()
             .unwrap();
-        let lab = rt.block_on(ralf_sh::lab::start_all()).expect("lab");
+        let lab = rt
+            .block_on(ralf_sh::lab::start_all(&Default::default()))
+            .expect("lab");
         let info = Value::Object(lab.info.clone());
         let (http, https) = rt.block_on(test_servers());
         let closed_port = {

@@ -47,7 +47,9 @@ impl RunningLab {
             .enable_all()
             .build()
             .unwrap();
-        let lab = rt.block_on(ralf_sh::lab::start_all()).expect("lab starts");
+        let lab = rt
+            .block_on(ralf_sh::lab::start_all(&Default::default()))
+            .expect("lab starts");
         if lab.info["hosts"]["transport"] != "sshd" {
             eprintln!(
                 "\n**** NOTE: lab hosts use the local transport ({}); sshd is not exercised ****\n",

@@ -269,6 +269,7 @@ mod docker_methods {
     #[rhai_fn(global, name = "pull", return_raw)]
     pub fn pull(ctx: NativeCallContext, c: &mut ComposeHandle) -> RhaiResult<()> {
         let h = host(&ctx)?;
+        refuse_pull(&h, &c.dir).at(&ctx)?;
         if h.dry_run(
             "docker",
             format!("compose pull in {} on {}", c.dir, c.docker.host_name()),
@@ -436,12 +437,27 @@ fn logs_impl(ctx: &NativeCallContext, d: &DockerHandle, name: &str, opts: &Map) 
     )
 }
 
+/// `docker.pull: never` in the config: no pull may be asked for.
+fn refuse_pull(h: &Host, dir: &str) -> RResult<()> {
+    if h.config.config.docker.pull == crate::config::PullPolicy::Never {
+        return Err(RalfError::invalid(format!(
+            "compose pull in {dir}: pulling is off in this configuration (docker.pull: never)"
+        )));
+    }
+    Ok(())
+}
+
 fn up_impl(ctx: &NativeCallContext, c: &ComposeHandle, opts: &Map) -> RResult<Array> {
     let h = host(ctx)?;
     let o: UpOptions = decode(opts, "compose.up")?;
+    let never_pull = h.config.config.docker.pull == crate::config::PullPolicy::Never;
+    if o.pull == Some(true) {
+        refuse_pull(&h, &c.dir)?;
+    }
     let up = UpOpts {
         services: o.services.unwrap_or_default(),
         pull: o.pull.unwrap_or(false),
+        never_pull,
         wait: o.wait.unwrap_or(false),
         timeout: o.timeout.map(|s| s.0),
     };

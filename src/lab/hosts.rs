@@ -10,7 +10,8 @@
 //!
 //! Each app directory is a git repository with three tagged commits of a tiny app (`v1.0`, `v1.1`,
 //! `v1.2`; checked out: `v1.1`, the release target: `v1.2`): a compose file running the local image
-//! [`IMAGE`] (`FROM scratch` + busybox-static, built once and reused by tag) with a 1 s healthcheck,
+//! [`IMAGE`] (this machine's `/bin/sh` and a few tools in an empty image, see [`super::image`];
+//! built once and reused by tag) with a 1 s healthcheck,
 //! `app.sh` (writes `data/status`), `run-tests.sh` (the test suite run on staging) and `verify.sh`
 //! (post-release verification). Untracked: `app.env` (the app's secrets, identical on every host, for
 //! the secrets-in-sync check) and `.env` (a compose project name unique per lab and host). No
@@ -29,7 +30,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The image every lab app runs.
-pub const IMAGE: &str = "ralf-lab-app:1";
+pub const IMAGE: &str = "ralf-lab-app:2";
 /// The commit checked out on every host when the lab starts.
 pub const CURRENT: &str = "v1.1";
 /// The release target.
@@ -98,13 +99,6 @@ fn sshd_path() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-fn busybox_path() -> Option<PathBuf> {
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
 fn sh(cmd: &mut Command, what: &str) -> RResult<String> {
     let o = cmd
         .stdin(Stdio::null())
@@ -148,43 +142,7 @@ pub fn docker_ok() -> bool {
 
 /// Build [`IMAGE`] unless it exists (once per machine).
 fn ensure_image(work: &Path) -> RResult<()> {
-    busybox_image(IMAGE, work)
-}
-
-/// Build a tiny image `tag` (`FROM scratch` + Debian's static busybox, no registry needed) unless
-/// it exists; `work` holds the build context for the duration. Also used by the Docker tests.
-pub fn busybox_image(tag: &str, work: &Path) -> RResult<()> {
-    let have = Command::new("docker")
-        .args(["image", "inspect", tag])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if have {
-        return Ok(());
-    }
-    let bb = busybox_path().ok_or_else(|| {
-        RalfError::unavailable(format!(
-            "busybox-static is needed to build the image {tag} (apt-get install busybox-static)"
-        ))
-    })?;
-    let ctx = work.join("image");
-    std::fs::create_dir_all(&ctx)?;
-    std::fs::copy(bb, ctx.join("busybox"))?;
-    std::fs::write(
-        ctx.join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nCMD [\"/bin/sh\"]\n",
-    )?;
-    sh(
-        Command::new("docker")
-            .args(["build", "-q", "-t", tag])
-            .arg(&ctx)
-            .env("DOCKER_BUILDKIT", "0"),
-        &format!("docker build of {tag}"),
-    )?;
-    let _ = std::fs::remove_dir_all(&ctx);
-    Ok(())
+    super::image::ensure(IMAGE, work)
 }
 
 fn git(dir: &Path, args: &[&str]) -> RResult<String> {
@@ -538,7 +496,7 @@ pub async fn start(lab: &mut super::Lab) -> RResult<()> {
             info["control_dir"] = json!(dir.join("c"));
         }
         Err(reason) => {
-            tracing::info!(target: "ralf::lab", "lab hosts use the local transport ({reason})");
+            tracing::debug!(target: "ralf::lab", "lab hosts use the local transport ({reason})");
             info["transport"] = json!("local");
             info["reason"] = json!(reason);
         }

@@ -116,7 +116,11 @@ pub fn config_section(info: &Value, token_env: &str) -> crate::config::ProxmoxCo
 
 /// Start the stand-in and add its key to `lab.info`.
 pub async fn start(lab: &mut super::Lab) -> RResult<()> {
-    let h = spawn(SpawnOpts::default()).await?;
+    let h = spawn(SpawnOpts {
+        catalog_dir: Some(lab.setup.catalog()),
+        ..SpawnOpts::default()
+    })
+    .await?;
     lab.info.insert("proxmox".into(), h.info());
     lab.guards.push(Box::new(h));
     Ok(())

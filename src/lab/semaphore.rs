@@ -414,9 +414,7 @@ pub async fn spawn(opts: LabOptions) -> RResult<Handle> {
 /// Start the stand-in and add its key to `lab.info`. Seeds templates from `$RALF_LAB_CATALOG`
 /// or `./catalog/projects` when present, plus a built-in list.
 pub async fn start(lab: &mut super::Lab) -> RResult<()> {
-    let dir = std::env::var_os("RALF_LAB_CATALOG")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from("catalog/projects"));
+    let dir = lab.setup.catalog();
     let h = spawn(LabOptions {
         catalog_dir: Some(dir),
         ..Default::default()

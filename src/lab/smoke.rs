@@ -128,9 +128,7 @@ pub async fn spawn(catalog_dir: Option<&std::path::Path>) -> RResult<SmokeEndpoi
 
 /// `lab::start_all` hook: `"smoke": {"url", "addr"}` in the lab's info line.
 pub async fn start(lab: &mut super::Lab) -> RResult<()> {
-    let dir = std::env::var_os("RALF_LAB_CATALOG")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from("catalog/projects"));
+    let dir = lab.setup.catalog();
     let s = spawn(Some(&dir)).await?;
     lab.info
         .insert("smoke".into(), json!({"url": s.url, "addr": s.addr}));

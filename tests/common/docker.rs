@@ -1,11 +1,11 @@
 //! Docker test helpers: detect the engine (loud SKIP when absent) and build a tiny local image
-//! `FROM scratch` + Debian's static busybox, without any registry.
+//! from this machine's own programs (`ralf_sh::lab::image`), without any registry.
 #![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-pub const IMAGE: &str = "ralf-test-busybox:1";
+pub const IMAGE: &str = "ralf-test-tools:1";
 
 /// True when the docker CLI talks to a running daemon; otherwise prints a loud SKIP line.
 pub fn available() -> bool {
@@ -16,14 +16,18 @@ pub fn available() -> bool {
 pub fn available_for(what: &str) -> bool {
     let ok = ralf_sh::lab::hosts::docker_ok();
     if !ok {
-        eprintln!("\n**** SKIP: no Docker engine on this machine (`docker info` failed); {what} did not run ****\n");
+        ralf_sh::lab::skip_suite(
+            what,
+            "no Docker engine on this machine (`docker info` failed)",
+            "install Docker Engine and start the daemon",
+        );
     }
     ok
 }
 
-/// Build the test image if it is not there yet (the lab's busybox image builder).
+/// Build the test image if it is not there yet (the lab's image builder).
 pub fn ensure_image(work: &Path) {
-    ralf_sh::lab::hosts::busybox_image(IMAGE, work).expect("build the docker test image");
+    ralf_sh::lab::image::ensure(IMAGE, work).expect("build the docker test image");
 }
 
 /// A compose file with one service `web` running the test image, with the given healthcheck command.

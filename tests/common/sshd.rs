@@ -48,8 +48,10 @@ pub fn available() -> bool {
             .status()
             .is_ok();
     if !ok {
-        eprintln!(
-            "\n**** SKIP: OpenSSH server (sshd) is not installed; ssh tests did not run ****\n"
+        ralf_sh::lab::skip_suite(
+            "ssh tests",
+            "the OpenSSH server (sshd) is not installed",
+            "apt-get install openssh-server openssh-client",
         );
     }
     ok
@@ -229,6 +231,8 @@ impl SshLab {
             y.push_str(&self.host_yaml(&h.name, &h.addr, h.port));
         }
         y.push_str(&self.host_yaml("dead", "127.0.0.9", self.dead_port));
+        // Tests build their images locally; nothing may ever be pulled.
+        y.push_str("docker:\n  pull: never\n");
         y.push_str(&format!(
             "ssh:\n  known_hosts_file: {}\n  use_ssh_config: false\n  connect_timeout: 3\n  keepalive: 2\n  control_dir: {}\n{extra_ssh}",
             self.known_hosts.display(),

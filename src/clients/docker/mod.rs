@@ -499,11 +499,34 @@ pub fn normalize_inspect_for_compose(v: &Value) -> Value {
     })
 }
 
+/// The `image:` of each service in a parsed compose config (only `services` when given), except
+/// services with a `build:` section.
+pub fn images_of(cfg: &Value, services: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = cfg
+        .get("services")
+        .and_then(|s| s.as_object())
+        .map(|m| {
+            m.iter()
+                .filter(|(name, _)| services.is_empty() || services.contains(name))
+                .filter(|(_, svc)| svc.get("build").is_none())
+                .filter_map(|(_, svc)| svc.get("image").and_then(|i| i.as_str()))
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Options of `compose up`.
 #[derive(Debug, Clone, Default)]
 pub struct UpOpts {
     pub services: Vec<String>,
     pub pull: bool,
+    /// Never pull: check first that every image is on the host (compose v1 has no `--pull never`
+    /// and would pull a missing image on its own).
+    pub never_pull: bool,
     pub wait: bool,
     pub timeout: Option<Duration>,
 }
@@ -555,6 +578,9 @@ impl Compose<'_> {
         if o.pull {
             self.pull(&o.services).await?;
         }
+        if o.never_pull {
+            self.require_local_images(&o.services).await?;
+        }
         let wait_for = o.timeout.unwrap_or(Duration::from_secs(300));
         let mut args = String::from("up -d");
         let native_wait = o.wait && f.has_wait();
@@ -582,6 +608,39 @@ impl Compose<'_> {
             self.poll_ready(&o.services, wait_for).await?;
         }
         self.ps().await
+    }
+
+    /// Fail (`not_found`, before compose runs) when an image of the project's services (or of
+    /// `services`) is not on the host; services that `build:` their image are left to compose.
+    pub async fn require_local_images(&self, services: &[String]) -> RResult<()> {
+        let cfg = self.config().await?;
+        let images = images_of(&cfg, services);
+        if images.is_empty() {
+            return Ok(());
+        }
+        let mut missing = Vec::new();
+        for img in &images {
+            let cmd = format!(
+                "docker image inspect --format '{{{{.Id}}}}' -- {}",
+                crate::clients::ssh::quote(img)
+            );
+            let o = self.docker.call(cmd, None, CALL_TIMEOUT).await?;
+            if !o.ok() {
+                missing.push(img.clone());
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(RalfError::not_found(format!(
+            "{}: compose project in {}: image {} not on this host, and pulling is off (docker.pull: never); build or load {} first",
+            self.host(),
+            self.dir,
+            missing.join(", "),
+            if missing.len() == 1 { "it" } else { "them" }
+        ))
+        .with("host", self.host())
+        .with("images", missing.join(",")))
     }
 
     /// Compose v1 (or v2 < 2.1.1): poll state and health until every container is ready.

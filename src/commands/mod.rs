@@ -1,0 +1,4 @@
+//! CLI commands that are not "run a script": each in a file of its own.
+
+pub mod doctor;
+pub mod lab;
