@@ -80,7 +80,9 @@ fn eprint_redacted(s: &str) {
 pub fn run(cli: Cli) -> i32 {
     if let Some(Command::Completions { shell }) = &cli.command {
         let mut cmd = Cli::command();
-        clap_complete::generate(*shell, &mut cmd, "ralf-sh", &mut std::io::stdout());
+        let mut buf = Vec::new();
+        clap_complete::generate(*shell, &mut cmd, "ralf-sh", &mut buf);
+        crate::out::write(&String::from_utf8_lossy(&buf));
         return exit::OK;
     }
     let rt = runtime();
@@ -97,6 +99,8 @@ pub fn run(cli: Cli) -> i32 {
         interactive: std::io::stdin().is_terminal(),
         quiet: cli.quiet > 0,
     };
+    // Every secret the config names is scrubbed from the first line of output on.
+    crate::secrets::register_configured(&loaded.config);
     let host = Host::new(loaded, rt.handle().clone(), opts);
     let verbosity = cli.verbose as i8 - cli.quiet as i8;
     crate::logging::init(cli.log_format, verbosity, &host.run_id);
@@ -122,7 +126,7 @@ pub fn run(cli: Cli) -> i32 {
         Some(Command::Test { files }) => crate::scripttest::run(&host, &files),
         Some(Command::Docs { format, out }) => crate::docs::run(&host, format, out.as_deref()),
         Some(Command::Config) => {
-            print!("{}", crate::config::render_effective(&host.config));
+            crate::out!("{}", crate::config::render_effective(&host.config));
             exit::OK
         }
         Some(Command::Doctor) => crate::commands::doctor::run(&host),

@@ -32,7 +32,7 @@ pub fn run(host: &Arc<Host>, scripts: &[PathBuf]) -> i32 {
             }
         }
         if problems == 0 {
-            println!("ok: {} script(s) checked", scripts.len());
+            crate::outln!("ok: {} script(s) checked", scripts.len());
             exit::OK
         } else {
             eprintln!("{problems} problem(s) found");

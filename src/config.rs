@@ -275,6 +275,65 @@ pub enum NotifyChannel {
     },
 }
 
+impl Config {
+    /// Every `*_env` variable and `*_file` the config names, as (config key, env var, file).
+    pub fn secret_refs(&self) -> Vec<(String, Option<String>, Option<PathBuf>)> {
+        let cfg = self;
+        let mut v = Vec::new();
+        if let Some(s) = &cfg.semaphore {
+            v.push((
+                "semaphore.token".into(),
+                s.token_env.clone(),
+                s.token_file.clone(),
+            ));
+            v.push((
+                "semaphore.password".into(),
+                s.password_env.clone(),
+                s.password_file.clone(),
+            ));
+        }
+        if let Some(p) = &cfg.proxmox {
+            v.push((
+                "proxmox.token_secret".into(),
+                p.token_secret_env.clone(),
+                p.token_secret_file.clone(),
+            ));
+            v.push((
+                "proxmox.password".into(),
+                p.password_env.clone(),
+                p.password_file.clone(),
+            ));
+        }
+        if let Some(l) = &cfg.llm {
+            v.push((
+                "llm.api_key".into(),
+                l.api_key_env.clone(),
+                l.api_key_file.clone(),
+            ));
+        }
+        for (i, c) in cfg.notify.channels.iter().enumerate() {
+            v.push((format!("notify.channels[{i}].token"), c.token_env(), None));
+        }
+        for (name, s) in &cfg.secrets {
+            v.push((format!("secrets.{name}"), s.env.clone(), s.file.clone()));
+        }
+        v.retain(|(_, e, f)| e.is_some() || f.is_some());
+        v
+    }
+}
+
+impl NotifyChannel {
+    /// The environment variable holding the channel's token, if it names one.
+    pub fn token_env(&self) -> Option<String> {
+        match self {
+            NotifyChannel::Ntfy { token_env, .. }
+            | NotifyChannel::Matrix { token_env, .. }
+            | NotifyChannel::Telegram { token_env, .. }
+            | NotifyChannel::Webhook { token_env, .. } => token_env.clone(),
+        }
+    }
+}
+
 /// A loaded configuration and where it came from.
 #[derive(Debug, Clone, Default)]
 pub struct LoadedConfig {
@@ -327,10 +386,19 @@ pub fn load(explicit: Option<&Path>) -> RResult<LoadedConfig> {
             .unwrap_or(false);
     for p in candidates(explicit) {
         if p.exists() {
-            let text = std::fs::read_to_string(&p).map_err(|e| {
+            let bytes = std::fs::read(&p).map_err(|e| {
                 RalfError::config(format!("{}: cannot read config: {e}", p.display()))
             })?;
-            let config = parse(&text, &p)?;
+            let text = crate::yaml::text(&bytes).map_err(|e| {
+                RalfError::config(format!(
+                    "{}:{}:{}: {}",
+                    p.display(),
+                    e.line,
+                    e.column,
+                    e.message
+                ))
+            })?;
+            let config = parse(text, &p)?;
             return Ok(LoadedConfig {
                 config,
                 path: Some(p),
@@ -347,11 +415,21 @@ pub fn load(explicit: Option<&Path>) -> RResult<LoadedConfig> {
 
 /// Parse config text; errors carry `file:line:col`.
 pub fn parse(text: &str, path: &Path) -> RResult<Config> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
         return Ok(Config::default());
     }
+    crate::yaml::check(text).map_err(|e| {
+        RalfError::config(format!(
+            "{}:{}:{}: {}",
+            path.display(),
+            e.line,
+            e.column,
+            e.message
+        ))
+    })?;
     let cfg: Config = serde_yaml::from_str(text).map_err(|e| yaml_error(&e, path, "config"))?;
-    validate(&cfg, path)?;
+    validate(&cfg, path, text)?;
     Ok(cfg)
 }
 
@@ -388,8 +466,71 @@ pub fn rewrite_unknown_key(body: &str) -> String {
     }
 }
 
-fn validate(cfg: &Config, path: &Path) -> RResult<()> {
+/// The 1-based line of `key` inside the top-level section `section` of `text` (1 if not found).
+fn key_line(text: &str, section: &str, key: &str) -> usize {
+    let mut inside = false;
+    for (n, l) in text.lines().enumerate() {
+        if !l.starts_with([' ', '\t', '#']) && !l.trim().is_empty() {
+            inside = l.trim_end().strip_suffix(':') == Some(section)
+                || l.starts_with(&format!("{section}:"));
+        } else if inside && l.trim_start().starts_with(&format!("{key}:")) {
+            return n + 1;
+        }
+    }
+    1
+}
+
+fn validate(cfg: &Config, path: &Path, text: &str) -> RResult<()> {
     let p = path.display();
+    let tls = [
+        (
+            "semaphore",
+            cfg.semaphore
+                .as_ref()
+                .map(|s| (s.insecure, None, s.ca_file.as_deref())),
+        ),
+        (
+            "proxmox",
+            cfg.proxmox
+                .as_ref()
+                .map(|s| (s.insecure, s.fingerprint.as_deref(), s.ca_file.as_deref())),
+        ),
+    ];
+    for (section, v) in tls {
+        let Some((insecure, pin, ca)) = v else {
+            continue;
+        };
+        if insecure && pin.is_some_and(|f| !f.trim().is_empty()) {
+            return Err(RalfError::config(format!(
+                "{p}:{}: {section}.insecure: true together with a fingerprint pin: the pin would be ignored; remove `insecure` (the pin is the safe way to accept a self-signed certificate)",
+                key_line(text, section, "insecure")
+            )));
+        }
+        if insecure && ca.is_some() {
+            return Err(RalfError::config(format!(
+                "{p}:{}: {section}.insecure: true together with ca_file: the CA would be ignored; remove `insecure`",
+                key_line(text, section, "insecure")
+            )));
+        }
+        if let Some(ca) = ca {
+            let line = key_line(text, section, "ca_file");
+            let pem = std::fs::read(ca).map_err(|e| {
+                RalfError::config(format!(
+                    "{p}:{line}: {section}.ca_file {}: cannot read it: {e}",
+                    ca.display()
+                ))
+            })?;
+            match reqwest::Certificate::from_pem_bundle(&pem) {
+                Ok(c) if !c.is_empty() => {}
+                _ => {
+                    return Err(RalfError::config(format!(
+                        "{p}:{line}: {section}.ca_file {} holds no PEM certificate (expected -----BEGIN CERTIFICATE-----)",
+                        ca.display()
+                    )))
+                }
+            }
+        }
+    }
     match cfg.ssh.known_hosts.as_str() {
         "strict" | "accept_new" => {}
         other => {
@@ -453,6 +594,57 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[test]
+    fn insecure_with_a_pin_and_a_bad_ca_file_are_config_errors_with_a_line() {
+        let e = parse(
+            "proxmox:\n  url: https://pve:8006\n  fingerprint: \"AA:BB\"\n  insecure: true\n",
+            Path::new("ralf.yaml"),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, crate::engine::error::ErrorKind::Config);
+        assert!(
+            e.message.starts_with("ralf.yaml:4: proxmox.insecure"),
+            "{}",
+            e.message
+        );
+        let dir = std::env::temp_dir().join(format!("ralf-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("ca.pem");
+        std::fs::write(&bad, "not a certificate\n").unwrap();
+        let text = format!(
+            "semaphore:\n  url: https://sem\n  ca_file: {}\n",
+            bad.display()
+        );
+        let e = parse(&text, Path::new("ralf.yaml")).unwrap_err();
+        assert!(
+            e.message.starts_with("ralf.yaml:3: semaphore.ca_file")
+                && e.message.contains("no PEM certificate"),
+            "{}",
+            e.message
+        );
+        let text = "semaphore:\n  url: https://sem\n  ca_file: /nonexistent/ca.pem\n";
+        let e = parse(text, Path::new("ralf.yaml")).unwrap_err();
+        assert!(
+            e.message.contains("/nonexistent/ca.pem: cannot read it"),
+            "{}",
+            e.message
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_bom_and_deep_nesting() {
+        let c = parse(
+            "\u{feff}ssh:\n  known_hosts: accept_new\n",
+            Path::new("ralf.yaml"),
+        )
+        .unwrap();
+        assert_eq!(c.ssh.known_hosts, "accept_new");
+        let deep = format!("x: {}{}\n", "[".repeat(5000), "]".repeat(5000));
+        let e = parse(&deep, Path::new("ralf.yaml")).unwrap_err();
+        assert!(e.message.starts_with("ralf.yaml:1:"), "{}", e.message);
     }
 
     #[test]

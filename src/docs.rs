@@ -34,7 +34,7 @@ pub fn run(host: &Arc<Host>, format: DocsFormat, out: Option<&Path>) -> i32 {
                 eprintln!("error: cannot write definitions to {}: {e}", dir.display());
                 return exit::FAILED;
             }
-            println!("wrote .d.rhai definitions to {}", dir.display());
+            crate::outln!("wrote .d.rhai definitions to {}", dir.display());
             return exit::OK;
         }
     };
@@ -47,7 +47,7 @@ pub fn run(host: &Arc<Host>, format: DocsFormat, out: Option<&Path>) -> i32 {
             }
         },
         None => {
-            print!("{text}");
+            crate::out!("{text}");
             exit::OK
         }
     }

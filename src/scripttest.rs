@@ -38,7 +38,7 @@ fn run_inner(host: &Arc<Host>, files: &[PathBuf]) -> i32 {
             .collect();
         tests.sort();
         if tests.is_empty() {
-            println!("{name}: no test_* functions");
+            crate::outln!("{name}: no test_* functions");
         }
         for t in tests {
             if host.cancel.is_cancelled() {
@@ -54,20 +54,20 @@ fn run_inner(host: &Arc<Host>, files: &[PathBuf]) -> i32 {
             match r {
                 Ok(_) => {
                     passed += 1;
-                    println!("ok     {name}::{t} ({ms} ms)");
+                    crate::outln!("ok     {name}::{t} ({ms} ms)");
                 }
                 Err(e) => {
                     failed += 1;
-                    println!("FAILED {name}::{t} ({ms} ms)");
+                    crate::outln!("FAILED {name}::{t} ({ms} ms)");
                     failures.push(format!("--- {name}::{t}\n{}", se.render_error(&e, &name)));
                 }
             }
         }
     }
     for f in &failures {
-        print!("{}", crate::secrets::redact(f));
+        crate::out!("{}", crate::secrets::redact(f));
     }
-    println!("{passed} passed, {failed} failed");
+    crate::outln!("{passed} passed, {failed} failed");
     if host.cancel.is_cancelled() {
         exit::CANCELLED
     } else if compile_errors > 0 {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{cmd, run};
+use common::{cmd, run, text};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -502,4 +502,47 @@ fn global_options_before_a_subcommand() {
     let (code, out, err) = run(c);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("known_hosts: accept_new"), "{out}");
+}
+
+/// Run with stdout a pipe whose reading end is already closed: every write gets EPIPE.
+fn run_into_closed_pipe(mut c: std::process::Command) -> (i32, String) {
+    use std::os::fd::FromRawFd;
+    let mut fds = [0i32; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    unsafe { libc::close(fds[0]) };
+    let w = unsafe { std::process::Stdio::from_raw_fd(fds[1]) };
+    let o = c
+        .stdout(w)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    (o.status.code().unwrap_or(-1), text(&o.stderr))
+}
+
+#[test]
+fn a_closed_stdout_ends_listing_commands_quietly_with_their_normal_code() {
+    let home = tempfile::tempdir().unwrap();
+    // One recorded run, so history has something to print.
+    let (code, _, err) = run({
+        let mut c = cmd(home.path());
+        c.args(["-e", "1"]);
+        c
+    });
+    assert_eq!(code, 0, "{err}");
+    for args in [
+        &["history"][..],
+        &["history", "--json"][..],
+        &["history", "--service", "redis"][..],
+        &["history", "--run", "nope"][..],
+        &["docs", "--format", "json"][..],
+        &["docs"][..],
+        &["config"][..],
+        &["completions", "bash"][..],
+    ] {
+        let mut c = cmd(home.path());
+        c.args(args);
+        let (code, err) = run_into_closed_pipe(c);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(code == 0 || code == 1, "{args:?} exited {code}: {err}");
+    }
 }

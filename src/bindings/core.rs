@@ -141,6 +141,38 @@ pub fn outcome(r: RhaiResult<Dynamic>) -> Map {
     m
 }
 
+/// Start `n` worker threads (16 MiB stacks, for Rhai's recursion) in `s`, each running `work`.
+/// A thread the system refuses is not fatal while at least one runs (the workers share the
+/// items); none at all is an `unavailable` error, never a panic.
+pub fn spawn_workers<'scope, F: Fn() + Sync>(
+    s: &'scope std::thread::Scope<'scope, '_>,
+    n: usize,
+    what: &str,
+    work: &'scope F,
+) -> crate::engine::error::RResult<usize> {
+    let mut started = 0;
+    for _ in 0..n {
+        match std::thread::Builder::new()
+            .stack_size(16 * 1024 * 1024)
+            .spawn_scoped(s, work)
+        {
+            Ok(_) => started += 1,
+            Err(e) if started == 0 => {
+                return Err(RalfError::unavailable(format!(
+                    "{what}: cannot start a worker thread: {e}"
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "{what}: {started} of {n} worker threads started ({e}); going on with those"
+                );
+                break;
+            }
+        }
+    }
+    Ok(started)
+}
+
 fn parallel_impl(
     ctx: &NativeCallContext,
     items: Array,
@@ -163,27 +195,17 @@ fn parallel_impl(
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<parking_lot::Mutex<Option<Dynamic>>> =
         (0..n).map(|_| parking_lot::Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            let store = &store;
-            let next = &next;
-            let results = &results;
-            let items = &items;
-            std::thread::Builder::new()
-                .stack_size(16 * 1024 * 1024)
-                .spawn_scoped(s, move || loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    if i >= n {
-                        break;
-                    }
-                    #[allow(deprecated)]
-                    let c = store.create_context(engine);
-                    let out = f.call_within_context::<Dynamic>(&c, (items[i].clone(),));
-                    *results[i].lock() = Some(outcome(out).into());
-                })
-                .expect("spawn parallel worker");
+    let work = || loop {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if i >= n {
+            break;
         }
-    });
+        #[allow(deprecated)]
+        let c = store.create_context(engine);
+        let out = f.call_within_context::<Dynamic>(&c, (items[i].clone(),));
+        *results[i].lock() = Some(outcome(out).into());
+    };
+    std::thread::scope(|s| spawn_workers(s, workers, "parallel", &work))?;
     let h = host(ctx)?;
     h.check_cancelled()?;
     Ok(results

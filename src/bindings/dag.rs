@@ -362,46 +362,41 @@ fn run(ctx: &NativeCallContext, items: Array, opts: &Map, f: &FnPtr) -> RhaiResu
     let state = Mutex::new(Ready::new(&g));
     let wake = Condvar::new();
     let results: Vec<Mutex<Option<Map>>> = (0..n).map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..o.limit.min(n) {
-            let (store, state, wake, results, items, keys, g, h) =
-                (&store, &state, &wake, &results, &items, &keys, &g, &h);
-            std::thread::Builder::new()
-                .stack_size(16 * 1024 * 1024)
-                .spawn_scoped(s, move || loop {
-                    let i = {
-                        let mut st = state.lock();
-                        loop {
-                            if h.cancel.is_cancelled() || st.exhausted() {
-                                wake.notify_all();
-                                return;
-                            }
-                            if let Some(i) = st.take() {
-                                break i;
-                            }
-                            wake.wait_for(&mut st, Duration::from_millis(100));
-                        }
-                    };
-                    let mut done = Map::new();
-                    for &d in &g.deps[i] {
-                        if let Some(r) = results[d].lock().clone() {
-                            done.insert(keys[d].as_str().into(), r.into());
-                        }
-                    }
-                    #[allow(deprecated)]
-                    let c = store.create_context(engine);
-                    let out = if with_deps {
-                        f.call_within_context::<Dynamic>(&c, (items[i].clone(), done))
-                    } else {
-                        f.call_within_context::<Dynamic>(&c, (items[i].clone(),))
-                    };
-                    *results[i].lock() = Some(crate::bindings::core::outcome(out));
-                    state.lock().finish(g, i);
+    let h = &h;
+    let work = || loop {
+        let i = {
+            let mut st = state.lock();
+            loop {
+                if h.cancel.is_cancelled() || st.exhausted() {
                     wake.notify_all();
-                })
-                .expect("spawn parallel_dag worker");
+                    return;
+                }
+                if let Some(i) = st.take() {
+                    break i;
+                }
+                wake.wait_for(&mut st, Duration::from_millis(100));
+            }
+        };
+        let mut done = Map::new();
+        for &d in &g.deps[i] {
+            if let Some(r) = results[d].lock().clone() {
+                done.insert(keys[d].as_str().into(), r.into());
+            }
         }
-    });
+        #[allow(deprecated)]
+        let c = store.create_context(engine);
+        let out = if with_deps {
+            f.call_within_context::<Dynamic>(&c, (items[i].clone(), done))
+        } else {
+            f.call_within_context::<Dynamic>(&c, (items[i].clone(),))
+        };
+        *results[i].lock() = Some(crate::bindings::core::outcome(out));
+        state.lock().finish(&g, i);
+        wake.notify_all();
+    };
+    std::thread::scope(|s| {
+        crate::bindings::core::spawn_workers(s, o.limit.min(n), "parallel_dag", &work)
+    })?;
     h.check_cancelled()?;
     Ok(results
         .into_iter()

@@ -180,8 +180,18 @@ fn read_sources(path: &Path) -> RResult<Vec<(PathBuf, Vec<u8>)>> {
             if name.starts_with('.') {
                 continue;
             }
-            if p.is_file() && (name.ends_with(".yaml") || name.ends_with(".yml")) {
+            let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
+            if yaml && p.is_file() {
                 files.push(p);
+            } else if yaml && p.is_symlink() {
+                // A link to nothing: say so instead of leaving a service out silently.
+                tracing::warn!(
+                    "catalog {}: {name} is a broken symbolic link (to {}); it is left out",
+                    path.display(),
+                    std::fs::read_link(&p)
+                        .map(|t| t.display().to_string())
+                        .unwrap_or_else(|_| "?".into())
+                );
             }
         }
         files.sort();
@@ -226,17 +236,11 @@ fn parse_file(file: &Path, bytes: &[u8]) -> FileResult {
         problems: Vec::new(),
         text: String::new(),
     };
-    let text = match std::str::from_utf8(bytes) {
+    let text = match crate::yaml::text(bytes) {
         Ok(t) => t.to_string(),
-        Err(e) => {
-            let at = e.valid_up_to();
-            let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-            out.problems.push(problem(
-                file,
-                line,
-                None,
-                format!("not valid UTF-8 text (invalid byte at offset {at})"),
-            ));
+        Err(p) => {
+            out.problems
+                .push(problem(file, p.line, Some(p.column), p.message));
             return out;
         }
     };

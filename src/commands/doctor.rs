@@ -8,7 +8,7 @@ use crate::config::{Config, NotifyChannel};
 use crate::engine::error::{ErrorKind, RalfError};
 use crate::engine::exit;
 use crate::host::Host;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +45,7 @@ const LIMIT: Duration = Duration::from_secs(15);
 
 pub fn run(host: &Arc<Host>) -> i32 {
     let rows = host.rt.block_on(check_all(host));
-    print!("{}", crate::secrets::redact(&render(&rows)));
+    crate::out!("{}", crate::secrets::redact(&render(&rows)));
     if rows.iter().all(|r| r.ok) {
         exit::OK
     } else {
@@ -111,66 +111,9 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Every `*_env` variable and `*_file` the config names, as (config key, env var, file).
-fn secret_refs(cfg: &Config) -> Vec<(String, Option<String>, Option<PathBuf>)> {
-    let mut v = Vec::new();
-    if let Some(s) = &cfg.semaphore {
-        v.push((
-            "semaphore.token".into(),
-            s.token_env.clone(),
-            s.token_file.clone(),
-        ));
-        v.push((
-            "semaphore.password".into(),
-            s.password_env.clone(),
-            s.password_file.clone(),
-        ));
-    }
-    if let Some(p) = &cfg.proxmox {
-        v.push((
-            "proxmox.token_secret".into(),
-            p.token_secret_env.clone(),
-            p.token_secret_file.clone(),
-        ));
-        v.push((
-            "proxmox.password".into(),
-            p.password_env.clone(),
-            p.password_file.clone(),
-        ));
-    }
-    if let Some(l) = &cfg.llm {
-        v.push((
-            "llm.api_key".into(),
-            l.api_key_env.clone(),
-            l.api_key_file.clone(),
-        ));
-    }
-    for (i, c) in cfg.notify.channels.iter().enumerate() {
-        v.push((
-            format!("notify.channels[{i}].token"),
-            channel_token_env(c),
-            None,
-        ));
-    }
-    for (name, s) in &cfg.secrets {
-        v.push((format!("secrets.{name}"), s.env.clone(), s.file.clone()));
-    }
-    v.retain(|(_, e, f)| e.is_some() || f.is_some());
-    v
-}
-
-fn channel_token_env(c: &NotifyChannel) -> Option<String> {
-    match c {
-        NotifyChannel::Ntfy { token_env, .. }
-        | NotifyChannel::Matrix { token_env, .. }
-        | NotifyChannel::Telegram { token_env, .. }
-        | NotifyChannel::Webhook { token_env, .. } => token_env.clone(),
-    }
-}
-
 fn secret_rows(cfg: &Config) -> Vec<Row> {
     let mut rows = Vec::new();
-    for (key, env, file) in secret_refs(cfg) {
+    for (key, env, file) in cfg.secret_refs() {
         if let Some(var) = env {
             let what = format!("env {var}");
             rows.push(match std::env::var_os(&var) {
@@ -352,7 +295,7 @@ async fn notify_row(i: usize, c: &NotifyChannel) -> Row {
         Ok(h) => h,
         Err(e) => return Row::fail(format!("notify[{i}]"), e.to_string(), ""),
     };
-    let token = channel_token_env(c).and_then(|v| std::env::var(v).ok());
+    let token = c.token_env().and_then(|v| std::env::var(v).ok());
     let (what, req, proves_token) = match c {
         NotifyChannel::Ntfy { url, topic, .. } => (
             format!("notify[{i}] ntfy {url}/{topic}"),

@@ -267,9 +267,7 @@ pub fn serve(
         Ok(s) => s,
         Err(code) => return code,
     };
-    println!("{}", s.lab.info_line());
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    crate::outln!("{}", s.lab.info_line());
     announce(host, &s);
     if let Some(dir) = write_config {
         if let Err(e) = s.write_config(dir) {

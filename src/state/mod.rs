@@ -288,15 +288,20 @@ impl Journal for RunJournal {
 
 fn print_runs(runs: &[RunRecord]) {
     if runs.is_empty() {
-        println!("no runs recorded");
+        crate::outln!("no runs recorded");
         return;
     }
-    println!(
+    crate::outln!(
         "{:<22}  {:<24}  {:<9}  {:<11}  {:>4}  {:>3}  SCRIPT",
-        "RUN", "STARTED", "DURATION", "STATUS", "EXIT", "TRY"
+        "RUN",
+        "STARTED",
+        "DURATION",
+        "STATUS",
+        "EXIT",
+        "TRY"
     );
     for r in runs {
-        println!(
+        crate::outln!(
             "{:<22}  {:<24}  {:<9}  {:<11}  {:>4}  {:>3}  {}",
             r.id,
             r.started_at,
@@ -336,12 +341,16 @@ fn duration(start: &str, end: Option<&str>) -> String {
 
 fn print_steps(steps: &[StepRecord]) {
     if steps.is_empty() {
-        println!("no steps recorded");
+        crate::outln!("no steps recorded");
         return;
     }
-    println!(
+    crate::outln!(
         "{:<32}  {:<14}  {:>3}  {:<11}  {:<9}  DETAILS",
-        "STEP", "SERVICE", "TRY", "STATUS", "DURATION"
+        "STEP",
+        "SERVICE",
+        "TRY",
+        "STATUS",
+        "DURATION"
     );
     for s in steps {
         let mut details = match &s.details {
@@ -354,7 +363,7 @@ fn print_steps(steps: &[StepRecord]) {
             }
             details.push_str(&format!("error: {}", e.lines().next().unwrap_or("")));
         }
-        println!(
+        crate::outln!(
             "{:<32}  {:<14}  {:>3}  {:<11}  {:<9}  {}",
             s.key,
             s.service.as_deref().unwrap_or("-"),
@@ -375,9 +384,9 @@ fn history_impl(
     let path = state_path(host);
     let Some(st) = existing_store(host)? else {
         if json {
-            println!("[]");
+            crate::outln!("[]");
         } else {
-            println!(
+            crate::outln!(
                 "no runs recorded yet (no state store at {})",
                 path.display()
             );
@@ -395,13 +404,13 @@ fn history_impl(
         let events = st.events(&id)?;
         if json {
             let v = serde_json::json!({ "run": r, "steps": steps, "events": events });
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            crate::outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         } else {
             print_runs(std::slice::from_ref(&r));
-            println!();
+            crate::outln!();
             print_steps(&steps);
             if !events.is_empty() {
-                println!(
+                crate::outln!(
                     "\n{} event(s): {}",
                     events.len(),
                     events
@@ -420,10 +429,10 @@ fn history_impl(
         let runs = st.runs_for_service(&name, 20)?;
         if json {
             let v = serde_json::json!({ "service": name, "status": cur, "history": hist, "runs": runs });
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            crate::outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         } else {
             match &cur {
-                Some(c) => println!(
+                Some(c) => crate::outln!(
                     "{name}: {} since {}{}{}",
                     c.status,
                     c.at,
@@ -436,15 +445,18 @@ fn history_impl(
                         .map(|v| format!(", version {v}"))
                         .unwrap_or_default()
                 ),
-                None => println!("{name}: pending (no status recorded)"),
+                None => crate::outln!("{name}: pending (no status recorded)"),
             }
             if !hist.is_empty() {
-                println!(
+                crate::outln!(
                     "\n{:<24}  {:<11}  {:<22}  {:<12}  DETAILS",
-                    "AT", "STATUS", "RUN", "VERSION"
+                    "AT",
+                    "STATUS",
+                    "RUN",
+                    "VERSION"
                 );
                 for h in &hist {
-                    println!(
+                    crate::outln!(
                         "{:<24}  {:<11}  {:<22}  {:<12}  {}",
                         h.at,
                         h.status,
@@ -455,7 +467,7 @@ fn history_impl(
                 }
             }
             if !runs.is_empty() {
-                println!();
+                crate::outln!();
                 print_runs(&runs);
             }
         }
@@ -463,13 +475,13 @@ fn history_impl(
     }
     let runs = st.runs(30)?;
     if json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&runs).unwrap_or_default()
         );
     } else {
         if let Some(h) = lock::current_holder(&lock_path(host)) {
-            println!("run lock held by {h}\n");
+            crate::outln!("run lock held by {h}\n");
         }
         print_runs(&runs);
     }
@@ -525,7 +537,7 @@ pub fn cli_resume(host: &Arc<Host>, run_id: &str) -> i32 {
     };
     match run.status.as_str() {
         "ok" => {
-            println!("run {run_id} already completed successfully; nothing to resume");
+            crate::outln!("run {run_id} already completed successfully; nothing to resume");
             return crate::engine::exit::OK;
         }
         "running" => {
