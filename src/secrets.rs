@@ -61,9 +61,9 @@ fn forms(v: &str) -> Vec<String> {
             .trim_end_matches('\'')
             .to_string(),
     );
-    out.push(percent(v, false, true));
-    out.push(percent(v, false, false));
-    out.push(percent(v, true, true));
+    for (form, upper) in [(false, true), (false, false), (true, true), (true, false)] {
+        out.push(percent(v, form, upper));
+    }
     out.extend(base64_cores(v.as_bytes()));
     // Rhai's own debug form of a string (`to_debug`, error values).
     out.push(format!("{v:?}").trim_matches('"').to_string());

@@ -287,6 +287,60 @@ fn canary_secret_never_printed_logged_or_in_errors() {
     }
 }
 
+/// A canary with the characters that change under encoding: never seen in any form.
+#[test]
+fn a_hostile_canary_is_scrubbed_in_every_encoding_and_from_config_load_on() {
+    let canary = "ca\"na\\ry'%ü 7788\nend";
+    let home = tempfile::tempdir().unwrap();
+    // Named by the config only: registered when the config loads, before any client connects.
+    std::fs::write(
+        home.path().join("ralf.yaml"),
+        "semaphore:\n  url: http://127.0.0.1:9\n  token_env: RALF_TEST_SEM_TOKEN\n",
+    )
+    .unwrap();
+    let script = "let t = env(\"RALF_TEST_SEM_TOKEN\");\n\
+         print(t);\n\
+         print(json::stringify(#{ t: t }));\n\
+         print(json::stringify(json::stringify(#{ t: t })));\n\
+         log::info(`log ${t}`, #{ tok: t });\n\
+         log::info(json::stringify([t]));\n\
+         throw `boom ${t}`;\n";
+    std::fs::write(home.path().join("leak.rhai"), script).unwrap();
+    let json = serde_json::to_string(canary).unwrap();
+    let json = &json[1..json.len() - 1];
+    let forms = [
+        canary.to_string(),
+        json.to_string(),
+        "ca%22na%5Cry%27%25%C3%BC%207788".to_string(),
+        "7788".to_string(),
+    ];
+    for fmt in ["human", "json"] {
+        let mut c = cmd(home.path());
+        c.env("RALF_TEST_SEM_TOKEN", canary)
+            .args(["--log-format", fmt, "leak.rhai"]);
+        let (code, out, err) = run(c);
+        assert_eq!(code, 1, "{out}\n{err}");
+        for f in &forms {
+            assert!(!out.contains(f.as_str()), "stdout has {f:?}: {out}");
+            assert!(!err.contains(f.as_str()), "stderr has {f:?}: {err}");
+        }
+        assert!(out.contains("«redacted»"), "{out}");
+    }
+    // The state store (history) holds the run's error, scrubbed.
+    let mut c = cmd(home.path());
+    c.env("RALF_TEST_SEM_TOKEN", canary).args(["history", "--json"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    for f in &forms {
+        assert!(!out.contains(f.as_str()), "history has {f:?}: {out}");
+    }
+    let db = std::fs::read(home.path().join(".state/ralf/state.db")).unwrap_or_default();
+    let db = String::from_utf8_lossy(&db);
+    for f in &forms {
+        assert!(!db.contains(f.as_str()), "state db has {f:?}");
+    }
+}
+
 #[test]
 fn secret_from_config_file_requires_private_mode() {
     let home = tempfile::tempdir().unwrap();

@@ -217,7 +217,7 @@ fn not_a_mapping_empty_and_non_utf8() {
             "a.yaml:1: expected a mapping of service keys (name, priority, ...), found a list"
                 .to_string(),
             "b.yaml:1: empty file (expected a service definition: name, priority, ...)".to_string(),
-            "c.yaml:2: not valid UTF-8 text (invalid byte at offset 8)".to_string(),
+            "c.yaml:2:1: not valid UTF-8 text (invalid byte 0xff)".to_string(),
         ]
     );
 }
