@@ -45,6 +45,46 @@ pub struct Config {
     /// Docker policy on every host (`docker::on`).
     #[serde(default)]
     pub docker: DockerConfig,
+    /// Engine limits for scripts.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `limits:`: how much a script may compute and build. Exceeding one is an error at the line
+/// that did it, never a crash.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Engine operations per script run (0: none); the REPL has none (default 10,000,000,000:
+    /// minutes of pure computation, far beyond any rollout, but a runaway loop ends).
+    #[serde(default = "default_ops")]
+    pub max_operations: u64,
+    /// Items an array (or bytes a blob) may be padded or created to (default 10,000,000).
+    #[serde(default = "default_items")]
+    pub max_array_size: usize,
+    /// Bytes a string may be padded to (default 256 MiB).
+    #[serde(default = "default_string")]
+    pub max_string_size: usize,
+}
+
+fn default_ops() -> u64 {
+    10_000_000_000
+}
+fn default_items() -> usize {
+    10_000_000
+}
+fn default_string() -> usize {
+    256 * 1024 * 1024
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_operations: default_ops(),
+            max_array_size: default_items(),
+            max_string_size: default_string(),
+        }
+    }
 }
 
 /// `docker:`: policy for `docker::on(..)` handles.

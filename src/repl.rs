@@ -315,6 +315,8 @@ impl Repl {
         // Modules imported on earlier lines are re-applied at run time, which strict mode cannot see
         // at compile time; undefined variables are still reported (at run time).
         se.engine.set_strict_variables(false);
+        // An interactive session is not bounded in operations (Ctrl-C stops a line).
+        se.engine.set_max_operations(0);
         let fns = crate::meta::functions(&se.engine, true);
         let namespaces = fns
             .iter()

@@ -328,7 +328,8 @@ fn a_hostile_canary_is_scrubbed_in_every_encoding_and_from_config_load_on() {
     }
     // The state store (history) holds the run's error, scrubbed.
     let mut c = cmd(home.path());
-    c.env("RALF_TEST_SEM_TOKEN", canary).args(["history", "--json"]);
+    c.env("RALF_TEST_SEM_TOKEN", canary)
+        .args(["history", "--json"]);
     let (code, out, err) = run(c);
     assert_eq!(code, 0, "{err}");
     for f in &forms {
@@ -599,4 +600,25 @@ fn a_closed_stdout_ends_listing_commands_quietly_with_their_normal_code() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert!(code == 0 || code == 1, "{args:?} exited {code}: {err}");
     }
+}
+
+#[test]
+fn a_runaway_loop_ends_at_the_operations_limit_with_a_clean_error() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("ralf.yaml"),
+        "limits:\n  max_operations: 200000\n",
+    )
+    .unwrap();
+    std::fs::write(
+        home.path().join("spin.rhai"),
+        "let n = 0;\nloop { n += 1; }\n",
+    )
+    .unwrap();
+    let mut c = cmd(home.path());
+    c.arg("spin.rhai");
+    let (code, out, err) = run(c);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("spin.rhai:2"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

@@ -8,6 +8,7 @@ pub mod core;
 pub mod dag;
 pub mod docker;
 pub mod exo;
+pub mod limits;
 pub mod net;
 pub mod notify;
 pub mod proxmox;
@@ -59,6 +60,7 @@ impl<T> AtCall<T> for RResult<T> {
 /// Register every domain. Adding a domain is one line here.
 pub fn register_all(engine: &mut Engine) {
     core::register(engine);
+    limits::register(engine);
     dag::register(engine);
     catalog::register(engine);
     semaphore::register(engine);

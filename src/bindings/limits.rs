@@ -1,0 +1,104 @@
+//! Checked versions of the calls that allocate in bulk (`pad` on arrays, strings and blobs,
+//! `blob(n)`): a size over the config's `limits:` is an `invalid` error at the call, where Rhai's
+//! own versions would ask for the memory at once and abort the process (`a.pad(2e9, 0)`).
+//! Rhai's data-size limits stay off because they re-measure a whole array after every method
+//! call on it (see `engine::build`).
+
+use crate::bindings::{host, AtCall};
+use crate::engine::error::{RResult, RalfError, RhaiResult};
+use rhai::{Array, Blob, Dynamic, Engine, ImmutableString, NativeCallContext, INT};
+
+pub fn register(engine: &mut Engine) {
+    engine.register_fn("pad", pad_array);
+    engine.register_fn("pad", pad_blob);
+    engine.register_fn("pad", pad_string_char);
+    engine.register_fn("pad", pad_string);
+    engine.register_fn("blob", blob_len);
+    engine.register_fn("blob", blob_len_value);
+}
+
+fn check(ctx: &NativeCallContext, what: &str, n: usize, string: bool) -> RResult<()> {
+    let h = host(ctx)?;
+    let l = &h.cfg().limits;
+    let (max, key, unit) = if string {
+        (l.max_string_size, "max_string_size", "bytes")
+    } else {
+        (l.max_array_size, "max_array_size", "items")
+    };
+    if n > max {
+        return Err(RalfError::invalid(format!(
+            "{what}: {n} {unit} is over the limit of {max} (limits.{key} in the config)"
+        )));
+    }
+    Ok(())
+}
+
+fn target(len: INT) -> usize {
+    usize::try_from(len).unwrap_or(0)
+}
+
+fn pad_array(ctx: NativeCallContext, a: &mut Array, len: INT, item: Dynamic) -> RhaiResult<()> {
+    let n = target(len);
+    if n > a.len() {
+        check(&ctx, "array.pad", n, false).at(&ctx)?;
+        a.resize(n, item);
+    }
+    Ok(())
+}
+
+fn pad_blob(ctx: NativeCallContext, b: &mut Blob, len: INT, value: INT) -> RhaiResult<()> {
+    let n = target(len);
+    if n > b.len() {
+        check(&ctx, "blob.pad", n, false).at(&ctx)?;
+        b.resize(n, (value & 0xff) as u8);
+    }
+    Ok(())
+}
+
+fn pad_string_char(
+    ctx: NativeCallContext,
+    s: &mut ImmutableString,
+    len: INT,
+    c: char,
+) -> RhaiResult<()> {
+    pad_string(ctx, s, len, c.to_string().as_str())
+}
+
+/// Pads to `len` characters (as Rhai's own does).
+fn pad_string(
+    ctx: NativeCallContext,
+    s: &mut ImmutableString,
+    len: INT,
+    with: &str,
+) -> RhaiResult<()> {
+    let n = target(len);
+    let have = s.chars().count();
+    if n <= have || with.is_empty() {
+        return Ok(());
+    }
+    let needed = s.len() + (n - have) * with.chars().next().map(char::len_utf8).unwrap_or(1);
+    check(&ctx, "string.pad", needed, true).at(&ctx)?;
+    let mut out = s.to_string();
+    let mut count = have;
+    'outer: while count < n {
+        for c in with.chars() {
+            if count >= n {
+                break 'outer;
+            }
+            out.push(c);
+            count += 1;
+        }
+    }
+    *s = out.into();
+    Ok(())
+}
+
+fn blob_len(ctx: NativeCallContext, len: INT) -> RhaiResult<Blob> {
+    blob_len_value(ctx, len, 0)
+}
+
+fn blob_len_value(ctx: NativeCallContext, len: INT, value: INT) -> RhaiResult<Blob> {
+    let n = target(len);
+    check(&ctx, "blob", n, false).at(&ctx)?;
+    Ok(vec![(value & 0xff) as u8; n])
+}
