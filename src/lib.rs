@@ -20,4 +20,5 @@ pub mod repl;
 pub mod scripttest;
 pub mod secrets;
 pub mod state;
+pub mod text;
 pub mod yaml;

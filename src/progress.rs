@@ -54,7 +54,9 @@ impl Progress {
         } else {
             ProgressBar::hidden()
         };
-        pb.set_message(crate::secrets::redact(&msg.into()));
+        pb.set_message(
+            crate::text::visible_controls(&crate::secrets::redact(&msg.into())).into_owned(),
+        );
         Spinner { pb }
     }
 
@@ -70,7 +72,9 @@ impl Progress {
         } else {
             ProgressBar::hidden()
         };
-        pb.set_message(crate::secrets::redact(&msg.into()));
+        pb.set_message(
+            crate::text::visible_controls(&crate::secrets::redact(&msg.into())).into_owned(),
+        );
         Spinner { pb }
     }
 
@@ -91,7 +95,9 @@ pub struct Spinner {
 
 impl Spinner {
     pub fn set_message(&self, msg: impl Into<String>) {
-        self.pb.set_message(crate::secrets::redact(&msg.into()));
+        self.pb.set_message(
+            crate::text::visible_controls(&crate::secrets::redact(&msg.into())).into_owned(),
+        );
     }
     pub fn inc(&self, n: u64) {
         self.pb.inc(n);

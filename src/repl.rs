@@ -488,8 +488,8 @@ impl Repl {
         match r {
             Ok(Outcome::Value(v)) => {
                 if print_value && !v.is_unit() {
-                    let text = self.show(v);
-                    println!("{}", crate::secrets::redact(&text));
+                    let text = crate::secrets::redact(&self.show(v));
+                    println!("{}", crate::text::visible_controls(&text));
                 }
                 (None, true)
             }

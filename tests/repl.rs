@@ -119,3 +119,25 @@ fn ctrl_c_clears_line_and_ctrl_d_leaves() {
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
 }
+
+#[test]
+fn escape_sequences_never_reach_the_terminal_raw() {
+    let home = tempfile::tempdir().unwrap();
+    let mut p = repl(home.path());
+    // A value shown by the REPL, and a printed one, each with a window-title and a clear-screen sequence.
+    p.send_line(r#"let hostile = "x\x1b]0;pwned\x07y\x1b[2Jz"; hostile"#)
+        .unwrap();
+    p.exp_string(r"x\x1b]0;pwned\x07y\x1b[2Jz").unwrap();
+    prompt(&mut p);
+    p.send_line(r#"print(`printed ${hostile}`)"#).unwrap();
+    p.exp_string("printed x").unwrap();
+    let line = p.exp_string("z").unwrap();
+    assert!(
+        !line.contains("\u{1b}]0;") && !line.contains("\u{1b}[2J"),
+        "raw: {line:?}"
+    );
+    assert!(line.contains(r"\x1b]0;pwned"), "{line:?}");
+    prompt(&mut p);
+    p.send_line(":quit").unwrap();
+    p.exp_eof().unwrap();
+}

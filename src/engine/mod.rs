@@ -53,8 +53,13 @@ pub fn build(host: &Arc<Host>) -> ScriptEngine {
     engine.set_fail_on_invalid_map_property(true);
 
     let progress = host.progress.clone();
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
     engine.on_print(move |s| {
-        let text = crate::secrets::redact(s);
+        let mut text = crate::secrets::redact(s);
+        if tty {
+            // Printed text often carries remote text: no escape sequence reaches the terminal raw.
+            text = crate::text::visible_controls(&text).into_owned();
+        }
         progress.suspend(|| {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
