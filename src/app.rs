@@ -134,7 +134,9 @@ pub fn run(cli: Cli) -> i32 {
         Some(Command::History { service, run, json }) => {
             crate::state::cli_history(&host, service, run, json)
         }
-        Some(Command::Resume { run_id }) => crate::state::cli_resume(&host, &run_id),
+        Some(Command::Resume { run_id, abandon }) => {
+            crate::state::cli_resume(&host, &run_id, abandon)
+        }
         Some(Command::Lab {
             command,
             setup,
@@ -158,6 +160,7 @@ pub fn run(cli: Cli) -> i32 {
             if let Some(expr) = cli.eval {
                 run_eval(&host, &expr)
             } else if let Some(script) = cli.script {
+                let host = continue_interrupted(&host, &script, &cli.args);
                 run_script(&host, &script, cli.args)
             } else {
                 crate::repl::run(&host)
@@ -285,6 +288,23 @@ pub fn run_eval(host: &Arc<Host>, expr: &str) -> i32 {
         crate::state::finish_run(&host, code);
         code
     })
+}
+
+/// The host for a fresh start of `script ARGS`: the interrupted run of it, when there is one
+/// (see [`crate::state::interrupted_run`]), else `host` itself.
+fn continue_interrupted(host: &Arc<Host>, script: &Path, args: &[String]) -> Arc<Host> {
+    let abs = std::fs::canonicalize(script).unwrap_or_else(|_| script.to_path_buf());
+    match crate::state::interrupted_run(host, &abs.display().to_string(), args) {
+        Some(r) => {
+            tracing::warn!(
+                target: "ralf::state",
+                "run {} of this script ({}, started {}) did not finish: resuming it instead of starting over, so no step runs twice (`ralf-sh resume --abandon {}` closes it)",
+                r.id, r.status, r.started_at, r.id
+            );
+            host.with_run_id(r.id)
+        }
+        None => host.clone(),
+    }
 }
 
 pub fn run_script(host: &Arc<Host>, script: &Path, args: Vec<String>) -> i32 {

@@ -107,9 +107,13 @@ pub enum Command {
         json: bool,
     },
     /// Continue an interrupted run: finished steps are skipped, running tasks re-attached
+    /// (a new run of the same script and arguments does this by itself)
     Resume {
         #[arg(value_name = "RUN_ID")]
         run_id: String,
+        /// Close the interrupted run on purpose instead: the next run of its script starts over
+        #[arg(long)]
+        abandon: bool,
     },
     /// Run a script against local stand-ins of Semaphore, Proxmox and the LLM (and lab hosts)
     #[command(

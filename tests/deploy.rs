@@ -403,6 +403,90 @@ fn kill_9_then_resume_finishes_without_redoing_work() {
     assert!(tasks.len() >= before);
 }
 
+/// Cron's next tick after a crash: a fresh `deploy_all` (not `resume`) continues the interrupted
+/// run, so no task is started twice; `resume --abandon` closes a run on purpose.
+#[test]
+fn kill_9_then_a_fresh_run_continues_without_duplicate_tasks() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = Served::start(home.path());
+    slow_templates(&lab, 1500);
+    let mut child = spawn_deploy_all(&lab, home.path());
+    wait_for(
+        || {
+            lab.tasks()
+                .iter()
+                .any(|t| t["message"].as_str().unwrap_or("").contains("deploy n8n"))
+        },
+        "a wave-2 task",
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let crashed = runs(&lab.state)[0].0.clone();
+    let mut c = lab.cmd(home.path());
+    c.arg(script("deploy_all.rhai"));
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains(&format!("run {crashed} of this script")),
+        "{err}"
+    );
+    let st = statuses(&lab.state);
+    assert_eq!(
+        st.values().filter(|s| *s == "deployed").count(),
+        7,
+        "{st:?}"
+    );
+    let per = deploy_tasks_per(&lab.tasks(), "message");
+    assert_eq!(per.len(), 7, "{per:?}");
+    assert!(per.values().all(|n| *n == 1), "duplicate tasks: {per:?}");
+    let rs = runs(&lab.state);
+    assert_eq!(
+        rs.len(),
+        1,
+        "the crashed run was continued, not a new one: {rs:?}"
+    );
+    assert_eq!(rs[0].1, "ok", "{rs:?}");
+}
+
+#[test]
+fn an_abandoned_run_is_not_continued() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = Served::start(home.path());
+    slow_templates(&lab, 1500);
+    let mut child = spawn_deploy_all(&lab, home.path());
+    // Past postgresql's snapshot (a kill inside the snapshot step is issue 15's resume case).
+    wait_for(
+        || {
+            lab.tasks().iter().any(|t| {
+                t["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("deploy postgresql")
+            })
+        },
+        "postgresql's apply task",
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let crashed = runs(&lab.state)[0].0.clone();
+    let mut c = lab.cmd(home.path());
+    c.args(["resume", "--abandon", &crashed]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("run {crashed} abandoned")), "{out}");
+    let mut c = lab.cmd(home.path());
+    c.arg(script("deploy_all.rhai"));
+    let (code, _, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("did not finish: resuming"), "{err}");
+    let rs = runs(&lab.state);
+    assert_eq!(rs.len(), 2, "{rs:?}");
+    assert!(
+        rs.iter().any(|r| r.0 == crashed && r.1 == "abandoned"),
+        "{rs:?}"
+    );
+}
+
 #[test]
 fn dag_schedule_starts_services_without_waiting_for_the_wave_and_still_skips_dependents() {
     let home = tempfile::tempdir().unwrap();

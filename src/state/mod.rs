@@ -190,6 +190,32 @@ pub fn begin_run(host: &Host, script: &str, args: &[String]) {
     }
 }
 
+/// The interrupted run that a fresh start of `script ARGS` continues instead of starting over:
+/// the newest run of the same script and arguments on this machine, when it never finished (its
+/// process is gone) or was cancelled, and some of its steps did not finish. Starting over would
+/// start a second Semaphore task for a step whose task may still be running; resuming re-attaches.
+pub fn interrupted_run(host: &Host, script: &str, args: &[String]) -> Option<RunRecord> {
+    let st = existing_store(host).ok()??;
+    let r = st
+        .runs(500)
+        .ok()?
+        .into_iter()
+        .find(|r| r.script == script && r.args == args)?;
+    if !matches!(r.status.as_str(), "interrupted" | "cancelled") || r.host != lock::hostname() {
+        return None;
+    }
+    let steps = st.steps(&r.id).ok()?;
+    let done: std::collections::HashSet<&str> = steps
+        .iter()
+        .filter(|s| s.status == "done")
+        .map(|s| s.key.as_str())
+        .collect();
+    steps
+        .iter()
+        .any(|s| !done.contains(s.key.as_str()))
+        .then_some(r)
+}
+
 /// Called by `app` when the run ends: records the end and exit code, releases the run lock.
 /// Does nothing when the run never used the state store.
 pub fn finish_run(host: &Host, exit_code: i32) {
@@ -506,7 +532,7 @@ pub fn cli_history(
 
 /// `ralf-sh resume RUN_ID`: re-run the recorded script with its args under the same run id;
 /// steps already done are skipped by `run::step`.
-pub fn cli_resume(host: &Arc<Host>, run_id: &str) -> i32 {
+pub fn cli_resume(host: &Arc<Host>, run_id: &str, abandon: bool) -> i32 {
     let path = state_path(host);
     let fail = |msg: String, code: i32| {
         eprintln!("error: {}", crate::secrets::redact(&msg));
@@ -535,6 +561,27 @@ pub fn cli_resume(host: &Arc<Host>, run_id: &str) -> i32 {
         }
         Err(e) => return fail(e.message, crate::engine::exit::FAILED),
     };
+    if abandon {
+        if run.status == "running" {
+            return fail(
+                format!(
+                    "run {run_id} is still running (pid {} on {}); stop it first",
+                    run.pid, run.host
+                ),
+                crate::engine::exit::LOCKED,
+            );
+        }
+        return match st.end_run(run_id, "abandoned", crate::engine::exit::FAILED) {
+            Ok(()) => {
+                crate::outln!(
+                    "run {run_id} abandoned: a new run of {} starts over instead of resuming it (Semaphore tasks it started are not stopped)",
+                    run.script
+                );
+                crate::engine::exit::OK
+            }
+            Err(e) => fail(e.message, crate::engine::exit::FAILED),
+        };
+    }
     match run.status.as_str() {
         "ok" => {
             crate::outln!("run {run_id} already completed successfully; nothing to resume");
