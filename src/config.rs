@@ -575,7 +575,8 @@ fn validate(cfg: &Config, path: &Path, text: &str) -> RResult<()> {
         "strict" | "accept_new" => {}
         other => {
             return Err(RalfError::config(format!(
-                "{p}: ssh.known_hosts must be `strict` or `accept_new`, got `{other}`"
+                "{p}:{}: ssh.known_hosts must be `strict` or `accept_new`, got `{other}`",
+                key_line(text, "ssh", "known_hosts")
             )))
         }
     }
@@ -583,7 +584,8 @@ fn validate(cfg: &Config, path: &Path, text: &str) -> RResult<()> {
         if let Some(d) = &llm.fallback_decision {
             if !matches!(d.as_str(), "proceed" | "wait" | "skip") {
                 return Err(RalfError::config(format!(
-                    "{p}: llm.fallback_decision must be proceed, wait or skip, got `{d}`"
+                    "{p}:{}: llm.fallback_decision must be proceed, wait or skip, got `{d}`",
+                    key_line(text, "llm", "fallback_decision")
                 )));
             }
         }
@@ -594,13 +596,15 @@ fn validate(cfg: &Config, path: &Path, text: &str) -> RResult<()> {
             Some("local") => continue,
             Some(other) => {
                 return Err(RalfError::config(format!(
-                    "{p}: hosts.{name}.transport must be `ssh` or `local`, got `{other}`"
+                    "{p}:{}: hosts.{name}.transport must be `ssh` or `local`, got `{other}`",
+                    key_line(text, "hosts", name)
                 )))
             }
         }
         if h.address.trim().is_empty() {
             return Err(RalfError::config(format!(
-                "{p}: hosts.{name}.address is missing or empty (an ssh host needs one; `transport: local` runs on this machine)"
+                "{p}:{}: hosts.{name}.address is missing or empty (an ssh host needs one; `transport: local` runs on this machine)",
+                key_line(text, "hosts", name)
             )));
         }
     }

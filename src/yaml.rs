@@ -44,6 +44,21 @@ pub fn text(bytes: &[u8]) -> Result<&str, Problem> {
         }
     })?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Some((i, c)) = text
+        .char_indices()
+        .find(|&(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        let line = text[..i].matches('\n').count() + 1;
+        let start = text[..i].rfind('\n').map(|p| p + 1).unwrap_or(0);
+        return Err(Problem {
+            line,
+            column: text[start..i].chars().count() + 1,
+            message: format!(
+                "control character U+{:04X} is not allowed in YAML",
+                c as u32
+            ),
+        });
+    }
     check(text)?;
     Ok(text)
 }
