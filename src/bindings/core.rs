@@ -711,4 +711,19 @@ mod error_mod {
         })?;
         Ok(RalfError::new(k, message).to_dynamic())
     }
+
+    /// One line for any caught value, the way uncaught errors read: `[kind] message` for errors
+    /// raised by ralf-sh (or made with `error::make`), the text itself for a script's own `throw`.
+    /// For logs and reports: `${e}` would show an error as a raw map.
+    ///
+    /// ```rhai
+    /// try { json::parse("{"); } catch (e) { assert(error::text(e).starts_with("[invalid] ")); }
+    /// try { throw "mine"; } catch (e) { assert(error::text(e) == "mine"); }
+    /// ```
+    pub fn text(e: Dynamic) -> String {
+        match RalfError::from_dynamic(&e) {
+            Some(r) => crate::secrets::redact(&format!("[{}] {}", r.kind.as_str(), r.message)),
+            None => crate::secrets::redact(&e.to_string()),
+        }
+    }
 }
