@@ -312,6 +312,7 @@ pub fn run_script(host: &Arc<Host>, script: &Path, args: Vec<String>) -> i32 {
     let script = script.to_path_buf();
     on_script_thread(move || {
         *host.script.write() = Some(script.clone());
+        *host.args.write() = args.clone();
         let se = engine::build(&host);
         let ast = match se.compile_file(&script) {
             Ok(a) => a,

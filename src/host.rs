@@ -80,6 +80,8 @@ pub struct Host {
     pub progress: Progress,
     /// The script being run (None for -e and the REPL).
     pub script: RwLock<Option<PathBuf>>,
+    /// The script's arguments (`ARGS`; `args::argv()`).
+    pub args: RwLock<Vec<String>>,
     journal: RwLock<Option<Arc<dyn Journal>>>,
     dry_run_log: Mutex<Vec<DryRunAction>>,
     /// Typed per-domain state (clients cache sessions here: ssh masters, http clients ...).
@@ -116,6 +118,7 @@ impl Host {
             run_id: new_run_id(),
             progress: Progress::new(),
             script: RwLock::new(None),
+            args: RwLock::new(Vec::new()),
             journal: RwLock::new(None),
             dry_run_log: Mutex::new(Vec::new()),
             extensions: Mutex::new(anymap::Map::default()),
@@ -132,6 +135,7 @@ impl Host {
             run_id,
             progress: self.progress.clone(),
             script: RwLock::new(self.script.read().clone()),
+            args: RwLock::new(self.args.read().clone()),
             journal: RwLock::new(self.journal.read().clone()),
             dry_run_log: Mutex::new(Vec::new()),
             extensions: Mutex::new(anymap::Map::default()),

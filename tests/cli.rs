@@ -622,3 +622,72 @@ fn a_runaway_loop_ends_at_the_operations_limit_with_a_clean_error() {
     assert!(err.contains("spin.rhai:2"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// Every shipped script has a usage: `--help` exits 0 and lists the options; a bad option is one
+/// line on stderr and exit 2, before the script does anything.
+#[test]
+fn shipped_scripts_have_help_and_usage_errors() {
+    let home = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (script, wants) in [
+        (
+            "deploy_all.rhai",
+            &[
+                "--priority VALUE",
+                "--parallel N",
+                "--[no-]advisor",
+                "--dag",
+                "--only A,B",
+            ][..],
+        ),
+        ("deploy_service.rhai", &["NAME", "--[no-]advisor"][..]),
+        ("status.rhai", &["--[no-]live"][..]),
+        ("rollback.rhai", &["NAME [SNAPSHOT]"][..]),
+        (
+            "runbook.rhai",
+            &["--group VALUE", "--service VALUE", "--timeout VALUE"][..],
+        ),
+        (
+            "release.rhai",
+            &[
+                "COMMIT ENV",
+                "--vps-attempts N",
+                "--retry-delay N",
+                "--pve A,B",
+            ][..],
+        ),
+    ] {
+        let path = repo.join("scripts").join(script);
+        let mut c = cmd(home.path());
+        c.arg(&path).arg("--help");
+        let (code, out, err) = run(c);
+        assert_eq!(code, 0, "{script} --help: {out}{err}");
+        assert!(out.starts_with("usage: ralf-sh "), "{script}: {out}");
+        for w in wants {
+            assert!(out.contains(w), "{script} --help lacks {w}: {out}");
+        }
+        let mut c = cmd(home.path());
+        c.arg(&path).arg("--no-such-option");
+        let (code, out, err) = run(c);
+        assert_eq!(code, 2, "{script}: {out}{err}");
+        assert_eq!(err.lines().count(), 1, "{script}: one line: {err}");
+        assert!(
+            err.contains("unknown option `--no-such-option`"),
+            "{script}: {err}"
+        );
+    }
+    let mut c = cmd(home.path());
+    c.arg(repo.join("scripts/deploy_all.rhai"))
+        .args(["--parallel", "zero"]);
+    let (code, _, err) = run(c);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("`--parallel` needs a whole number, got `zero`"),
+        "{err}"
+    );
+    let mut c = cmd(home.path());
+    c.arg(repo.join("scripts/deploy_service.rhai"));
+    let (code, _, err) = run(c);
+    assert_eq!(code, 2);
+    assert!(err.contains("missing NAME"), "{err}");
+}

@@ -3,6 +3,7 @@
 //! Bindings are thin: they decode arguments/options, call a client in `crate::clients`, and turn
 //! results into Rhai values. They reach the run's [`Host`] with [`host`].
 
+pub mod args;
 pub mod catalog;
 pub mod core;
 pub mod dag;
@@ -60,6 +61,7 @@ impl<T> AtCall<T> for RResult<T> {
 /// Register every domain. Adding a domain is one line here.
 pub fn register_all(engine: &mut Engine) {
     core::register(engine);
+    args::register(engine);
     limits::register(engine);
     dag::register(engine);
     catalog::register(engine);
