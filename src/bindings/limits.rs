@@ -6,15 +6,88 @@
 
 use crate::bindings::{host, AtCall};
 use crate::engine::error::{RResult, RalfError, RhaiResult};
+use rhai::plugin::*;
 use rhai::{Array, Blob, Dynamic, Engine, ImmutableString, NativeCallContext, INT};
 
 pub fn register(engine: &mut Engine) {
-    engine.register_fn("pad", pad_array);
-    engine.register_fn("pad", pad_blob);
-    engine.register_fn("pad", pad_string_char);
-    engine.register_fn("pad", pad_string);
-    engine.register_fn("blob", blob_len);
-    engine.register_fn("blob", blob_len_value);
+    engine.register_global_module(exported_module!(limits_mod).into());
+}
+
+#[export_module]
+mod limits_mod {
+    use super::*;
+
+    /// Pad an array with `item` to `len` items; more than `limits.max_array_size` is an `invalid`
+    /// error (never an out-of-memory abort).
+    ///
+    /// ```rhai
+    /// let a = [1]; a.pad(3, 0); assert(a == [1, 0, 0]);
+    /// try { a.pad(2000000000, 0); } catch (e) { assert(e.kind == "invalid"); }
+    /// ```
+    #[rhai_fn(name = "pad", return_raw)]
+    pub fn pad_a(ctx: NativeCallContext, a: &mut Array, len: INT, item: Dynamic) -> RhaiResult<()> {
+        pad_array(ctx, a, len, item)
+    }
+
+    /// Pad a blob with the byte `value` to `len` bytes, within `limits.max_array_size`.
+    ///
+    /// ```rhai
+    /// let b = blob(1, 7); b.pad(3, 0); assert(b.len() == 3);
+    /// ```
+    #[rhai_fn(name = "pad", return_raw)]
+    pub fn pad_b(ctx: NativeCallContext, b: &mut Blob, len: INT, value: INT) -> RhaiResult<()> {
+        pad_blob(ctx, b, len, value)
+    }
+
+    /// Pad a string with a character to `len` characters, within `limits.max_string_size` bytes.
+    ///
+    /// ```rhai
+    /// let s = "ab"; s.pad(4, '.'); assert(s == "ab..");
+    /// ```
+    #[rhai_fn(name = "pad", return_raw)]
+    pub fn pad_c(
+        ctx: NativeCallContext,
+        s: &mut ImmutableString,
+        len: INT,
+        c: char,
+    ) -> RhaiResult<()> {
+        pad_string_char(ctx, s, len, c)
+    }
+
+    /// Pad a string with repeats of `with` to `len` characters, within `limits.max_string_size`.
+    ///
+    /// ```rhai
+    /// let s = "a"; s.pad(5, "xy"); assert(s == "axyxy");
+    /// ```
+    #[rhai_fn(name = "pad", return_raw)]
+    pub fn pad_s(
+        ctx: NativeCallContext,
+        s: &mut ImmutableString,
+        len: INT,
+        with: &str,
+    ) -> RhaiResult<()> {
+        pad_string(ctx, s, len, with)
+    }
+
+    /// A blob of `len` zero bytes, within `limits.max_array_size`.
+    ///
+    /// ```rhai
+    /// assert(blob(4).len() == 4);
+    /// ```
+    #[rhai_fn(name = "blob", return_raw)]
+    pub fn blob_n(ctx: NativeCallContext, len: INT) -> RhaiResult<Blob> {
+        blob_len(ctx, len)
+    }
+
+    /// A blob of `len` bytes of `value`, within `limits.max_array_size`.
+    ///
+    /// ```rhai
+    /// assert(blob(2, 255)[1] == 255);
+    /// ```
+    #[rhai_fn(name = "blob", return_raw)]
+    pub fn blob_nv(ctx: NativeCallContext, len: INT, value: INT) -> RhaiResult<Blob> {
+        blob_len_value(ctx, len, value)
+    }
 }
 
 fn check(ctx: &NativeCallContext, what: &str, n: usize, string: bool) -> RResult<()> {
