@@ -1,0 +1,153 @@
+//! The API's top-level routes: version, nodes, cluster resources, node task lists and logs, and the
+//! dispatch to a guest's routes.
+
+use super::*;
+
+pub(super) fn api_route(
+    app: &App,
+    method: &Method,
+    path: &str,
+    params: &[(String, String)],
+    caller: &Caller,
+) -> ApiResult {
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut st = app.state.lock();
+    match (method.as_str(), segs.as_slice()) {
+        ("GET", ["version"]) => Ok(json!({"version": "9.2.11", "release": "9.2", "repoid": "14a22df35955"})),
+        ("GET", ["nodes"]) => Ok(Value::Array(
+            st.nodes
+                .iter()
+                .map(|n| {
+                    json!({"node": n, "status": "online", "cpu": 0.03, "maxcpu": 8, "mem": 4_294_967_296u64,
+                    "maxmem": 34_359_738_368u64, "uptime": 86400, "level": "", "ssl_fingerprint": st.fingerprint,
+                    "id": format!("node/{n}"), "type": "node"})
+                })
+                .collect(),
+        )),
+        ("GET", ["nodes", node, "status"]) => {
+            check_node(&st, node)?;
+            Ok(json!({"uptime": 86400, "loadavg": ["0.10", "0.08", "0.05"], "cpu": 0.03, "wait": 0.0,
+                "memory": {"total": 34_359_738_368u64, "used": 4_294_967_296u64, "free": 30_064_771_072u64},
+                "pveversion": "pve-manager/9.2.11/14a22df35955", "kversion": "Linux 6.14.8-2-pve"}))
+        }
+        ("GET", ["cluster", "resources"]) => {
+            check_params(params, &["type"])?;
+            let ty = str_param(params, "type");
+            if let Some(t) = ty {
+                if !matches!(t, "vm" | "storage" | "node" | "sdn") {
+                    return Err(param_err("type", format!("value '{t}' does not have a value in the enumeration 'vm, storage, node, sdn'")));
+                }
+            }
+            let mut out = Vec::new();
+            if ty.is_none() || ty == Some("node") {
+                for n in &st.nodes {
+                    out.push(json!({"id": format!("node/{n}"), "type": "node", "node": n, "status": "online"}));
+                }
+            }
+            if ty.is_none() || ty == Some("vm") {
+                for g in st.guests.values() {
+                    let mut v = json!({"id": format!("{}/{}", g.kind.as_str(), g.vmid), "type": g.kind.as_str(),
+                        "vmid": g.vmid, "node": g.node, "name": g.name(),
+                        "status": if g.running { "running" } else { "stopped" },
+                        "maxmem": g.maxmem(), "uptime": g.uptime(), "template": 0});
+                    if let Some(l) = &g.lock {
+                        v["lock"] = json!(l);
+                    }
+                    out.push(v);
+                }
+            }
+            Ok(Value::Array(out))
+        }
+        ("GET", ["nodes", node, kind @ ("lxc" | "qemu")]) => {
+            check_node(&st, node)?;
+            Ok(Value::Array(
+                st.guests
+                    .values()
+                    .filter(|g| g.node == *node && g.kind.as_str() == *kind)
+                    .map(status_json)
+                    .collect(),
+            ))
+        }
+        ("GET", ["nodes", node, "tasks"]) => {
+            check_node(&st, node)?;
+            let list: Vec<Value> = st
+                .tasks
+                .iter()
+                .rev()
+                .filter(|t| t.node == *node && t.exitstatus.is_some())
+                .map(|t| {
+                    let mut v = task_status_json(t);
+                    v["status"] = json!(t.exitstatus);
+                    v["endtime"] = json!(t.endtime);
+                    v
+                })
+                .collect();
+            let n = list.len();
+            Ok(json!({"__total": n, "data": list}))
+        }
+        ("GET", ["nodes", node, "tasks", upid, "status"]) => {
+            check_node(&st, node)?;
+            let t = find_task(&st, upid)?;
+            Ok(task_status_json(t))
+        }
+        ("GET", ["nodes", node, "tasks", upid, "log"]) => {
+            check_node(&st, node)?;
+            check_params(params, &["start", "limit", "download"])?;
+            let start = int_param(params, "start")?.unwrap_or(0).max(0) as usize;
+            let limit = int_param(params, "limit")?.unwrap_or(50).max(0) as usize;
+            let t = find_task(&st, upid)?;
+            let total = t.log.len();
+            let lines: Vec<Value> = if t.log.is_empty() {
+                vec![json!({"n": 1, "t": "no content"})]
+            } else {
+                t.log
+                    .iter()
+                    .enumerate()
+                    .skip(start)
+                    .take(if limit == 0 { usize::MAX } else { limit })
+                    .map(|(i, l)| json!({"n": i + 1, "t": l}))
+                    .collect()
+            };
+            Ok(json!({"__total": total, "data": lines}))
+        }
+        (m, ["nodes", node, kind @ ("lxc" | "qemu"), vmid, rest @ ..]) => {
+            check_node(&st, node)?;
+            let vmid: u32 = vmid
+                .parse()
+                .map_err(|_| param_err("vmid", format!("type check ('integer') failed - got '{vmid}'")))?;
+            let found = st
+                .guests
+                .get(&vmid)
+                .filter(|g| g.node == *node && g.kind.as_str() == *kind)
+                .is_some();
+            if !found {
+                let file = if *kind == "lxc" {
+                    format!("nodes/{node}/lxc/{vmid}.conf")
+                } else {
+                    format!("nodes/{node}/qemu-server/{vmid}.conf")
+                };
+                if rest.is_empty() && m == "GET" {
+                    return Err(not_impl(method, path));
+                }
+                return Err(err(500, format!("Configuration file '{file}' does not exist")));
+            }
+            guest_route(app, &mut st, method, path, vmid, rest, params, caller)
+        }
+        _ => Err(not_impl(method, path)),
+    }
+}
+
+pub(super) fn check_node(st: &LabState, node: &str) -> Result<(), ApiErr> {
+    if st.nodes.iter().any(|n| n == node) {
+        Ok(())
+    } else {
+        Err(err(
+            500,
+            format!("hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"),
+        ))
+    }
+}
