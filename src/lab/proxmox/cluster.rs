@@ -17,7 +17,7 @@ pub(super) fn api_route(
         .collect();
     let mut st = app.state.lock();
     match (method.as_str(), segs.as_slice()) {
-        ("GET", ["version"]) => Ok(json!({"version": "9.2.11", "release": "9.2", "repoid": "14a22df35955"})),
+        ("GET", ["version"]) => Ok(app.profile.version_json()),
         ("GET", ["nodes"]) => Ok(Value::Array(
             st.nodes
                 .iter()
@@ -32,7 +32,7 @@ pub(super) fn api_route(
             check_node(&st, node)?;
             Ok(json!({"uptime": 86400, "loadavg": ["0.10", "0.08", "0.05"], "cpu": 0.03, "wait": 0.0,
                 "memory": {"total": 34_359_738_368u64, "used": 4_294_967_296u64, "free": 30_064_771_072u64},
-                "pveversion": "pve-manager/9.2.11/14a22df35955", "kversion": "Linux 6.14.8-2-pve"}))
+                "pveversion": app.profile.pveversion(), "kversion": app.profile.kversion()}))
         }
         ("GET", ["cluster", "resources"]) => {
             check_params(params, &["type"])?;
@@ -56,6 +56,10 @@ pub(super) fn api_route(
                         "maxmem": g.maxmem(), "uptime": g.uptime(), "template": 0});
                     if let Some(l) = &g.lock {
                         v["lock"] = json!(l);
+                    }
+                    // `Cluster.pm`: HA-managed guests carry the HA resource's state.
+                    if g.ha_managed {
+                        v["hastate"] = json!(g.ha_state);
                     }
                     out.push(v);
                 }
@@ -101,6 +105,13 @@ pub(super) fn api_route(
             let limit = int_param(params, "limit")?.unwrap_or(50).max(0) as usize;
             let t = find_task(&st, upid)?;
             let total = t.log.len();
+            // `PVE::Tools::dump_logfile`: `total` counts every line; `limit=0` reads to the end
+            // only since libpve-common-perl 7.3-1 (before, it returns no line); an empty log
+            // gets the "no content" placeholder.
+            let take = match limit {
+                0 if app.profile.log_limit0_is_whole() => usize::MAX,
+                n => n,
+            };
             let lines: Vec<Value> = if t.log.is_empty() {
                 vec![json!({"n": 1, "t": "no content"})]
             } else {
@@ -108,17 +119,19 @@ pub(super) fn api_route(
                     .iter()
                     .enumerate()
                     .skip(start)
-                    .take(if limit == 0 { usize::MAX } else { limit })
+                    .take(take)
                     .map(|(i, l)| json!({"n": i + 1, "t": l}))
                     .collect()
             };
-            Ok(json!({"__total": total, "data": lines}))
+            Ok(json!({"__total": total.max(1), "data": lines}))
         }
         (m, ["nodes", node, kind @ ("lxc" | "qemu"), vmid, rest @ ..]) => {
             check_node(&st, node)?;
             let vmid: u32 = vmid
                 .parse()
                 .map_err(|_| param_err("vmid", format!("type check ('integer') failed - got '{vmid}'")))?;
+            // The parameter schema is checked before the handler looks the guest up.
+            super::snapshots::schema_check(&app.profile, method, kind, rest, params)?;
             let found = st
                 .guests
                 .get(&vmid)

@@ -81,6 +81,21 @@ pub(super) fn control(app: &App, method: &Method, rest: &str, body: &[u8]) -> Re
                     }
                     None => bad("expected {\"ms\": N}".into()),
                 },
+                ("POST", ["ha"]) => match body["managed"].as_bool() {
+                    Some(m) => {
+                        g.ha_managed = m;
+                        g.ha_state = if g.running { "started" } else { "stopped" }.into();
+                        ok(json!({"ha_managed": m}))
+                    }
+                    None => bad("expected {\"managed\": true|false}".into()),
+                },
+                ("POST", ["flock_timeout"]) => match body["times"].as_u64() {
+                    Some(n) => {
+                        g.flock_timeouts = n as u32;
+                        ok(json!({"flock_timeouts": n}))
+                    }
+                    None => bad("expected {\"times\": N}".into()),
+                },
                 ("POST", ["running"]) => match body["running"].as_bool() {
                     Some(r) => {
                         g.running = r;

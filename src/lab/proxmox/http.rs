@@ -50,12 +50,25 @@ pub(super) fn json_response(status: u16, body: Value) -> Response {
     r
 }
 
-pub(super) fn error_response(e: ApiErr) -> Response {
-    let mut body = json!({"data": null, "message": format!("{}\n", e.message.trim_end())});
+/// An error answer as the modelled release writes it: the text always in the HTTP reason phrase
+/// (its first line, as `PVE::APIServer::AnyEvent::response` does), and in the body's `message`
+/// only from libpve-http-server-perl 5.2.0 on; per-parameter `errors` in every release.
+pub(super) fn error_response(profile: Profile, e: ApiErr) -> Response {
+    let mut body = json!({"data": null});
+    if profile.message_in_body() {
+        body["message"] = json!(format!("{}\n", e.message.trim_end()));
+    }
     if let Some(errs) = e.errors {
         body["errors"] = Value::Object(errs);
     }
-    json_response(e.status, body)
+    let mut r = json_response(e.status, body);
+    let first = e.message.lines().next().unwrap_or_default().trim_end();
+    if !first.is_empty() {
+        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(first.as_bytes().to_vec()) {
+            r.extensions_mut().insert(reason);
+        }
+    }
+    r
 }
 
 pub(super) async fn unauthorized(app: &App) -> Response {

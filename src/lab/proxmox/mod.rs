@@ -1,21 +1,39 @@
 //! Proxmox VE stand-in: an HTTPS server (self-signed certificate generated at start) that speaks the
 //! subset of the PVE API in `specs/PROXMOX.md`: token and ticket auth (CSRF on writes), the `{"data": ...}`
-//! envelope, 400 with per-parameter `errors`, 500 with `message`, 501 for unknown paths, nodes, LXC and
-//! QEMU guests with status, config and snapshots (incl. the `current` pseudo-entry), locks while an
-//! operation runs, and UPID tasks that take time, keep a log and end `OK` or with an error.
+//! envelope, 400 with per-parameter `errors`, 500s whose text is in the reason phrase (and, on 9.2,
+//! in the body's `message`), 501 for unknown paths, nodes, LXC and QEMU guests with status, config
+//! and snapshots (incl. the `current` pseudo-entry), locks while an operation runs, and UPID tasks
+//! that take time, keep a log and end `OK` or with an error.
+//!
+//! It behaves like one Proxmox VE release, chosen by `SpawnOpts::version` (`ralf-sh lab
+//! --pve-version 7.2|8.2|9.2`); what differs is listed in [`profiles`]. In every release:
+//! - CT 2030 (`ha-proxy`) is HA-managed: start/stop answer with a `hastart`/`hastop` task that ends
+//!   before the guest changes state (it does a few task durations later);
+//! - CT 2031 (`file-share`) has its root disk on directory storage: a snapshot task fails with
+//!   "snapshot feature is not available".
+//!
+//! Files: `state` (guests, tasks, seeding), `http` (errors, forms, auth headers, parameter checks),
+//! `cluster` (top-level routes), `guests` (status, config, power, HA), `snapshots`, `tasks`,
+//! `control` (below), `profiles` (the releases).
 //!
 //! Control API (no auth, outside `/api2`), for failure injection from tests:
 //! - `GET  /_lab/state`                        whole state as JSON
 //! - `GET  /_lab/guests/{vmid}`                one guest (incl. `lab_marker`)
 //! - `POST /_lab/guests/{vmid}/marker`         `{"value": "..."}`: change the guest's "disk content" marker
 //! - `POST /_lab/guests/{vmid}/config`         `{"key": value, ...}`: change config behind the API's back
-//!   (`lab_hang_on_shutdown: 1` makes a shutdown without `forceStop` fail with `container did not stop`)
+//!   (`lab_hang_on_shutdown: 1` makes a shutdown without `forceStop` fail with `container did not stop`;
+//!   `rootfs: "local:N/vm-N-disk-0.raw"` puts the disk on storage without snapshots)
 //! - `POST /_lab/guests/{vmid}/fail_next`      `{"message": "..."}`: the guest's next task fails with it
 //! - `POST /_lab/guests/{vmid}/lock`           `{"lock": "backup"}`; `DELETE` removes it
 //! - `POST /_lab/guests/{vmid}/slow`           `{"ms": 5000}`: extra time for this guest's tasks
+//! - `POST /_lab/guests/{vmid}/running`        `{"running": true}`: change the state behind the API's back
+//! - `POST /_lab/guests/{vmid}/ha`             `{"managed": true}`: put the guest under HA (or take it out)
+//! - `POST /_lab/guests/{vmid}/flock_timeout`  `{"times": N}`: the next N operations that take the
+//!   guest's config flock fail with "can't lock file '...' - got timeout"
 //! - `POST /_lab/tasks/duration`               `{"ms": 300}`: base duration of every task
 
 use crate::engine::error::{RResult, RalfError};
+pub use crate::lab::profiles::PveVersion;
 use axum::body::Bytes;
 use axum::extract::State as AxState;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
@@ -55,6 +73,8 @@ pub struct SpawnOpts {
     pub task_time: Duration,
     /// Folder with catalog YAML files whose services name a `guest` (default `catalog/projects`).
     pub catalog_dir: Option<PathBuf>,
+    /// The Proxmox VE release to behave like (see [`profiles`]).
+    pub version: PveVersion,
 }
 
 impl Default for SpawnOpts {
@@ -63,6 +83,7 @@ impl Default for SpawnOpts {
             auth_fail_delay: Duration::from_secs(3),
             task_time: Duration::from_millis(300),
             catalog_dir: Some(PathBuf::from("catalog/projects")),
+            version: PveVersion::default(),
         }
     }
 }
@@ -74,6 +95,7 @@ impl SpawnOpts {
             auth_fail_delay: Duration::from_millis(20),
             task_time: Duration::from_millis(150),
             catalog_dir: None,
+            version: PveVersion::default(),
         }
     }
 }
@@ -137,6 +159,7 @@ pub fn config_section(info: &Value, token_env: &str) -> crate::config::ProxmoxCo
 pub async fn start(lab: &mut super::Lab) -> RResult<()> {
     let h = spawn(SpawnOpts {
         catalog_dir: Some(lab.setup.catalog()),
+        version: lab.setup.pve,
         ..SpawnOpts::default()
     })
     .await?;
@@ -155,6 +178,7 @@ pub(super) struct App {
     pub(super) token_id: String,
     pub(super) token_secret: String,
     pub(super) auth_fail_delay: Duration,
+    pub(super) profile: Profile,
 }
 
 /// Start the stand-in on 127.0.0.1 (ephemeral port). Must be called within a tokio runtime.
@@ -226,6 +250,7 @@ pub async fn spawn(opts: SpawnOpts) -> RResult<Handle> {
         token_id: "root@pam!ralf".into(),
         token_secret: token_secret.clone(),
         auth_fail_delay: opts.auth_fail_delay,
+        profile: Profile::new(opts.version),
     });
     let listener = std::net::TcpListener::bind("127.0.0.1:0")
         .map_err(|e| RalfError::io(format!("lab proxmox: bind: {e}")))?;
@@ -273,27 +298,27 @@ pub(super) async fn handle(
     }
     app.state.lock().requests += 1;
     let Some(rest) = path.strip_prefix("/api2/") else {
-        return error_response(err(
-            501,
-            format!("Method '{method} {path}' not implemented"),
-        ));
+        return error_response(
+            app.profile,
+            err(501, format!("Method '{method} {path}' not implemented")),
+        );
     };
     let Some(api_path) = rest.strip_prefix("json") else {
-        return error_response(err(501, "no such uri"));
+        return error_response(app.profile, err(501, "no such uri"));
     };
     let api_path = if api_path.is_empty() { "/" } else { api_path };
     if !api_path.starts_with('/') {
-        return error_response(err(501, "no such uri"));
+        return error_response(app.profile, err(501, "no such uri"));
     }
 
     // Parameters: query + body (form or JSON); query values win.
     let mut params: Vec<(String, String)> = Vec::new();
     if !body.is_empty() {
         if method == Method::GET || method == Method::DELETE {
-            return error_response(err(
-                501,
-                format!("Unexpected content for method '{method}'"),
-            ));
+            return error_response(
+                app.profile,
+                err(501, format!("Unexpected content for method '{method}'")),
+            );
         }
         let ctype = headers
             .get("content-type")
@@ -311,12 +336,15 @@ pub(super) async fn handle(
                         params.push((k, s));
                     }
                 }
-                _ => return error_response(err(400, "malformed JSON body")),
+                _ => return error_response(app.profile, err(400, "malformed JSON body")),
             }
         } else if ctype.starts_with("application/x-www-form-urlencoded") {
             params.extend(parse_form(&String::from_utf8_lossy(&body)));
         } else {
-            let mut r = error_response(err(506, format!("unsupported content type '{ctype}'")));
+            let mut r = error_response(
+                app.profile,
+                err(506, format!("unsupported content type '{ctype}'")),
+            );
             *r.status_mut() = StatusCode::from_u16(506).unwrap_or(StatusCode::BAD_REQUEST);
             return r;
         }
@@ -335,7 +363,7 @@ pub(super) async fn handle(
         }
         if method == Method::POST {
             if token_header(&headers).is_some() {
-                return error_response(err(
+                return error_response(app.profile, err(
                     403,
                     "Permission check failed (URI /access/ticket not available with API token, need proper ticket.)",
                 ));
@@ -384,7 +412,7 @@ pub(super) async fn handle(
             json_response(200, json!({"data": data, "total": total}))
         }
         Ok(v) => json_response(200, json!({ "data": v })),
-        Err(e) => error_response(e),
+        Err(e) => error_response(app.profile, e),
     }
 }
 
@@ -404,7 +432,7 @@ pub(super) async fn login(app: &App, params: &[(String, String)]) -> Response {
     let pw = get("password").unwrap_or_default();
     if user != app.user || pw != app.password {
         tokio::time::sleep(app.auth_fail_delay).await;
-        return error_response(err(401, "authentication failure"));
+        return error_response(app.profile, err(401, "authentication failure"));
     }
     let t = now();
     let ticket = format!(

@@ -2,6 +2,62 @@
 
 use super::*;
 
+/// The parameter schema of the snapshot routes (`pve-snapshot-name` = `pve-configid`, max 40;
+/// `additionalProperties => 0`), which the real server checks before the handler runs, so a bad
+/// name gives 400 `errors.snapname` even for a guest that does not exist. The rollback schema has
+/// `start` only where the profile has it.
+pub(super) fn schema_check(
+    profile: &Profile,
+    method: &Method,
+    kind: &str,
+    rest: &[&str],
+    params: &[(String, String)],
+) -> Result<(), ApiErr> {
+    let name_ok = |n: &str| {
+        if valid_configid(n) {
+            Ok(())
+        } else {
+            Err(param_err(
+                "snapname",
+                format!("invalid format - invalid configuration ID '{n}'"),
+            ))
+        }
+    };
+    match (method.as_str(), rest) {
+        ("POST", ["snapshot"]) => {
+            let mut allowed = vec!["snapname", "description"];
+            if kind == "qemu" {
+                allowed.push("vmstate");
+            }
+            check_params(params, &allowed)?;
+            match str_param(params, "snapname") {
+                None => Err(param_err(
+                    "snapname",
+                    "property is missing and it is not optional",
+                )),
+                Some(n) => name_ok(n),
+            }
+        }
+        ("POST", ["snapshot", name, "rollback"]) => {
+            let allowed: &[&str] = if profile.rollback_start() {
+                &["start"]
+            } else {
+                &[]
+            };
+            check_params(params, allowed)?;
+            bool_param(params, "start")?;
+            name_ok(name)
+        }
+        ("DELETE", ["snapshot", name]) => {
+            check_params(params, &["force"])?;
+            bool_param(params, "force")?;
+            name_ok(name)
+        }
+        (_, ["snapshot", name, ..]) => name_ok(name),
+        _ => Ok(()),
+    }
+}
+
 /// `.../{vmid}/snapshot...` routes of an existing guest.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn route(
@@ -79,6 +135,10 @@ pub(super) fn route(
                     let g = st.guests.get_mut(&vmid).expect("guest");
                     if g.snapshots.iter().any(|s| s.name == name) {
                         return Err(format!("snapshot name '{name}' already used"));
+                    }
+                    // `AbstractConfig::snapshot_prepare`: the storage must support snapshots.
+                    if !g.can_snapshot() {
+                        return Err("snapshot feature is not available".into());
                     }
                     log.push(format!("create snapshot '{name}'"));
                     g.snapshots.push(Snapshot {

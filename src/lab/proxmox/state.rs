@@ -58,6 +58,13 @@ pub struct Guest {
     pub lab_marker: String,
     pub fail_next: Option<String>,
     pub slow_ms: u64,
+    /// Managed by the HA stack (`ha-manager add ct:N`): start/stop become `hastart`/`hastop`
+    /// request tasks, and the guest changes state only later.
+    pub ha_managed: bool,
+    /// The HA resource's requested state (`started` / `stopped`), as `hastate` shows it.
+    pub ha_state: String,
+    /// The next N operations that take the guest's config flock time out.
+    pub flock_timeouts: u32,
 }
 
 impl Guest {
@@ -91,6 +98,58 @@ impl Guest {
         } else {
             0
         }
+    }
+    /// The volumes that hold the guest's disks (`rootfs`/`mpN`, `scsiN`/`virtioN`/...), no CD-ROMs.
+    pub(super) fn volumes(&self) -> Vec<String> {
+        self.config
+            .iter()
+            .filter(|(k, _)| {
+                let base = k.trim_end_matches(|c: char| c.is_ascii_digit());
+                let numbered = base.len() < k.len();
+                match self.kind {
+                    Kind::Lxc => k.as_str() == "rootfs" || (base == "mp" && numbered),
+                    Kind::Qemu => {
+                        numbered
+                            && matches!(
+                                base,
+                                "scsi" | "virtio" | "sata" | "ide" | "efidisk" | "tpmstate"
+                            )
+                    }
+                }
+            })
+            .filter_map(|(_, v)| v.as_str().map(String::from))
+            .filter(|v| !v.contains("media=cdrom") && !v.starts_with("none"))
+            .collect()
+    }
+    /// Whether every disk sits on storage that can snapshot. The lab's storages: `local-lvm`
+    /// (lvmthin), `local-zfs`, `ceph` can; `local` (a directory) and `nfs*` can only with qcow2
+    /// images (raw files and container subvolumes there cannot).
+    pub(super) fn can_snapshot(&self) -> bool {
+        self.volumes().iter().all(|v| {
+            let (storage, rest) = v.split_once(':').unwrap_or((v.as_str(), ""));
+            let file_based = storage == "local" || storage.starts_with("nfs");
+            let volume = rest.split(',').next().unwrap_or_default();
+            !file_based || volume.ends_with(".qcow2")
+        })
+    }
+    /// The file `PVE::LXC::Config` / `PVE::QemuConfig` flock the config with.
+    pub(super) fn lock_file(&self) -> String {
+        match self.kind {
+            Kind::Lxc => format!("/run/lock/lxc/pve-config-{}.lock", self.vmid),
+            Kind::Qemu => format!("/var/lock/qemu-server/lock-{}.conf", self.vmid),
+        }
+    }
+    /// Take the config flock: `Err` with the real text (`PVE::Tools::lock_file_full`) when an
+    /// injected timeout is due.
+    pub(super) fn flock(&mut self) -> Result<(), String> {
+        if self.flock_timeouts > 0 {
+            self.flock_timeouts -= 1;
+            return Err(format!(
+                "can't lock file '{}' - got timeout",
+                self.lock_file()
+            ));
+        }
+        Ok(())
     }
     pub(super) fn locked_msg(&self) -> Option<String> {
         self.lock
@@ -175,6 +234,9 @@ pub(super) struct Seed {
     pub(super) kind: Kind,
     pub(super) node: Option<String>,
     pub(super) running: bool,
+    pub(super) ha: bool,
+    /// Storage of the disks (default `local-lvm`).
+    pub(super) storage: &'static str,
 }
 
 pub(super) fn builtin_seeds() -> Vec<Seed> {
@@ -184,6 +246,8 @@ pub(super) fn builtin_seeds() -> Vec<Seed> {
         kind,
         node: node.map(String::from),
         running,
+        ha: false,
+        storage: "local-lvm",
     };
     vec![
         s(2010, "postgresql", Kind::Lxc, Some("pve"), true),
@@ -193,6 +257,17 @@ pub(super) fn builtin_seeds() -> Vec<Seed> {
         s(4012, "n8n", Kind::Lxc, Some("pve2"), false),
         s(4013, "exo", Kind::Qemu, Some("pve2"), true),
         s(9000, "lab-vm", Kind::Qemu, Some("pve2"), false),
+        // Managed by HA: start/stop only ask the HA stack, which acts a little later.
+        Seed {
+            ha: true,
+            ..s(2030, "ha-proxy", Kind::Lxc, Some("pve"), false)
+        },
+        // Its root disk is a directory-storage subvolume: snapshots fail ("snapshot feature is
+        // not available").
+        Seed {
+            storage: "local",
+            ..s(2031, "file-share", Kind::Lxc, Some("pve"), true)
+        },
     ]
 }
 
@@ -238,6 +313,8 @@ pub(super) fn collect_guests(v: &serde_yaml::Value, key_name: Option<&str>, out:
                         kind: kind.unwrap_or(Kind::Lxc),
                         node,
                         running: vmid % 5 != 3,
+                        ha: false,
+                        storage: "local-lvm",
                     });
                 }
             }
@@ -319,10 +396,12 @@ pub(super) fn new_guest(s: Seed, nodes: &[String]) -> Guest {
             config.insert("memory".into(), json!(1024));
             config.insert("swap".into(), json!(512));
             config.insert("cores".into(), json!(2));
-            config.insert(
-                "rootfs".into(),
-                json!(format!("local-lvm:vm-{}-disk-0,size=8G", s.vmid)),
-            );
+            let rootfs = if s.storage == "local" {
+                format!("local:{0}/vm-{0}-disk-0.raw,size=8G", s.vmid)
+            } else {
+                format!("{}:vm-{}-disk-0,size=8G", s.storage, s.vmid)
+            };
+            config.insert("rootfs".into(), json!(rootfs));
             config.insert(
                 "net0".into(),
                 json!("name=eth0,bridge=vmbr0,ip=dhcp,type=veth"),
@@ -337,7 +416,7 @@ pub(super) fn new_guest(s: Seed, nodes: &[String]) -> Guest {
             config.insert("ostype".into(), json!("l26"));
             config.insert(
                 "scsi0".into(),
-                json!(format!("local-lvm:vm-{}-disk-0,size=32G", s.vmid)),
+                json!(format!("{}:vm-{}-disk-0,size=32G", s.storage, s.vmid)),
             );
             config.insert(
                 "net0".into(),
@@ -359,6 +438,9 @@ pub(super) fn new_guest(s: Seed, nodes: &[String]) -> Guest {
         lab_marker: "initial".into(),
         fail_next: None,
         slow_ms: 0,
+        ha_managed: s.ha,
+        ha_state: if s.running { "started" } else { "stopped" }.into(),
+        flock_timeouts: 0,
     }
 }
 

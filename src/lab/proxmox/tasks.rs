@@ -121,6 +121,8 @@ where
         None => None,
     };
     let holds_lock = lock.is_some() && early.is_none();
+    // Workers lock the guest's config file; the HA request workers only call `ha-manager`.
+    let takes_flock = !kind.starts_with("ha");
     let upid = new_task(st, &node, kind, vmid, &caller.user, caller.tokenid.clone());
     if let Some(t) = st.tasks.iter_mut().find(|t| t.upid == upid) {
         t.log.push(format!(
@@ -139,6 +141,11 @@ where
         } else if let Some(f) = fail {
             lines.push("lab: injected failure".into());
             Err(f)
+        } else if let Some(m) = takes_flock
+            .then(|| st.guests.get_mut(&vmid).and_then(|g| g.flock().err()))
+            .flatten()
+        {
+            Err(m)
         } else {
             work(&mut st, &mut lines)
         };
