@@ -79,6 +79,39 @@ pub mod guest_handles {
         Ok(v["status"].as_str() == Some("running"))
     }
 
+    /// Whether the storage of the guest's disks can take snapshots (`GET .../feature?feature=snapshot`).
+    /// Directory or NFS storage with raw images or container volumes cannot; a snapshot there fails
+    /// with `invalid` (details `unsupported: "snapshot"`).
+    ///
+    /// ```rhai
+    /// let pve = proxmox::connect();
+    /// assert(pve.guest(2010).snapshot_supported());
+    /// assert(!pve.guest(2031).snapshot_supported());
+    /// ```
+    #[rhai_fn(global, name = "snapshot_supported", return_raw)]
+    pub fn guest_snapshot_supported(ctx: NativeCallContext, g: &mut Guest) -> RhaiResult<bool> {
+        let h = host(&ctx)?;
+        let c = g.c.clone();
+        let gr = g.g.clone();
+        block_on(&h, "proxmox feature", None, async move {
+            c.has_feature(&gr, "snapshot").await
+        })
+        .at(&ctx)
+    }
+
+    /// Whether the HA stack manages the guest (`/cluster/resources` lists it with a `hastate`).
+    /// Its `start()`/`stop()` then wait until the guest really is running/stopped.
+    ///
+    /// ```rhai
+    /// let pve = proxmox::connect();
+    /// assert(pve.guest(2030).ha_managed);
+    /// assert(!pve.guest(2010).ha_managed);
+    /// ```
+    #[rhai_fn(global, get = "ha_managed", pure)]
+    pub fn guest_ha_managed(g: &mut Guest) -> bool {
+        g.g.raw.get("hastate").is_some()
+    }
+
     /// The guest's current status: `status`, `name`, `cpu`, `mem`, `maxmem`, `uptime`, `lock` (when
     /// locked), `qmpstatus` (VMs), ...
     ///
@@ -158,7 +191,9 @@ pub mod guest_handles {
         .at(&ctx)
     }
 
-    /// Start the guest and wait for the task. Starting a running container throws `conflict`.
+    /// Start the guest and wait for the task. Starting a running container throws `conflict`. For
+    /// an HA-managed guest the task (`hastart`) only asks the HA stack, so this also waits until the
+    /// guest runs (within the same deadline, default 10m; `timeout` when it does not).
     ///
     /// ```rhai
     /// let g = proxmox::connect().guest(9000);
@@ -187,7 +222,8 @@ pub mod guest_handles {
         power(&ctx, g, "start", o)
     }
 
-    /// Hard-stop the guest (no clean shutdown) and wait for the task.
+    /// Hard-stop the guest (no clean shutdown) and wait for the task; for an HA-managed guest
+    /// (`hastop`) also until it has stopped.
     ///
     /// ```rhai
     /// let g = proxmox::connect().guest(2013);
@@ -270,7 +306,9 @@ pub mod guest_handles {
 
     /// Take a snapshot and wait for it. The name is checked against Proxmox's rules first (starts
     /// with a letter; letters, digits, `_`, `-`; 2..40 chars; not `current`): a bad name throws
-    /// `invalid` without contacting the server.
+    /// `invalid` without contacting the server. On storage without snapshot support the task fails
+    /// ("snapshot feature is not available"): `invalid` with details `unsupported: "snapshot"`
+    /// (`snapshot_supported()` asks first); a config-lock timeout is `locked`.
     ///
     /// ```rhai
     /// let g = proxmox::connect().guest(2010);
@@ -345,8 +383,11 @@ pub mod guest_handles {
         rollback_impl(&ctx, g, name, RollbackOpts::default())
     }
 
-    /// Roll back with `#{ start, timeout, wait }`; `start: true` starts the guest afterwards and
-    /// waits until it runs.
+    /// Roll back with `#{ start, start_fallback, timeout, wait }`; `start: true` starts the guest
+    /// afterwards and waits until it runs. `start` is sent only when true: PVE <= 7.2 does not know
+    /// it, and there the binding rolls back and then starts the guest with a start task of its own
+    /// (a warning says so); `start_fallback: false` makes that an `invalid` error instead (details
+    /// `unsupported: "rollback_start"`), before anything is rolled back.
     ///
     /// ```rhai
     /// let g = proxmox::connect().guest(10015);
@@ -448,9 +489,50 @@ fn power(
 ) -> RhaiResult<Dynamic> {
     let label = format!("{action} {}", guest_label(&g.g));
     let gr = g.g.clone();
-    run_task(ctx, &g.c, label, o.wait, o.timeout, move |c| async move {
+    let started = Instant::now();
+    let wait = o.wait.unwrap_or(true);
+    let deadline = o.timeout.map(|t| t.0).unwrap_or(DEFAULT_WAIT);
+    let t = run_task(ctx, &g.c, label, o.wait, o.timeout, move |c| async move {
         c.power(&gr, action, &[]).await
+    })?;
+    let want = match action {
+        "start" => "running",
+        "stop" | "shutdown" => "stopped",
+        _ => return Ok(t),
+    };
+    if wait {
+        settle_ha(ctx, g, &t, want, deadline.saturating_sub(started.elapsed()))?;
+    }
+    Ok(t)
+}
+
+/// An HA-managed guest's start/stop task (`hastart`/`hastop`, or any task of a guest that
+/// `/cluster/resources` lists with a `hastate`) only asks the HA stack, which acts later: wait until
+/// the guest is `want`, within what is left of the deadline.
+fn settle_ha(
+    ctx: &NativeCallContext,
+    g: &Guest,
+    t: &Dynamic,
+    want: &'static str,
+    left: Duration,
+) -> RhaiResult<()> {
+    let Some(task) = t.clone().try_cast::<PveTask>() else {
+        return Ok(()); // dry run
+    };
+    let ha_task = pve::Upid::parse(&task.upid).is_ok_and(|u| u.kind.starts_with("ha"));
+    if !ha_task && g.g.raw.get("hastate").is_none() {
+        return Ok(());
+    }
+    let h = host(ctx)?;
+    let c = g.c.clone();
+    let gr = g.g.clone();
+    let what = format!("proxmox: wait until {} is {want} (HA)", guest_label(&g.g));
+    block_on(&h, &what, None, async move {
+        c.wait_guest_status(&gr, want, left.max(Duration::from_millis(1)))
+            .await
     })
+    .at(ctx)?;
+    Ok(())
 }
 
 fn shutdown_impl(ctx: &NativeCallContext, g: &Guest, o: ShutdownOpts) -> RhaiResult<Dynamic> {
@@ -466,14 +548,26 @@ fn shutdown_impl(ctx: &NativeCallContext, g: &Guest, o: ShutdownOpts) -> RhaiRes
     }
     // The task may take the whole grace period plus a hard stop.
     let wait_for = Secs(Duration::from_secs(grace.unwrap_or(60) + 120));
-    run_task(
+    let started = Instant::now();
+    let wait = o.wait.unwrap_or(true);
+    let t = run_task(
         ctx,
         &g.c,
         label,
         o.wait,
         Some(wait_for),
         move |c| async move { c.power(&gr, "shutdown", &params).await },
-    )
+    )?;
+    if wait {
+        settle_ha(
+            ctx,
+            g,
+            &t,
+            "stopped",
+            wait_for.0.saturating_sub(started.elapsed()),
+        )?;
+    }
+    Ok(t)
 }
 
 fn snapshot_impl(
@@ -503,6 +597,7 @@ fn rollback_impl(
         .map_err(RalfError::invalid)
         .at(ctx)?;
     let start = o.start.unwrap_or(false);
+    let fallback = o.start_fallback.unwrap_or(true);
     let action = format!(
         "roll back {} to `{name}`{}",
         guest_label(&g.g),
@@ -510,31 +605,79 @@ fn rollback_impl(
     );
     let gr = g.g.clone();
     let n = name.to_string();
+    let started = Instant::now();
     let deadline = o.timeout.map(|t| t.0).unwrap_or(DEFAULT_WAIT);
     let wait = o.wait.unwrap_or(true);
+    // PVE <= 7.2 has no rollback `start`: roll back, then start with a task of its own.
+    let separate_start = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sep = separate_start.clone();
+    let label = guest_label(&g.g);
     let t = run_task(ctx, &g.c, action, o.wait, o.timeout, move |c| async move {
-        c.rollback(&gr, &n, start).await
+        match c.rollback(&gr, &n, start).await {
+            Err(e) if fallback && e.details["unsupported"] == "rollback_start" => {
+                tracing::warn!(
+                    "proxmox: {label}: this server cannot start a guest as part of a rollback (PVE < 7.3); rolling back, then starting it with a separate start task"
+                );
+                sep.store(true, std::sync::atomic::Ordering::SeqCst);
+                c.rollback(&gr, &n, false).await
+            }
+            r => r,
+        }
     })?;
-    if start && wait && !t.is_unit() {
-        // Proxmox starts the guest in a separate task spawned by the rollback: wait until it runs.
+    if !(start && wait) || t.is_unit() {
+        return Ok(t);
+    }
+    let left = deadline.saturating_sub(started.elapsed());
+    if separate_start.load(std::sync::atomic::Ordering::SeqCst) {
         let h = host(ctx)?;
-        let c = g.c.clone();
-        let gr = g.g.clone();
-        block_on(
-            &h,
-            "proxmox start after rollback",
-            Some(deadline),
-            async move {
-                loop {
-                    let s = c.status(&gr).await?;
-                    if s["status"].as_str() == Some("running") {
-                        return Ok(());
-                    }
-                    tokio::time::sleep(Duration::from_millis(100).min(c.poll)).await;
-                }
+        h.record_event(
+            "proxmox.rollback_start_fallback",
+            serde_json::json!({"vmid": g.g.vmid, "snapshot": name}),
+        );
+        if g.running_now(ctx)? {
+            return Ok(t); // a VM with a RAM snapshot resumes on its own
+        }
+        let _start_task = power(
+            ctx,
+            g,
+            "start",
+            ActionOpts {
+                timeout: Some(Secs(left.max(Duration::from_secs(1)))),
+                wait: Some(true),
             },
+        )?;
+        return Ok(t);
+    }
+    // Proxmox starts the guest in a separate task spawned by the rollback: wait until it runs.
+    let h = host(ctx)?;
+    let c = g.c.clone();
+    let gr = g.g.clone();
+    block_on(&h, "proxmox start after rollback", Some(left), async move {
+        loop {
+            let s = c.status(&gr).await?;
+            if s["status"].as_str() == Some("running") {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100).min(c.poll)).await;
+        }
+    })
+    .at(ctx)?;
+    Ok(t)
+}
+
+impl Guest {
+    /// Whether the guest runs right now (one status call).
+    fn running_now(&self, ctx: &NativeCallContext) -> RhaiResult<bool> {
+        let h = host(ctx)?;
+        let c = self.c.clone();
+        let gr = self.g.clone();
+        let v = block_on(
+            &h,
+            "proxmox status",
+            None,
+            async move { c.status(&gr).await },
         )
         .at(ctx)?;
+        Ok(v["status"].as_str() == Some("running"))
     }
-    Ok(t)
 }

@@ -12,7 +12,7 @@ use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 use serde::Deserialize;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 mod guest;
 mod task;
@@ -97,6 +97,9 @@ struct SnapshotOpts {
 struct RollbackOpts {
     /// Start the guest after the rollback (default false: it stays stopped).
     start: Option<bool>,
+    /// On a server without the rollback `start` parameter (PVE <= 7.2), roll back and then start
+    /// the guest with a start task of its own (default true; false: fail with `invalid`).
+    start_fallback: Option<bool>,
     timeout: Option<Secs>,
     wait: Option<bool>,
 }

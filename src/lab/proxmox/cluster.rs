@@ -30,8 +30,16 @@ pub(super) fn api_route(
         )),
         ("GET", ["nodes", node, "status"]) => {
             check_node(&st, node)?;
+            let release = app.profile.kversion().split_whitespace().nth(1).unwrap_or_default();
             Ok(json!({"uptime": 86400, "loadavg": ["0.10", "0.08", "0.05"], "cpu": 0.03, "wait": 0.0,
-                "memory": {"total": 34_359_738_368u64, "used": 4_294_967_296u64, "free": 30_064_771_072u64},
+                "memory": {"total": 34_359_738_368u64, "used": 4_294_967_296u64, "free": 30_064_771_072u64,
+                    "available": 30_064_771_072u64},
+                "rootfs": {"total": 100_861_726_720u64, "used": 9_663_676_416u64, "free": 91_198_050_304u64,
+                    "avail": 86_000_000_000u64},
+                "cpuinfo": {"cores": 8, "cpus": 8, "sockets": 1, "model": "AMD Ryzen 7 5700G with Radeon Graphics"},
+                "boot-info": {"mode": "efi", "secureboot": 0},
+                "current-kernel": {"sysname": "Linux", "release": release, "machine": "x86_64",
+                    "version": app.profile.kversion().split_once(" #").map(|(_, v)| format!("#{v}")).unwrap_or_default()},
                 "pveversion": app.profile.pveversion(), "kversion": app.profile.kversion()}))
         }
         ("GET", ["cluster", "resources"]) => {

@@ -39,7 +39,7 @@ impl Profile {
         match self.version {
             PveVersion::V7_2 => "Linux 5.15.60-2-pve #1 SMP PVE 5.15.60-2",
             PveVersion::V8_2 => "Linux 6.8.8-2-pve #1 SMP PREEMPT_DYNAMIC PMX 6.8.8-2",
-            PveVersion::V9_2 => "Linux 6.14.8-2-pve",
+            PveVersion::V9_2 => "Linux 6.14.8-2-pve #1 SMP PREEMPT_DYNAMIC PMX 6.14.8-2",
         }
     }
 
