@@ -34,11 +34,12 @@ fn pve(lab: &Served, method: &str, path: &str, body: Option<Value>) -> Value {
 
 fn snapshot_tasks(lab: &Served, vmid: u32) -> usize {
     let st = pve(lab, "GET", "state", None);
+    let id = vmid.to_string();
     st["tasks"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|t| t["kind"] == "vzsnapshot" && t["id"] == vmid.to_string())
+        .filter(|t| t["kind"] == "vzsnapshot" && t["id"] == id.as_str())
         .count()
 }
 
