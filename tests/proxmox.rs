@@ -434,25 +434,8 @@ fn control_api_over_https() {
     });
 }
 
-/// Run the script-level tests in tests/rhai/proxmox.rhai with the binary against the lab.
-#[test]
-fn rhai_script_tests() {
-    let rt = rt();
-    let h = rt.block_on(spawn(SpawnOpts::fast())).unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let section = ralf_sh::lab::proxmox::config_section(&h.info(), "RALF_TEST_PVE_TOKEN");
-    let cfg = ralf_sh::config::Config {
-        proxmox: Some(section),
-        ..Default::default()
-    };
-    let cfg = serde_yaml::to_string(&cfg).unwrap();
-    std::fs::write(home.path().join("ralf.yaml"), cfg).unwrap();
-    let mut c = common::cmd(home.path());
-    c.env("RALF_TEST_PVE_TOKEN", &h.token_secret);
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rhai/proxmox.rhai");
-    common::script_tests(c, &file, 8);
-    drop(h);
-}
+// The script-level tests (tests/rhai/proxmox.rhai) run on every version profile in
+// tests/proxmox_versions.rs.
 
 #[test]
 fn unreachable_server_is_unavailable() {

@@ -64,7 +64,7 @@ fn spec_of(m: &Map) -> RResult<Spec> {
         if !["usage", "about", "options", "help", "positional", "rest"].contains(&k.as_str()) {
             let hint = crate::engine::options::did_you_mean(
                 k,
-                ["usage", "about", "options", "help", "positional", "rest"].into_iter(),
+                ["usage", "about", "options", "help", "positional", "rest"],
             )
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();

@@ -6,12 +6,16 @@
 //! polled until the task stops. TLS is verified by default; a self-signed cluster is accepted by
 //! pinning the SHA-256 fingerprint of its certificate, or through a CA file.
 
+pub mod errors;
 pub mod exec;
 pub mod names;
+mod tasks;
 pub mod tls;
 
 use crate::config::ProxmoxConfig;
 use crate::engine::error::{ErrorKind, RResult, RalfError};
+pub use errors::{flock_timeout_file, http_error, lock_name, NO_SNAPSHOT_FEATURE};
+use errors::{guest_error, task_error, task_hint};
 pub use names::{check_snapshot_name, Kind, Upid};
 use parking_lot::Mutex;
 use reqwest::Method;
@@ -333,7 +337,7 @@ impl Client {
             .send()
             .await
             .map_err(|e| self.transport_error(e, "POST /access/ticket"))?;
-        let data = self.envelope(resp, "POST /access/ticket", None).await?;
+        let data = self.envelope(resp, "POST /access/ticket").await?["data"].take();
         let ticket = data["ticket"].as_str().unwrap_or_default().to_string();
         let csrf = data["CSRFPreventionToken"]
             .as_str()
@@ -366,6 +370,17 @@ impl Client {
 
     /// One API call; returns the envelope's `data`.
     pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> RResult<Value> {
+        let mut body = self.request(method, path, params).await?;
+        Ok(body["data"].take())
+    }
+
+    /// One API call; returns the whole envelope (`data`, and `total` where the server counts).
+    pub async fn request(
         &self,
         method: Method,
         path: &str,
@@ -412,7 +427,7 @@ impl Client {
             .send()
             .await
             .map_err(|e| self.transport_error(e, &what))?;
-        self.envelope(resp, &what, None).await
+        self.envelope(resp, &what).await
     }
 
     fn transport_error(&self, e: reqwest::Error, what: &str) -> RalfError {
@@ -433,14 +448,15 @@ impl Client {
             .with("url", url)
     }
 
-    /// Decode a response: `data` on 2xx, a typed error otherwise.
-    async fn envelope(
-        &self,
-        resp: reqwest::Response,
-        what: &str,
-        _vmid: Option<u32>,
-    ) -> RResult<Value> {
+    /// Decode a response: the envelope on 2xx, a typed error otherwise. Proxmox servers before
+    /// libpve-http-server-perl 5.2.0 put the error text only in the HTTP reason phrase, which
+    /// hyper keeps in the response extensions when it differs from the canonical one.
+    async fn envelope(&self, resp: reqwest::Response, what: &str) -> RResult<Value> {
         let status = resp.status();
+        let reason = resp
+            .extensions()
+            .get::<hyper::ext::ReasonPhrase>()
+            .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned());
         let bytes = resp
             .bytes()
             .await
@@ -448,7 +464,7 @@ impl Client {
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         if status.is_success() {
             return match body.get("data") {
-                Some(d) => Ok(d.clone()),
+                Some(_) => Ok(body),
                 None => Err(RalfError::internal(format!(
                     "proxmox: {what}: answer is not a {{\"data\": ...}} envelope: {}",
                     String::from_utf8_lossy(&bytes)
@@ -458,7 +474,7 @@ impl Client {
                 ))),
             };
         }
-        Err(http_error(status.as_u16(), &body, what))
+        Err(http_error(status.as_u16(), &body, reason.as_deref(), what))
     }
 
     // ---- cluster, nodes, guests ----
@@ -554,13 +570,84 @@ impl Client {
         upid_of(self.guest_call(g, Method::POST, "/snapshot", &p).await?)
     }
 
+    /// `POST .../snapshot/{name}/rollback`; `start=1` only when `start` (the parameter exists since
+    /// PVE 7.3, and older nodes reject any unknown parameter). On a node without it, the answer is
+    /// an `invalid` error saying so (details `unsupported: "rollback_start"`), and nothing was done.
     pub async fn rollback(&self, g: &GuestRef, name: &str, start: bool) -> RResult<String> {
         check_snapshot_name(name, Some(g.kind)).map_err(RalfError::invalid)?;
-        let p = vec![("start", if start { "1" } else { "0" }.to_string())];
-        upid_of(
-            self.guest_call(g, Method::POST, &format!("/snapshot/{name}/rollback"), &p)
-                .await?,
-        )
+        let mut p = Vec::new();
+        if start {
+            p.push(("start", "1".to_string()));
+        }
+        let path = format!("/snapshot/{name}/rollback");
+        match self.guest_call(g, Method::POST, &path, &p).await {
+            Ok(v) => upid_of(v),
+            Err(e)
+                if start
+                    && e.kind == ErrorKind::Invalid
+                    && e.details["errors"].get("start").is_some() =>
+            {
+                let version = self.version["version"].as_str().unwrap_or("?");
+                Err(RalfError::invalid(format!(
+                    "proxmox: {} {} on {}: this server (Proxmox VE {version}) does not support starting the guest after a rollback (the rollback `start` parameter came with PVE 7.3); nothing was rolled back. Roll back without `start` and start the guest afterwards.",
+                    g.kind.prefix(), g.vmid, g.node
+                ))
+                .with("unsupported", "rollback_start")
+                .with("server_version", version)
+                .with("vmid", g.vmid)
+                .with("status", 400))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether the guest's storage can do `feature` (`snapshot`, `clone`, `copy`):
+    /// `GET .../feature?feature=...` (`hasFeature`).
+    pub async fn has_feature(&self, g: &GuestRef, feature: &str) -> RResult<bool> {
+        let v = self
+            .guest_call(
+                g,
+                Method::GET,
+                "/feature",
+                &[("feature", feature.to_string())],
+            )
+            .await?;
+        Ok(match &v["hasFeature"] {
+            Value::Bool(b) => *b,
+            Value::Number(n) => n.as_i64().unwrap_or(0) != 0,
+            Value::String(s) => !s.is_empty() && s != "0",
+            _ => false,
+        })
+    }
+
+    /// Poll the guest's status until it is `want` (`running` / `stopped`) or `deadline` passes
+    /// (`timeout`). For HA-managed guests, whose start/stop task only asks the HA stack.
+    pub async fn wait_guest_status(
+        &self,
+        g: &GuestRef,
+        want: &str,
+        deadline: Duration,
+    ) -> RResult<Value> {
+        let start = Instant::now();
+        loop {
+            let s = self.status(g).await?;
+            if s["status"].as_str() == Some(want) {
+                return Ok(s);
+            }
+            if start.elapsed() >= deadline {
+                let now = s["status"].as_str().unwrap_or("unknown").to_string();
+                return Err(RalfError::timeout(format!(
+                    "proxmox: {} {} is HA-managed: the HA stack was asked to make it {want}, but it is still {now} after {} (see `ha-manager status` on the node)",
+                    g.kind.prefix(),
+                    g.vmid,
+                    crate::engine::render::human_duration(deadline)
+                ))
+                .with("vmid", g.vmid)
+                .with("status", now));
+            }
+            let left = deadline.saturating_sub(start.elapsed());
+            tokio::time::sleep(self.poll.min(Duration::from_millis(200)).min(left)).await;
+        }
     }
 
     pub async fn delete_snapshot(&self, g: &GuestRef, name: &str) -> RResult<String> {
@@ -569,119 +656,6 @@ impl Client {
             self.guest_call(g, Method::DELETE, &format!("/snapshot/{name}"), &[])
                 .await?,
         )
-    }
-
-    // ---- tasks ----
-
-    pub async fn task_status(&self, upid: &str) -> RResult<TaskStatus> {
-        let u = Upid::parse(upid).map_err(RalfError::invalid)?;
-        let v = self
-            .get(
-                &format!("/nodes/{}/tasks/{}/status", u.node, enc(upid)),
-                &[],
-            )
-            .await?;
-        Ok(TaskStatus {
-            upid: upid.to_string(),
-            status: v["status"].as_str().unwrap_or("unknown").to_string(),
-            exitstatus: v["exitstatus"].as_str().map(String::from),
-            raw: v,
-        })
-    }
-
-    /// The last `n` lines of a task's log.
-    pub async fn task_log_tail(&self, upid: &str, n: usize) -> RResult<Vec<String>> {
-        let u = Upid::parse(upid).map_err(RalfError::invalid)?;
-        let path = format!("/nodes/{}/tasks/{}/log", u.node, enc(upid));
-        let v = self
-            .get(&path, &[("start", "0".into()), ("limit", "0".into())])
-            .await?;
-        let lines: Vec<String> = as_array(v)
-            .iter()
-            .filter_map(|l| l["t"].as_str().map(String::from))
-            .collect();
-        let skip = lines.len().saturating_sub(n);
-        Ok(lines[skip..].to_vec())
-    }
-
-    /// Poll the task until it stops (or `deadline` passes: `timeout`). A failed task is an error
-    /// carrying its exit status and log tail; `Ok` only for `OK` / `WARNINGS: n`.
-    pub async fn wait_task(&self, upid: &str, deadline: Option<Duration>) -> RResult<TaskStatus> {
-        let st = self.wait_stopped(upid, deadline).await?;
-        if st.ok() {
-            return Ok(st);
-        }
-        Err(self.task_failure(&st).await)
-    }
-
-    /// Poll until stopped; no judgement of the exit status.
-    pub async fn wait_stopped(
-        &self,
-        upid: &str,
-        deadline: Option<Duration>,
-    ) -> RResult<TaskStatus> {
-        let start = Instant::now();
-        let mut interval = self.poll.min(Duration::from_millis(100));
-        loop {
-            let st = match self.task_status(upid).await {
-                Ok(st) => st,
-                // The task runs on regardless: ride out transient trouble until the deadline.
-                Err(e)
-                    if e.kind == ErrorKind::Unavailable
-                        && deadline.is_none_or(|d| start.elapsed() < d) =>
-                {
-                    tracing::warn!("proxmox: polling task {upid}: {e}; retrying");
-                    tokio::time::sleep(self.poll).await;
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
-            if !st.running() {
-                return Ok(st);
-            }
-            if let Some(d) = deadline {
-                if start.elapsed() >= d {
-                    return Err(RalfError::timeout(format!(
-                        "proxmox: task {upid} still running after {} (it keeps running on the server)",
-                        crate::engine::render::human_duration(d)
-                    ))
-                    .with("upid", upid));
-                }
-                let left = d.saturating_sub(start.elapsed());
-                tokio::time::sleep(interval.min(left).max(Duration::from_millis(5))).await;
-            } else {
-                tokio::time::sleep(interval).await;
-            }
-            interval = (interval * 2).min(self.poll);
-        }
-    }
-
-    /// The error for a task that stopped with a failure.
-    pub async fn task_failure(&self, st: &TaskStatus) -> RalfError {
-        let exit = st
-            .exitstatus
-            .clone()
-            .unwrap_or_else(|| "unexpected status".into());
-        let tail = self.task_log_tail(&st.upid, 20).await.unwrap_or_default();
-        let kind = task_error_kind(&exit);
-        let mut msg = format!("proxmox: task {} failed: {exit}", st.upid);
-        if !tail.is_empty() {
-            msg.push_str("\n  log tail:\n");
-            for l in &tail {
-                msg.push_str("    ");
-                msg.push_str(l);
-                msg.push('\n');
-            }
-            msg.pop();
-        }
-        let mut e = RalfError::new(kind, msg)
-            .with("upid", &st.upid)
-            .with("exitstatus", &exit)
-            .with("log_tail", &tail);
-        if let Some(lock) = lock_name(&exit) {
-            e = e.with("lock", lock);
-        }
-        e
     }
 }
 
@@ -731,109 +705,6 @@ fn guest_ref(v: &Value) -> Option<GuestRef> {
     })
 }
 
-/// `CT is locked (snapshot)` -> `snapshot`.
-pub fn lock_name(msg: &str) -> Option<String> {
-    let i = msg.find("is locked (")?;
-    let rest = &msg[i + "is locked (".len()..];
-    rest.find(')').map(|j| rest[..j].to_string())
-}
-
-fn task_error_kind(exit: &str) -> ErrorKind {
-    if lock_name(exit).is_some() {
-        ErrorKind::Locked
-    } else if exit.contains("does not exist") {
-        ErrorKind::NotFound
-    } else if exit.contains("already running")
-        || exit.contains("already used")
-        || exit.contains("not running")
-    {
-        ErrorKind::Conflict
-    } else {
-        ErrorKind::CommandFailed
-    }
-}
-
-/// Map a non-2xx answer to an error kind, keeping Proxmox's message and per-parameter errors.
-pub fn http_error(status: u16, body: &Value, what: &str) -> RalfError {
-    let message = body["message"]
-        .as_str()
-        .map(|s| s.trim_end().to_string())
-        .filter(|s| !s.is_empty());
-    let errors: Vec<(String, String)> = body["errors"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        v.as_str().unwrap_or_default().trim_end().to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let text = message.clone().unwrap_or_else(|| format!("HTTP {status}"));
-    let e = match status {
-        401 => RalfError::auth(format!(
-            "proxmox: authentication failed ({what}): the token or ticket was rejected{}",
-            message.map(|m| format!(" ({m})")).unwrap_or_default()
-        )),
-        403 => RalfError::new(ErrorKind::Forbidden, format!("proxmox: {what}: {text}")),
-        400 => {
-            let mut m = format!("proxmox: {what}: {text}");
-            for (k, v) in &errors {
-                m.push_str(&format!("\n  {k}: {v}"));
-            }
-            let mut e = RalfError::invalid(m);
-            if !errors.is_empty() {
-                e = e.with(
-                    "errors",
-                    errors
-                        .iter()
-                        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                        .collect::<serde_json::Map<String, Value>>(),
-                );
-            }
-            e
-        }
-        501 => RalfError::internal(format!(
-            "proxmox: {what}: not implemented by this server ({text})"
-        )),
-        595..=599 => RalfError::unavailable(format!(
-            "proxmox: {what}: the cluster could not forward the request ({status}{})",
-            message.map(|m| format!(": {m}")).unwrap_or_default()
-        )),
-        _ => {
-            if let Some(lock) = lock_name(&text) {
-                RalfError::new(ErrorKind::Locked, format!("proxmox: {what}: {text}"))
-                    .with("lock", lock)
-            } else if text.contains("does not exist") {
-                RalfError::not_found(format!("proxmox: {what}: {text}"))
-            } else if text.contains("already running") || text.contains("not running") {
-                RalfError::new(ErrorKind::Conflict, format!("proxmox: {what}: {text}"))
-            } else {
-                RalfError::unavailable(format!("proxmox: {what}: {text}"))
-            }
-        }
-    };
-    e.with("status", status)
-}
-
-fn guest_error(e: RalfError, g: &GuestRef) -> RalfError {
-    let e = e.with("vmid", g.vmid).with("node", &g.node);
-    if e.kind == ErrorKind::NotFound && !e.message.contains(&g.vmid.to_string()) {
-        let m = format!(
-            "{} (guest {} {} on node {})",
-            e.message,
-            g.kind.prefix(),
-            g.vmid,
-            g.node
-        );
-        return RalfError { message: m, ..e };
-    }
-    e
-}
-
 /// `(Vec<(&str, String)>)` from a JSON object of scalar values (config updates).
 pub fn form_params(map: &serde_json::Map<String, Value>) -> Vec<(String, String)> {
     map.iter()
@@ -861,74 +732,4 @@ pub async fn probe_fingerprint(url: &str) -> Option<String> {
     let _ = http.get(format!("{url}/api2/json/version")).send().await;
     let r = seen.lock().clone();
     r
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn maps_http_errors() {
-        let e = http_error(
-            400,
-            &json!({"data": null, "errors": {"snapname": "invalid format - invalid configuration ID '1x'\n"}, "message": "Parameter verification failed.\n"}),
-            "POST /x",
-        );
-        assert_eq!(e.kind, ErrorKind::Invalid);
-        assert!(
-            e.message.contains("snapname: invalid format"),
-            "{}",
-            e.message
-        );
-        assert_eq!(
-            e.details["errors"]["snapname"],
-            "invalid format - invalid configuration ID '1x'"
-        );
-        let e = http_error(
-            500,
-            &json!({"data": null, "message": "CT is locked (backup)\n"}),
-            "POST /y",
-        );
-        assert_eq!(e.kind, ErrorKind::Locked);
-        assert_eq!(e.details["lock"], "backup");
-        let e = http_error(
-            500,
-            &json!({"data": null, "message": "CT 100 already running\n"}),
-            "POST /y",
-        );
-        assert_eq!(e.kind, ErrorKind::Conflict);
-        assert_eq!(http_error(401, &Value::Null, "GET /").kind, ErrorKind::Auth);
-        assert_eq!(
-            http_error(403, &Value::Null, "GET /").kind,
-            ErrorKind::Forbidden
-        );
-        assert_eq!(
-            http_error(596, &Value::Null, "GET /").kind,
-            ErrorKind::Unavailable
-        );
-        let e = http_error(
-            500,
-            &json!({"data": null, "message": "Configuration file 'nodes/pve/lxc/100.conf' does not exist\n"}),
-            "GET /z",
-        );
-        assert_eq!(e.kind, ErrorKind::NotFound);
-    }
-
-    #[test]
-    fn task_kinds() {
-        assert_eq!(
-            task_error_kind("CT is locked (rollback)"),
-            ErrorKind::Locked
-        );
-        assert_eq!(
-            task_error_kind("snapshot 'x' does not exist"),
-            ErrorKind::NotFound
-        );
-        assert_eq!(task_error_kind("disk full"), ErrorKind::CommandFailed);
-        assert_eq!(
-            lock_name("VM is locked (snapshot-delete)").as_deref(),
-            Some("snapshot-delete")
-        );
-    }
 }

@@ -1,0 +1,148 @@
+//! `PveTask` handles: a task's status, exit status, log, and waiting for it.
+
+use super::*;
+
+#[export_module]
+pub mod task_handles {
+    use super::*;
+
+    // ---- PveTask ----
+
+    /// `PveTask(UPID:..., stopped, OK)`.
+    ///
+    /// ```rhai
+    /// let g = proxmox::connect().guest(2012);
+    /// let t = g.snapshot("ex-print");
+    /// print(t);
+    /// g.delete_snapshot("ex-print");
+    /// ```
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn task_to_string(t: &mut PveTask) -> String {
+        match &t.last {
+            Some(s) => format!(
+                "PveTask({}, {}, {})",
+                t.upid,
+                s.status,
+                s.exitstatus.as_deref().unwrap_or("-")
+            ),
+            None => format!("PveTask({})", t.upid),
+        }
+    }
+
+    /// The task id.
+    ///
+    /// ```rhai
+    /// let g = proxmox::connect().guest(2012);
+    /// assert(g.snapshot("ex-upid").upid.starts_with("UPID:"));
+    /// g.delete_snapshot("ex-upid");
+    /// ```
+    #[rhai_fn(global, get = "upid", pure)]
+    pub fn task_upid(t: &mut PveTask) -> String {
+        t.upid.clone()
+    }
+
+    /// "running" or "stopped" as last seen ("unknown" before the first `wait`).
+    ///
+    /// ```rhai
+    /// let g = proxmox::connect().guest(2012);
+    /// assert(g.snapshot("ex-status").status == "stopped");
+    /// g.delete_snapshot("ex-status");
+    /// ```
+    #[rhai_fn(global, get = "status", pure)]
+    pub fn task_status(t: &mut PveTask) -> String {
+        t.last
+            .as_ref()
+            .map(|s| s.status.clone())
+            .unwrap_or_else(|| "unknown".into())
+    }
+
+    /// Exit status (`OK`, `WARNINGS: n`, or the error) once stopped, else "".
+    ///
+    /// ```rhai
+    /// let g = proxmox::connect().guest(2012);
+    /// assert(g.snapshot("ex-exit").exitstatus == "OK");
+    /// g.delete_snapshot("ex-exit");
+    /// ```
+    #[rhai_fn(global, get = "exitstatus", pure)]
+    pub fn task_exitstatus(t: &mut PveTask) -> String {
+        t.last
+            .as_ref()
+            .and_then(|s| s.exitstatus.clone())
+            .unwrap_or_default()
+    }
+
+    /// True when the task ended with `OK` or `WARNINGS: n`.
+    ///
+    /// ```rhai
+    /// let g = proxmox::connect().guest(2012);
+    /// assert(g.snapshot("ex-ok").ok);
+    /// g.delete_snapshot("ex-ok");
+    /// ```
+    #[rhai_fn(global, get = "ok", pure)]
+    pub fn task_ok(t: &mut PveTask) -> bool {
+        t.last.as_ref().is_some_and(|s| s.ok())
+    }
+
+    /// Wait until the task stops (default deadline 10 minutes). Throws when it failed (exit status
+    /// and log tail in the message, kind `locked`, `not_found` or `command_failed`), or `timeout`
+    /// when the deadline passes first (the task keeps running on the server).
+    ///
+    /// ```rhai
+    /// let g = proxmox::connect().guest(2012);
+    /// let t = g.snapshot("ex-wait", #{ wait: false });
+    /// t.wait();
+    /// g.delete_snapshot("ex-wait");
+    /// ```
+    #[rhai_fn(global, name = "wait", return_raw)]
+    pub fn task_wait0(ctx: NativeCallContext, t: &mut PveTask) -> RhaiResult<PveTask> {
+        wait_impl(&ctx, t, WaitOpts::default())
+    }
+
+    /// Wait with `#{ timeout }`.
+    ///
+    /// ```rhai
+    /// let g = proxmox::connect().guest(2012);
+    /// let t = g.snapshot("ex-wait2", #{ wait: false });
+    /// t.wait(#{ timeout: "1m" });
+    /// g.delete_snapshot("ex-wait2");
+    /// ```
+    #[rhai_fn(global, name = "wait", return_raw)]
+    pub fn task_wait1(ctx: NativeCallContext, t: &mut PveTask, opts: Map) -> RhaiResult<PveTask> {
+        let o: WaitOpts = decode(&opts, "wait").at(&ctx)?;
+        wait_impl(&ctx, t, o)
+    }
+
+    /// The last `n` lines of the task's log.
+    ///
+    /// ```rhai
+    /// let g = proxmox::connect().guest(2012);
+    /// let t = g.snapshot("ex-log");
+    /// assert(t.log(5)[-1] == "TASK OK");
+    /// g.delete_snapshot("ex-log");
+    /// ```
+    #[rhai_fn(global, name = "log", return_raw)]
+    pub fn task_log(ctx: NativeCallContext, t: &mut PveTask, n: i64) -> RhaiResult<Array> {
+        let h = host(&ctx)?;
+        let c = t.c.clone();
+        let upid = t.upid.clone();
+        let n = n.max(0) as usize;
+        let lines = block_on(&h, "proxmox task log", None, async move {
+            c.task_log_tail(&upid, n).await
+        })
+        .at(&ctx)?;
+        Ok(lines.into_iter().map(Dynamic::from).collect())
+    }
+}
+
+fn wait_impl(ctx: &NativeCallContext, t: &mut PveTask, o: WaitOpts) -> RhaiResult<PveTask> {
+    let h = host(ctx)?;
+    let c = t.c.clone();
+    let upid = t.upid.clone();
+    let deadline = o.timeout.map(|t| t.0).unwrap_or(DEFAULT_WAIT);
+    let st = block_on(&h, "proxmox task wait", None, async move {
+        c.wait_task(&upid, Some(deadline)).await
+    })
+    .at(ctx)?;
+    t.last = Some(st);
+    Ok(t.clone())
+}
