@@ -62,6 +62,10 @@ pub trait Journal: Send + Sync {
     fn step_detail(&self, key: &str, value: &serde_json::Value);
     /// A detail recorded for the current step by an earlier, interrupted attempt of the same run.
     fn previous_step_detail(&self, key: &str) -> Option<serde_json::Value>;
+    /// A detail this attempt of the current step has recorded already.
+    fn current_step_detail(&self, _key: &str) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// One action that `--dry-run` did not execute.

@@ -448,6 +448,59 @@ fn kill_9_then_a_fresh_run_continues_without_duplicate_tasks() {
     assert_eq!(rs[0].1, "ok", "{rs:?}");
 }
 
+/// A kill inside the pre-install snapshot step (its Proxmox task still running): the resumed
+/// step takes that task over instead of hitting `CT is locked (snapshot)` from it and rolling the
+/// guest back. Both ways in: `resume`, and a fresh start that continues the run.
+#[test]
+fn kill_9_inside_the_snapshot_step_then_resume_takes_the_task_over() {
+    for how in ["resume", "fresh"] {
+        let home = tempfile::tempdir().unwrap();
+        let lab = Served::start(home.path());
+        slow_templates(&lab, 300);
+        // postgresql's guest (CT 2010): every task takes 2 s more.
+        lab.post(
+            &format!("{}/_lab/guests/2010/slow", lab.url("proxmox")),
+            serde_json::json!({"ms": 2000}),
+        );
+        let mut child = spawn_deploy_all(&lab, home.path());
+        // The state store has its tables once a first task runs.
+        wait_for(|| !lab.tasks().is_empty(), "a first task");
+        wait_for(
+            || {
+                steps(&lab.state)
+                    .iter()
+                    .any(|s| s.2 == "postgresql/snapshot" && s.3 == "running")
+            },
+            "postgresql's snapshot step",
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let run_id = runs(&lab.state)[0].0.clone();
+        let mut c = lab.cmd(home.path());
+        if how == "resume" {
+            c.args(["resume", &run_id]);
+        } else {
+            c.arg(script("deploy_all.rhai"));
+        }
+        let (code, out, err) = run(c);
+        assert_eq!(code, 0, "{how}: stdout:\n{out}\nstderr:\n{err}");
+        assert!(!err.contains("is locked"), "{how}: {err}");
+        assert!(!err.contains("rolled back"), "{how}: {err}");
+        let st = statuses(&lab.state);
+        assert_eq!(
+            st.values().filter(|s| *s == "deployed").count(),
+            7,
+            "{how}: {st:?}"
+        );
+        let per = deploy_tasks_per(&lab.tasks(), "message");
+        assert!(
+            per.values().all(|n| *n == 1),
+            "{how}: duplicate tasks: {per:?}"
+        );
+    }
+}
+
 #[test]
 fn an_abandoned_run_is_not_continued() {
     let home = tempfile::tempdir().unwrap();

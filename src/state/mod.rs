@@ -308,6 +308,15 @@ impl Journal for RunJournal {
             .into_iter()
             .find_map(|s| s.details.get(key).cloned())
     }
+
+    fn current_step_detail(&self, key: &str) -> Option<Value> {
+        let (id, _) = self.current_step()?;
+        let steps = self.store.steps(&self.run_id).ok()?;
+        steps
+            .into_iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.details.get(key).cloned())
+    }
 }
 
 // ---- CLI ------------------------------------------------------------------------------

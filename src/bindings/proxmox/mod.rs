@@ -209,7 +209,49 @@ where
     let h2 = h.clone();
     let action2 = action.clone();
     let wait = wait.unwrap_or(true);
+    // The task an earlier, interrupted attempt of this step started (resume, or a fresh start
+    // that continues an interrupted run): `(upid, action)`.
+    // Only for this attempt's first Proxmox task: once it started one of its own (a delete
+    // before a new snapshot, say), the earlier attempt's task is history.
+    let earlier = h
+        .journal()
+        .filter(|j| j.current_step_detail("proxmox_task").is_none())
+        .and_then(|j| j.previous_step_detail("proxmox_task"))
+        .and_then(|v| {
+            Some((
+                v.get("upid")?.as_str()?.to_string(),
+                v.get("action")?.as_str()?.to_string(),
+            ))
+        });
     let r = block_on(&h, &action, None, async move {
+        if let Some((upid, act)) = &earlier {
+            if *act == action2 {
+                // The same action: take its task over while it runs or when it succeeded; a
+                // failed one is started again.
+                if let Ok(st) = c2.task_status(upid).await {
+                    if st.running() || st.ok() {
+                        tracing::info!(target: "ralf::proxmox", "{action2}: taking over task {upid} of the interrupted attempt");
+                        h2.record_step_detail(
+                            "proxmox_task",
+                            serde_json::json!({"upid": upid, "action": action2}),
+                        );
+                        if !wait {
+                            return Ok((upid.clone(), None));
+                        }
+                        let st = c2.wait_task(upid, Some(deadline)).await?;
+                        return Ok((upid.clone(), Some(st)));
+                    }
+                }
+            }
+            // Another action's task of the interrupted attempt (the snapshot before a delete, say)
+            // still holds the guest's lock: let it end first, so our own lock never fails the step.
+            if let Ok(st) = c2.task_status(upid).await {
+                if st.running() {
+                    tracing::info!(target: "ralf::proxmox", "{action2}: waiting for task {upid} of the interrupted attempt to end first");
+                    c2.wait_stopped(upid, Some(deadline)).await?;
+                }
+            }
+        }
         let upid = start(c2.clone()).await?;
         h2.record_step_detail(
             "proxmox_task",
