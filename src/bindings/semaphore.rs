@@ -227,6 +227,8 @@ struct RunOpts {
     branch: Option<String>,
     arguments: Option<Vec<String>>,
     inventory: Option<IdOrName>,
+    /// Run even when the template would drop some options (a warning lists them).
+    ignore_dropped: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -283,6 +285,10 @@ fn run_impl(
         arguments: o.arguments.unwrap_or_default(),
         inventory_id,
     };
+    let (c5, tpl5, ignore) = (c.clone(), tpl.clone(), o.ignore_dropped.unwrap_or(false));
+    let (req, _warnings) = block_on(&h, "semaphore::run", Some(CALL_TIMEOUT), async move {
+        c5.prepare_run(&tpl5, &req, ignore).await
+    })?;
     let body = c.run_body(tpl.id, &req);
     if h.dry_run(
         "semaphore",
@@ -450,18 +456,27 @@ fn change_impl(
     let c = t.client.clone();
     let id = t.id();
     let action2 = action.to_string();
-    block_on(
+    let outcome = block_on(
         &h,
         &format!("task.{action}"),
         Some(CALL_TIMEOUT),
         async move {
             match action2.as_str() {
                 "stop" => c.stop(id, force).await,
-                "confirm" => c.confirm(id, true).await,
-                _ => c.confirm(id, false).await,
+                "confirm" => c
+                    .confirm(id, true)
+                    .await
+                    .map(|_| client::StopOutcome::Requested),
+                _ => c
+                    .confirm(id, false)
+                    .await
+                    .map(|_| client::StopOutcome::Requested),
             }
         },
     )?;
+    if let client::StopOutcome::AlreadyFinished(status) = outcome {
+        tracing::info!(target: "ralf::semaphore", "{} had already finished ({status}): nothing stopped, its status is kept", t.label());
+    }
     refresh_impl(ctx, t)
 }
 

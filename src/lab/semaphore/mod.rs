@@ -373,20 +373,26 @@ fn seeded_task_params(name: &str) -> (Value, bool) {
 
 fn seed(st: &mut St, names: &[String]) {
     let created = now();
-    st.projects.push(json!({"id": 1, "name": "RALF", "created": created, "alert": false, "alert_chat": null,
-        "max_parallel_tasks": 0, "type": ""}));
+    st.projects.push(
+        json!({"id": 1, "name": "RALF", "created": created, "alert": false, "alert_chat": null,
+        "max_parallel_tasks": 0, "type": ""}),
+    );
     st.next_id = 0;
     st.keys.push(json!({"id": 1, "name": "None", "type": "none", "project_id": 1, "string": "",
         "login_password": {"login": "", "password": ""}, "ssh": {"login": "", "passphrase": "", "private_key": ""},
         "override_secret": false}));
     st.repositories.push(json!({"id": 1, "name": "ralf-homelab", "project_id": 1, "git_url": "https://git.example.invalid/ralf/homelab.git", "git_branch": "main", "ssh_key_id": 1}));
-    st.inventory.push(json!({"id": 1, "name": "homelab", "project_id": 1, "inventory": "[all]\n", "ssh_key_id": 1,
-        "become_key_id": null, "holder_id": null, "repository_id": null, "type": "static"}));
+    st.inventory.push(
+        json!({"id": 1, "name": "homelab", "project_id": 1, "inventory": "[all]\n", "ssh_key_id": 1,
+        "become_key_id": null, "holder_id": null, "repository_id": null, "type": "static"}),
+    );
     st.inventory.push(json!({"id": 2, "name": "staging", "project_id": 1, "inventory": "[all]\nstaging-host\n", "ssh_key_id": 1,
         "become_key_id": null, "holder_id": null, "repository_id": null, "type": "static"}));
     st.environment.push(json!({"id": 1, "name": "default", "project_id": 1, "password": null, "json": "{}", "env": "{}", "secrets": []}));
-    st.environment.push(json!({"id": 2, "name": "pinned", "project_id": 1, "password": null,
-        "json": "{\"APP_VERSION\": \"template\"}", "env": "{}", "secrets": []}));
+    st.environment.push(
+        json!({"id": 2, "name": "pinned", "project_id": 1, "password": null,
+        "json": "{\"APP_VERSION\": \"template\"}", "env": "{}", "secrets": []}),
+    );
     let mut seen = HashSet::new();
     let mut tid = 0;
     for n in names {
@@ -852,4 +858,3 @@ async fn lab_tasks(State(sh): State<Arc<Shared>>) -> Response {
     let list: Vec<Value> = sh.st.lock().tasks.iter().map(|t| t.v.clone()).collect();
     json_resp(StatusCode::OK, &Value::Array(list))
 }
-

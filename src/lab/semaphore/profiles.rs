@@ -154,7 +154,13 @@ pub const INVENTORY_KEYS: &[&str] = &[
     "type",
 ];
 pub const ENVIRONMENT_KEYS: &[&str] = &[
-    "id", "name", "project_id", "password", "json", "env", "secrets",
+    "id",
+    "name",
+    "project_id",
+    "password",
+    "json",
+    "env",
+    "secrets",
 ];
 pub const KEY_KEYS: &[&str] = &[
     "id",
@@ -166,7 +172,14 @@ pub const KEY_KEYS: &[&str] = &[
     "ssh",
     "override_secret",
 ];
-pub const REPOSITORY_KEYS: &[&str] = &["id", "name", "project_id", "git_url", "git_branch", "ssh_key_id"];
+pub const REPOSITORY_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "project_id",
+    "git_url",
+    "git_branch",
+    "ssh_key_id",
+];
 
 fn is_empty(v: &Value) -> bool {
     match v {

@@ -175,7 +175,10 @@ pub(super) fn kind_list<'a>(st: &'a mut St, kind: &str) -> Option<&'a mut Vec<Va
     }
 }
 
-pub(super) async fn res_list(State(sh): State<Arc<Shared>>, Path((p, kind)): Path<(String, String)>) -> Resp {
+pub(super) async fn res_list(
+    State(sh): State<Arc<Shared>>,
+    Path((p, kind)): Path<(String, String)>,
+) -> Resp {
     let mut st = sh.st.lock();
     let list = kind_list(&mut st, &kind)
         .ok_or_else(not_found_text)?
@@ -270,7 +273,6 @@ pub(super) async fn res_create(
     list.push(v.clone());
     Ok(json_resp(StatusCode::CREATED, &v))
 }
-
 
 /// A stored resource with the real struct's keys (null when unset); key secrets are blanked
 /// (`AccessKey` comes back with empty `string`, `login_password`, `ssh`).

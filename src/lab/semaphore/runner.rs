@@ -260,7 +260,12 @@ fn effective_run(sh: &Shared, id: i64) -> (String, String, String) {
     let list = |k: &str| -> Vec<String> {
         params[k]
             .as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let branch_ok = old || tpl["allow_override_branch_in_task"] == json!(true);
@@ -342,4 +347,3 @@ fn effective_run(sh: &Shared, id: i64) -> (String, String, String) {
         Value::Object(vars).to_string(),
     )
 }
-

@@ -101,7 +101,8 @@ fn add_task_problem(sh: &Shared, tpl: &Value, m: &Map<String, Value>) -> Option<
             return Some("arguments is not a JSON array".into());
         }
     }
-    if sh.profile.v2_10() && !env_obj.is_empty() && tpl["environment_id"].as_i64().unwrap_or(0) == 0 {
+    if sh.profile.v2_10() && !env_obj.is_empty() && tpl["environment_id"].as_i64().unwrap_or(0) == 0
+    {
         // TaskRunner.populateDetails: json.Unmarshal("") of the missing template environment.
         return Some(NO_TEMPLATE_ENV.into());
     }
@@ -111,7 +112,9 @@ fn add_task_problem(sh: &Shared, tpl: &Value, m: &Map<String, Value>) -> Option<
             .map(|a| a.iter().filter_map(|v| v["name"].as_str()).collect())
             .unwrap_or_default();
         if let Some(k) = env_obj.keys().find(|k| !declared.contains(&k.as_str())) {
-            return Some(format!("variable {k} is not declared in the template survey"));
+            return Some(format!(
+                "variable {k} is not declared in the template survey"
+            ));
         }
     }
     None
@@ -160,7 +163,10 @@ pub(super) async fn task_create(
         t.insert("id".into(), json!(id));
         t.insert("template_id".into(), tpl["id"].clone());
         t.insert("project_id".into(), json!(p));
-        t.insert("status".into(), json!(if created_in_error { "error" } else { "waiting" }));
+        t.insert(
+            "status".into(),
+            json!(if created_in_error { "error" } else { "waiting" }),
+        );
         t.insert("playbook".into(), json!(""));
         t.insert("user_id".into(), json!(1));
         t.insert("created".into(), json!(now()));

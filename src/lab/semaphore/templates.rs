@@ -197,7 +197,10 @@ pub(super) fn template_of(st: &St, p: i64, t: &str) -> Result<Value, Response> {
         .ok_or_else(|| empty(StatusCode::NOT_FOUND))
 }
 
-pub(super) async fn template_get(State(sh): State<Arc<Shared>>, Path((p, t)): Path<(String, String)>) -> Resp {
+pub(super) async fn template_get(
+    State(sh): State<Arc<Shared>>,
+    Path((p, t)): Path<(String, String)>,
+) -> Resp {
     let p = project(&sh, &p)?;
     let st = sh.st.lock();
     let t = template_of(&st, p, &t)?;
@@ -303,4 +306,3 @@ pub(super) async fn stop_all(
     }
     Ok(empty(StatusCode::NO_CONTENT))
 }
-
