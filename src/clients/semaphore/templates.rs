@@ -70,6 +70,11 @@ impl Client {
         // The keys this call decides; everything else is the server's.
         let mut managed: Vec<String> = vec!["name".into()];
         for (k, v) in spec {
+            if k == "task_params" && !v.is_object() {
+                return Err(RalfError::invalid(
+                    "semaphore::ensure_template: `task_params` must be a map (e.g. #{ allow_override_limit: true })",
+                ));
+            }
             match k.as_str() {
                 "inventory" | "repository" | "environment" | "name" => {}
                 "task_params" | "allow_override_branch_in_task" | "allow_any_vars_in_task"
@@ -89,17 +94,13 @@ impl Client {
                     managed.push(k.clone());
                 }
                 "task_params" => {
-                    let Value::Object(new) = v else {
-                        return Err(RalfError::invalid(
-                            "semaphore::ensure_template: `task_params` must be a map (e.g. #{ allow_override_limit: true })",
-                        ));
-                    };
+                    let new = v.as_object().cloned().unwrap_or_default();
                     let mut merged = body
                         .get("task_params")
                         .and_then(Value::as_object)
                         .cloned()
                         .unwrap_or_default();
-                    merged.extend(new.clone());
+                    merged.extend(new);
                     body.insert(k.clone(), Value::Object(merged));
                     managed.push(k.clone());
                 }
