@@ -467,3 +467,43 @@ fn same_field(task: &Value, body: &Value, k: &str) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_field_compares_json() {
+        let t = json!({"environment": "{\"a\": 1}", "message": "m"});
+        let b = json!({"environment": "{\"a\":1}", "message": "m"});
+        assert!(same_field(&t, &b, "environment"));
+        assert!(same_field(&t, &b, "message"));
+        assert!(!same_field(&t, &json!({"message": "n"}), "message"));
+    }
+
+    #[test]
+    fn only_an_empty_500_is_deterministic() {
+        let m = Method::POST;
+        assert!(empty_500(&status_error(
+            &m,
+            "/t",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "",
+            "t"
+        )));
+        assert!(!empty_500(&status_error(
+            &m,
+            "/t",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"error":"db down"}"#,
+            "t"
+        )));
+        assert!(!empty_500(&status_error(
+            &m,
+            "/t",
+            StatusCode::BAD_GATEWAY,
+            "",
+            "t"
+        )));
+    }
+}
