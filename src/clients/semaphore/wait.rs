@@ -105,11 +105,15 @@ impl Client {
         on: &mut (dyn FnMut(WaitEvent) + Send),
         last: &mut String,
     ) -> RResult<Task> {
+        let mut shown = 0usize;
         if opts.websocket {
             if let Some(url) = self.ws_url() {
                 match self.ws_connect(&url).await {
                     Ok(ws) => {
-                        if let Some(t) = self.wait_ws(task_id, ws, opts, on, last).await? {
+                        if let Some(t) = self
+                            .wait_ws(task_id, ws, opts, on, last, &mut shown)
+                            .await?
+                        {
                             return Ok(t);
                         }
                         tracing::debug!(target: "ralf::semaphore", "websocket closed; polling task {task_id}");
@@ -120,7 +124,8 @@ impl Client {
                 }
             }
         }
-        self.wait_poll(task_id, opts, on, last).await
+        // After a dropped socket, polling skips the lines the socket already showed.
+        self.wait_poll(task_id, opts, on, last, shown).await
     }
 
     async fn ws_connect(&self, url: &str) -> Result<Ws, String> {
@@ -187,6 +192,7 @@ impl Client {
         opts: &WaitOptions,
         on: &mut (dyn FnMut(WaitEvent) + Send),
         last: &mut String,
+        shown: &mut usize,
     ) -> RResult<Option<Task>> {
         // Socket first, then REST: nothing between the two is lost.
         let t = self.task(task_id).await?;
@@ -196,6 +202,7 @@ impl Client {
             for l in self.output(task_id).await.unwrap_or_default() {
                 on(WaitEvent::Line(l.output.clone()));
                 seen_lines.insert((l.time, l.output));
+                *shown += 1;
             }
         }
         if t.is_terminal() {
@@ -219,6 +226,7 @@ impl Client {
                             let out = v.get("output").and_then(Value::as_str).unwrap_or("").to_string();
                             let time = v.get("time").and_then(Value::as_str).unwrap_or("").to_string();
                             if seen_lines.insert((time, out.clone())) {
+                                *shown += 1;
                                 on(WaitEvent::Line(out));
                             }
                         }
@@ -254,9 +262,10 @@ impl Client {
         opts: &WaitOptions,
         on: &mut (dyn FnMut(WaitEvent) + Send),
         last: &mut String,
+        shown: usize,
     ) -> RResult<Task> {
         let mut interval = opts.poll_min;
-        let mut seen = 0usize;
+        let mut seen = shown;
         let mut fetched: Option<Instant> = None;
         loop {
             let t = self.task(task_id).await?;
