@@ -3,6 +3,54 @@
 use super::*;
 
 impl Client {
+    /// All templates of the project.
+    pub async fn templates(&self) -> RResult<Vec<Template>> {
+        let v = self
+            .get_json(&format!("{}/templates", self.p()), "templates")
+            .await?;
+        v.as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .map(Template::from_value)
+            .collect()
+    }
+
+    /// A template by name or numeric id (a numeric string counts as an id if no template has that name).
+    pub async fn template(&self, name_or_id: &IdOrName) -> RResult<Template> {
+        match name_or_id {
+            IdOrName::Id(id) => {
+                let v = self
+                    .get_json(
+                        &format!("{}/templates/{id}", self.p()),
+                        &format!("template {id}"),
+                    )
+                    .await?;
+                Template::from_value(v)
+            }
+            IdOrName::Name(n) => {
+                let all = self.templates().await?;
+                if let Some(t) = all.iter().find(|t| &t.name == n) {
+                    return Ok(t.clone());
+                }
+                if let Ok(id) = n.parse::<i64>() {
+                    if let Some(t) = all.iter().find(|t| t.id == id) {
+                        return Ok(t.clone());
+                    }
+                }
+                let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
+                let hint = crate::engine::options::did_you_mean(n, names.iter().copied())
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                Err(RalfError::not_found(format!(
+                    "semaphore: template `{n}` not found in project {} ({}){hint}",
+                    self.project_id, self.project_name
+                ))
+                .with("template", n))
+            }
+        }
+    }
+
     /// Look up an inventory/repository/environment/key by id or name: returns its id.
     pub async fn resource_id(&self, kind: &str, r: &IdOrName) -> RResult<i64> {
         let list = self.get_json(&format!("{}/{kind}", self.p()), kind).await?;
