@@ -631,33 +631,52 @@ fn lab_info_is_random_per_start_and_seeds_the_catalog() {
     });
 }
 
-/// `tests/rhai/semaphore.rhai`: each `fn test_*()` runs through the binary against a stand-in.
+/// `tests/rhai/semaphore.rhai`: each `fn test_*()` runs through the binary against a stand-in of
+/// every modelled release (2.10, 2.16, latest); the scripts read `sem.version` where releases differ.
 #[test]
 fn script_level_tests() {
-    let rt = rt();
-    let h = rt.block_on(lab());
-    let home = tempfile::tempdir().unwrap();
-    let tok = home.path().join("sem.token");
-    std::fs::write(&tok, &h.token).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let cfg = home.path().join("ralf.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "semaphore:\n  url: {}\n  project: 1\n  token_file: {}\n",
-            h.url,
-            tok.display()
-        ),
-    )
-    .unwrap();
-    let mut c = common::cmd(home.path());
-    c.arg("--config").arg(&cfg);
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rhai/semaphore.rhai");
-    let (out, err) = common::script_tests(c, &file, 8);
-    // Nothing was started twice and the token never leaked.
-    assert!(!out.contains(&h.token) && !err.contains(&h.token));
-    drop(h);
+    use ralf_sh::lab::profiles::SemaphoreVersion;
+    for version in [
+        SemaphoreVersion::V2_10,
+        SemaphoreVersion::V2_16,
+        SemaphoreVersion::Latest,
+    ] {
+        let rt = rt();
+        let h = rt.block_on(async {
+            spawn(LabOptions {
+                version,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+        });
+        let home = tempfile::tempdir().unwrap();
+        let tok = home.path().join("sem.token");
+        std::fs::write(&tok, &h.token).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tok, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let cfg = home.path().join("ralf.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "semaphore:\n  url: {}\n  project: 1\n  token_file: {}\n",
+                h.url,
+                tok.display()
+            ),
+        )
+        .unwrap();
+        let mut c = common::cmd(home.path());
+        c.arg("--config").arg(&cfg);
+        let file =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rhai/semaphore.rhai");
+        let (out, err) = common::script_tests(c, &file, 12);
+        // The token never leaked.
+        assert!(
+            !out.contains(&h.token) && !err.contains(&h.token),
+            "{version:?}: token leaked"
+        );
+        drop(h);
+    }
 }
 
 struct FakeJournal {

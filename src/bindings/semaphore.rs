@@ -227,6 +227,8 @@ struct RunOpts {
     branch: Option<String>,
     arguments: Option<Vec<String>>,
     inventory: Option<IdOrName>,
+    /// Run even when the template would drop some options (a warning lists them).
+    ignore_dropped: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -283,6 +285,10 @@ fn run_impl(
         arguments: o.arguments.unwrap_or_default(),
         inventory_id,
     };
+    let (c5, tpl5, ignore) = (c.clone(), tpl.clone(), o.ignore_dropped.unwrap_or(false));
+    let (req, _warnings) = block_on(&h, "semaphore::run", Some(CALL_TIMEOUT), async move {
+        c5.prepare_run(&tpl5, &req, ignore).await
+    })?;
     let body = c.run_body(tpl.id, &req);
     if h.dry_run(
         "semaphore",
@@ -450,18 +456,27 @@ fn change_impl(
     let c = t.client.clone();
     let id = t.id();
     let action2 = action.to_string();
-    block_on(
+    let outcome = block_on(
         &h,
         &format!("task.{action}"),
         Some(CALL_TIMEOUT),
         async move {
             match action2.as_str() {
                 "stop" => c.stop(id, force).await,
-                "confirm" => c.confirm(id, true).await,
-                _ => c.confirm(id, false).await,
+                "confirm" => c
+                    .confirm(id, true)
+                    .await
+                    .map(|_| client::StopOutcome::Requested),
+                _ => c
+                    .confirm(id, false)
+                    .await
+                    .map(|_| client::StopOutcome::Requested),
             }
         },
     )?;
+    if let client::StopOutcome::AlreadyFinished(status) = outcome {
+        tracing::info!(target: "ralf::semaphore", "{} had already finished ({status}): nothing stopped, its status is kept", t.label());
+    }
     refresh_impl(ctx, t)
 }
 
@@ -665,7 +680,14 @@ mod semaphore_mod {
 
     /// Start a task with options: `env` (map of extra variables, sent JSON-encoded), `message`, `limit`
     /// (hosts, string or array), `tags`, `skip_tags`, `dry_run` (ansible --check), `debug`, `diff`,
-    /// `branch`, `arguments` (array of CLI arguments), `inventory` (id or name).
+    /// `branch`, `arguments` (array of CLI arguments), `inventory` (id or name), `ignore_dropped`.
+    ///
+    /// Semaphore silently drops overrides the template does not allow (after v2.10: `limit`, `tags`,
+    /// `skip_tags`, `debug`, `inventory` need `task_params.allow_override_limit` / `_tags` /
+    /// `_skip_tags` / `allow_debug` / `allow_override_inventory`, `branch` needs
+    /// `allow_override_branch_in_task`; `arguments` need `allow_override_args_in_task` everywhere;
+    /// v2.10 has no tags). Such an option is an `invalid` error naming the flag to turn on; with
+    /// `ignore_dropped: true` the task runs without it and a warning lists what was dropped.
     /// The task id is recorded in the run journal; a resumed run re-attaches to a task still running
     /// instead of starting another. A lost answer never starts a second task.
     ///
@@ -677,6 +699,8 @@ mod semaphore_mod {
     /// });
     /// t.wait(#{ timeout: "5m" });
     /// if !t.ok { print(t.tail(20)); }
+    /// // "RALF Vault Smoke" does not allow a limit: run it knowingly without.
+    /// sem.run("RALF Vault Smoke", #{ limit: ["vault"], ignore_dropped: true }).wait();
     /// ```
     #[rhai_fn(global, name = "run", return_raw)]
     pub fn run2(
@@ -744,16 +768,21 @@ mod semaphore_mod {
 
     /// Create the template if no template has this `name`, else update it (full replace, merged with its
     /// current fields). Keys are the API's (`name`, `playbook`, `app`, `description`, `git_branch`,
-    /// `allow_override_args_in_task`, `allow_parallel_tasks`, ...) plus `inventory`, `repository`,
-    /// `environment` (id or name; default: the project's first) and `arguments` (array).
+    /// `allow_override_args_in_task`, `allow_override_branch_in_task`, `allow_parallel_tasks`,
+    /// `allow_any_vars_in_task`, `survey_vars`, ...) plus `inventory`, `repository`, `environment`
+    /// (id or name; default: the project's first), `arguments` (array) and `task_params` (a map of
+    /// override flags, merged into the current one: `allow_override_limit`, `allow_override_tags`,
+    /// `allow_override_skip_tags`, `allow_override_inventory`, `allow_debug`). Only the given fields
+    /// are compared (absent and empty alike): an unchanged template is not written.
     /// Returns the template with `change`: "created", "updated" or "unchanged".
     ///
     /// ```rhai
     /// let sem = semaphore::connect();
-    /// let t = sem.ensure_template(#{ name: "RALF Docs Example", playbook: "playbooks/example.yml" });
+    /// let spec = #{ name: "RALF Docs Example", playbook: "playbooks/example.yml",
+    ///               task_params: #{ allow_override_limit: true } };
+    /// let t = sem.ensure_template(spec);
     /// print(`${t.name}: ${t.change}`);
-    /// let again = sem.ensure_template(#{ name: "RALF Docs Example", playbook: "playbooks/example.yml" });
-    /// assert(again.change == "unchanged");
+    /// assert(sem.ensure_template(spec).change == "unchanged");
     /// ```
     #[rhai_fn(global, name = "ensure_template", return_raw)]
     pub fn ensure_template(
@@ -956,7 +985,9 @@ mod semaphore_mod {
         Ok(lines[start..].join("\n"))
     }
 
-    /// Stop the task gracefully (`stopping`, then `stopped`). Returns the task.
+    /// Stop the task gracefully (`stopping`, then `stopped`). Returns the task. A task that has
+    /// already finished is left as it is (the server would overwrite its `success`/`error` with
+    /// `stopped`); the log says so and `status` keeps the final status.
     ///
     /// ```rhai
     /// let t = semaphore::connect().run("RALF Vault Apply");
@@ -983,6 +1014,8 @@ mod semaphore_mod {
     }
 
     /// Confirm a task in `waiting_confirmation` (e.g. a Terraform/OpenTofu plan); `conflict` otherwise.
+    /// The status is checked first: the server itself would accept a confirm on a running task and
+    /// then apply the plan without waiting for it to be seen.
     ///
     /// ```rhai,no_run
     /// let t = semaphore::connect().run("RALF Infra Plan");
@@ -994,7 +1027,9 @@ mod semaphore_mod {
         change_impl(&ctx, t, "confirm", false).at(&ctx)
     }
 
-    /// Reject a task in `waiting_confirmation`; it then ends in `error`.
+    /// Reject a task in `waiting_confirmation`; it then ends in `error`. `conflict` in any other
+    /// status; `invalid` ("not supported by this server version") on Semaphore v2.10, which has no
+    /// reject route (stop the task instead).
     ///
     /// ```rhai,no_run
     /// let t = semaphore::connect().run("RALF Infra Plan");

@@ -5,6 +5,130 @@
 
 use serde_json::Value;
 
+/// (definition, field) pairs that real servers send as `null` (Go pointers without omitempty).
+pub const NULL_WHEN_UNSET: &[(&str, &str)] = &[
+    ("Inventory", "become_key_id"),
+    ("Inventory", "repository_id"),
+    ("Inventory", "ssh_key_id"),
+    ("Environment", "password"),
+    ("Project", "alert_chat"),
+    ("Template", "inventory_id"),
+    ("Template", "environment_id"),
+    ("Template", "view_id"),
+    ("Template", "build_template_id"),
+    ("Template", "start_version"),
+    ("Template", "description"),
+    ("Template", "arguments"),
+    ("Template", "git_branch"),
+    ("Template", "survey_vars"),
+    ("Template", "vaults"),
+    ("Task", "inventory_id"),
+    ("Task", "git_branch"),
+    ("Task", "arguments"),
+    ("Task", "environment"),
+    ("Task", "message"),
+];
+
+/// Keys every object of a kind carries on each modelled release (from the JSON tags of
+/// `db/*.go`, UPSTREAM.md §1.2), where the OpenAPI file lists fewer.
+pub const REAL_KEYS: &[(&str, &[&str])] = &[
+    (
+        "project",
+        &[
+            "id",
+            "name",
+            "created",
+            "alert",
+            "alert_chat",
+            "max_parallel_tasks",
+            "type",
+        ],
+    ),
+    (
+        "inventory",
+        &[
+            "id",
+            "name",
+            "project_id",
+            "inventory",
+            "ssh_key_id",
+            "become_key_id",
+            "holder_id",
+            "repository_id",
+            "type",
+        ],
+    ),
+    (
+        "environment",
+        &[
+            "id",
+            "name",
+            "project_id",
+            "password",
+            "json",
+            "env",
+            "secrets",
+        ],
+    ),
+    (
+        "keys",
+        &[
+            "id",
+            "name",
+            "type",
+            "project_id",
+            "string",
+            "login_password",
+            "ssh",
+            "override_secret",
+        ],
+    ),
+    (
+        "template_v2_10",
+        &[
+            "id",
+            "project_id",
+            "inventory_id",
+            "repository_id",
+            "environment_id",
+            "name",
+            "playbook",
+            "arguments",
+            "allow_override_args_in_task",
+            "description",
+            "vaults",
+            "type",
+            "start_version",
+            "build_template_id",
+            "view_id",
+            "last_task",
+            "autorun",
+            "survey_vars",
+            "suppress_success_alerts",
+            "app",
+            "git_branch",
+            "tasks",
+        ],
+    ),
+    // Non-omitempty keys of the newer db.Template: the only ones always present.
+    (
+        "template_new",
+        &[
+            "id",
+            "project_id",
+            "repository_id",
+            "name",
+            "playbook",
+            "tasks",
+        ],
+    ),
+    ("output_v2_10", &["task_id", "task", "time", "output"]),
+    (
+        "output_new",
+        &["id", "task_id", "time", "output", "stage_id"],
+    ),
+];
+
 pub struct Spec {
     doc: Value,
 }
@@ -18,9 +142,15 @@ impl Spec {
         );
         let text = std::fs::read_to_string(path).expect("read spec");
         let y: serde_yaml::Value = serde_yaml::from_str(&text).expect("parse spec");
-        Spec {
-            doc: serde_json::to_value(y).expect("spec as json"),
+        let mut doc = serde_json::to_value(y).expect("spec as json");
+        // Pointer fields of the Go structs are `null` when unset (UPSTREAM.md §1.2, the JSON tags in
+        // db/*.go); the OpenAPI file does not mark them x-nullable.
+        for (def, field) in NULL_WHEN_UNSET {
+            if let Some(p) = doc["definitions"][def]["properties"].get_mut(*field) {
+                p["x-nullable"] = Value::Bool(true);
+            }
         }
+        Spec { doc }
     }
 
     fn resolve<'a>(&'a self, r: &str) -> &'a Value {

@@ -4,12 +4,25 @@
 //! stop always sends `{"force": bool}`, paths have no trailing slash, an unknown task id answers 400 with
 //! an empty body, 204 bodies are empty, task lists are newest first, new servers take `params`.
 //!
-//! Waiting ([`Client::wait`]) listens on `/api/ws` when it can (plain `http://` servers) and otherwise
-//! polls adaptively; every wait has a deadline. Creating a task is never blindly retried: after an
-//! ambiguous failure the client looks for the task it may have created before trying again.
+//! Waiting ([`Client::wait`]) listens on `/api/ws` (`ws://` or `wss://` with the same CA/insecure
+//! settings as the REST calls) and otherwise polls adaptively; every wait has a deadline. Creating a
+//! task is never blindly retried: after an ambiguous failure the client looks for the task it may
+//! have created before trying again, and an empty 500 (the server's answer to invalid input) is
+//! looked up once and then reported with its usual causes.
+//!
+//! Release differences (`specs/UPSTREAM.md` §1): servers after v2.10 drop a run's limit, tags,
+//! skip_tags, debug, inventory and branch unless the template opts in (`task_params.allow_*`,
+//! `allow_override_branch_in_task`), and `arguments` need `allow_override_args_in_task` everywhere;
+//! [`Client::prepare_run`] checks this before a run. v2.10 has no tags, no reject route, and lets the
+//! template environment win over the task's.
 
+mod run;
+mod tasks;
+mod templates;
+mod tls;
 mod wait;
 
+pub use run::StopOutcome;
 pub use wait::{WaitEvent, WaitOptions};
 
 use crate::config::{IdOrName, SemaphoreConfig};
@@ -203,8 +216,12 @@ pub struct Client {
     /// Server version from `GET /api/info`.
     pub version: String,
     pub info: Value,
-    legacy_params: bool,
+    /// v2.10 or older (by version, or by probing when the version is `undefined-...`).
+    legacy: bool,
     websocket: bool,
+    /// PEM of `ca_file` (for the `wss://` connector).
+    ca_pem: Option<Vec<u8>>,
+    insecure: bool,
     pub timeout: Duration,
 }
 
@@ -304,9 +321,15 @@ pub fn status_error(
             "semaphore: {method} {path} failed with {code}{suffix}"
         )),
     };
-    e.with("status", code)
+    let e = e
+        .with("status", code)
         .with("method", method.as_str())
-        .with("path", path)
+        .with("path", path);
+    if body.trim().is_empty() {
+        e.with("empty_body", true)
+    } else {
+        e
+    }
 }
 
 /// Parse `"v2.10.32-..."` into (major, minor).
@@ -345,6 +368,7 @@ impl Client {
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("ralf-sh/", env!("CARGO_PKG_VERSION")));
+        let mut ca_pem = None;
         if let Some(ca) = &opts.ca_file {
             let pem = std::fs::read(ca).map_err(|e| {
                 RalfError::config(format!(
@@ -359,6 +383,7 @@ impl Client {
                 ))
             })?;
             b = b.add_root_certificate(cert);
+            ca_pem = Some(pem);
         }
         if opts.insecure {
             b = b.danger_accept_invalid_certs(true);
@@ -375,8 +400,10 @@ impl Client {
             project_name: String::new(),
             version: String::new(),
             info: Value::Null,
-            legacy_params: false,
+            legacy: false,
             websocket: opts.websocket,
+            ca_pem,
+            insecure: opts.insecure,
             timeout: opts.timeout,
         };
         if let Auth::Login { .. } = c.auth {
@@ -388,11 +415,14 @@ impl Client {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        c.legacy_params = matches!(parse_version(&c.version), Some((2, m)) if m <= 10);
         c.info = info;
         let (pid, pname) = c.resolve_project(opts.project.as_ref()).await?;
         c.project_id = pid;
         c.project_name = pname;
+        c.legacy = match parse_version(&c.version) {
+            Some((major, minor)) => major < 2 || (major == 2 && minor <= 10),
+            None => c.probe_legacy().await,
+        };
         Ok(Arc::new(c))
     }
 
@@ -401,12 +431,31 @@ impl Client {
         &self.root
     }
 
-    /// Web UI address of a task.
-    pub fn task_url(&self, template_id: i64, task_id: i64) -> String {
+    /// Web UI address of a task (the server's own `Task.GetUrl` form: the history view).
+    pub fn task_url(&self, _template_id: i64, task_id: i64) -> String {
         format!(
-            "{}/project/{}/templates/{}?t={}",
-            self.root, self.project_id, template_id, task_id
+            "{}/project/{}/history?t={}",
+            self.root, self.project_id, task_id
         )
+    }
+
+    /// True when the server behaves like v2.10 or older (no `params`, no tags, no reject route).
+    pub fn is_legacy(&self) -> bool {
+        self.legacy
+    }
+
+    /// A build from source reports `undefined-00000000-` (`util/version.go`): tell v2.10 from newer
+    /// by a route v2.10.32 does not have (`…/tasks/{id}/raw_output`: 404 from the router there, 400
+    /// for the unknown task 0 on newer servers).
+    async fn probe_legacy(&self) -> bool {
+        let path = format!("/project/{}/tasks/0/raw_output", self.project_id);
+        let legacy = matches!(
+            self.send_once(&Method::GET, &path, None).await,
+            Ok((StatusCode::NOT_FOUND, _))
+        );
+        tracing::debug!(target: "ralf::semaphore", "server version `{}` is not a release number; probed: {}", self.version,
+            if legacy { "v2.10 or older" } else { "newer than v2.10" });
+        legacy
     }
 
     async fn login(&self) -> RResult<()> {
@@ -604,547 +653,28 @@ impl Client {
         }
     }
 
-    fn p(&self) -> String {
+    pub(super) fn p(&self) -> String {
         format!("/project/{}", self.project_id)
     }
+}
 
-    /// All templates of the project.
-    pub async fn templates(&self) -> RResult<Vec<Template>> {
-        let v = self
-            .get_json(&format!("{}/templates", self.p()), "templates")
-            .await?;
-        v.as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(Template::from_value)
-            .collect()
-    }
-
-    /// A template by name or numeric id (a numeric string counts as an id if no template has that name).
-    pub async fn template(&self, name_or_id: &IdOrName) -> RResult<Template> {
-        match name_or_id {
-            IdOrName::Id(id) => {
-                let v = self
-                    .get_json(
-                        &format!("{}/templates/{id}", self.p()),
-                        &format!("template {id}"),
-                    )
-                    .await?;
-                Template::from_value(v)
-            }
-            IdOrName::Name(n) => {
-                let all = self.templates().await?;
-                if let Some(t) = all.iter().find(|t| &t.name == n) {
-                    return Ok(t.clone());
-                }
-                if let Ok(id) = n.parse::<i64>() {
-                    if let Some(t) = all.iter().find(|t| t.id == id) {
-                        return Ok(t.clone());
-                    }
-                }
-                let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
-                let hint = crate::engine::options::did_you_mean(n, names.iter().copied())
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
-                Err(RalfError::not_found(format!(
-                    "semaphore: template `{n}` not found in project {} ({}){hint}",
-                    self.project_id, self.project_name
-                ))
-                .with("template", n))
-            }
-        }
-    }
-
-    /// A task by id. Semaphore answers 400 with an empty body for an unknown task id: reported as not_found.
-    pub async fn task(&self, id: i64) -> RResult<Task> {
-        let path = format!("{}/tasks/{id}", self.p());
-        match self.get_json(&path, &format!("task {id}")).await {
-            Ok(v) => Task::from_value(v),
-            Err(e)
-                if e.kind == ErrorKind::Invalid && e.details.get("status") == Some(&json!(400)) =>
-            {
-                Err(RalfError::not_found(format!(
-                    "semaphore: task {id} not found in project {}",
-                    self.project_id
-                ))
-                .with("task_id", id))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Newest tasks of the project (newest first), at most `limit` (1..=200).
-    pub async fn recent_tasks(&self, limit: u32) -> RResult<Vec<Task>> {
-        let v = self
-            .get_json(
-                &format!("{}/tasks/last?limit={}", self.p(), limit.clamp(1, 200)),
-                "tasks",
-            )
-            .await?;
-        v.as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(Task::from_value)
-            .collect()
-    }
-
-    /// Tasks of one template, newest first.
-    pub async fn template_tasks(&self, template_id: i64) -> RResult<Vec<Task>> {
-        let v = self
-            .get_json(
-                &format!("{}/templates/{template_id}/tasks", self.p()),
-                &format!("template {template_id}"),
-            )
-            .await?;
-        let mut tasks: Vec<Task> = v
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(Task::from_value)
-            .collect::<RResult<_>>()?;
-        tasks.sort_by_key(|t| std::cmp::Reverse(t.id));
-        Ok(tasks)
-    }
-
-    /// Tasks of a template that are not terminal yet (newest first).
-    pub async fn active(&self, template_id: i64) -> RResult<Vec<Task>> {
-        Ok(self
-            .template_tasks(template_id)
-            .await?
-            .into_iter()
-            .filter(|t| !t.is_terminal())
-            .collect())
-    }
-
-    /// The JSON body of `POST /project/{p}/tasks` (field types per the spec: strings for environment/arguments).
-    pub fn run_body(&self, template_id: i64, r: &RunRequest) -> Value {
-        let mut b = Map::new();
-        b.insert("template_id".into(), json!(template_id));
-        if let Some(env) = &r.env {
-            b.insert(
-                "environment".into(),
-                Value::String(Value::Object(env.clone()).to_string()),
-            );
-        }
-        if let Some(m) = &r.message {
-            b.insert("message".into(), json!(m));
-        }
-        if let Some(br) = &r.branch {
-            b.insert("git_branch".into(), json!(br));
-        }
-        if !r.arguments.is_empty() {
-            b.insert(
-                "arguments".into(),
-                Value::String(json!(r.arguments).to_string()),
-            );
-        }
-        if let Some(i) = r.inventory_id {
-            b.insert("inventory_id".into(), json!(i));
-        }
-        if self.legacy_params {
-            // v2.10 and older: top-level flags and a comma-separated limit.
-            if r.debug {
-                b.insert("debug".into(), json!(true));
-            }
-            if r.dry_run {
-                b.insert("dry_run".into(), json!(true));
-            }
-            if r.diff {
-                b.insert("diff".into(), json!(true));
-            }
-            if !r.limit.is_empty() {
-                b.insert("limit".into(), json!(r.limit.join(",")));
-            }
-        } else {
-            let mut p = Map::new();
-            if r.debug {
-                p.insert("debug".into(), json!(true));
-            }
-            if r.dry_run {
-                p.insert("dry_run".into(), json!(true));
-            }
-            if r.diff {
-                p.insert("diff".into(), json!(true));
-            }
-            if !r.limit.is_empty() {
-                p.insert("limit".into(), json!(r.limit));
-            }
-            if !r.tags.is_empty() {
-                p.insert("tags".into(), json!(r.tags));
-            }
-            if !r.skip_tags.is_empty() {
-                p.insert("skip_tags".into(), json!(r.skip_tags));
-            }
-            if !p.is_empty() {
-                b.insert("params".into(), Value::Object(p));
-            }
-        }
-        Value::Object(b)
-    }
-
-    /// Start a task. Never blindly retried: when the answer is lost (connection dropped after sending,
-    /// timeout, 5xx), the client looks for a task it created (newer than the newest task before the call,
-    /// same template, same environment and message) and adopts it; only when there is none does it try again.
-    pub async fn run(&self, template: &Template, r: &RunRequest) -> RResult<Task> {
-        let baseline = self.baseline().await?;
-        self.run_after(template, r, baseline).await
-    }
-
-    /// The id of the newest task of the project (0 when there is none): tasks a later `run` creates
-    /// are newer. Recorded before starting a task, it lets a resumed run find the task an
-    /// interrupted attempt started (see [`Client::find_started`]).
-    pub async fn baseline(&self) -> RResult<i64> {
-        Ok(self
-            .recent_tasks(1)
-            .await?
-            .first()
-            .map(|t| t.id)
-            .unwrap_or(0))
-    }
-
-    /// A task of `template` newer than `baseline` started with the same environment and message
-    /// as `r` would be, if there is one.
-    pub async fn find_started(
-        &self,
-        template: &Template,
-        r: &RunRequest,
-        baseline: i64,
-    ) -> RResult<Option<Task>> {
-        let body = self.run_body(template.id, r);
-        self.find_created(template.id, baseline, &body).await
-    }
-
-    /// [`Client::run`] with the baseline already taken.
-    pub async fn run_after(
-        &self,
-        template: &Template,
-        r: &RunRequest,
-        baseline: i64,
-    ) -> RResult<Task> {
-        let body = self.run_body(template.id, r);
-        let path = format!("{}/tasks", self.p());
-        let mut delay = Duration::from_millis(250);
-        let mut attempt = 1;
-        loop {
-            let res = self
-                .change(
-                    Method::POST,
-                    &path,
-                    &body,
-                    &format!("template {} ({})", template.id, template.name),
-                )
-                .await;
-            let err = match res {
-                Ok(text) => {
-                    match serde_json::from_str::<Value>(&text)
-                        .map_err(|e| e.to_string())
-                        .and_then(|v| Task::from_value(v).map_err(|e| e.message))
-                    {
-                        Ok(t) => return Ok(t),
-                        Err(m) => RalfError::unavailable(format!(
-                            "semaphore: POST {path}: unreadable answer: {m}"
-                        ))
-                        .with("sent", true),
-                    }
-                }
-                Err(e) => e,
-            };
-            let ambiguous = match err.kind {
-                ErrorKind::Unavailable => err.details.get("sent") != Some(&Value::Bool(false)),
-                _ => return Err(err),
-            };
-            if ambiguous {
-                tracing::warn!(target: "ralf::semaphore", "starting `{}` gave no clear answer ({err}); checking whether the task was created", template.name);
-                if let Some(t) = self.find_created(template.id, baseline, &body).await? {
-                    tracing::info!(target: "ralf::semaphore", "task {} of `{}` was created; attaching to it", t.id, template.name);
-                    return Ok(t);
-                }
-            }
-            if attempt >= 3 {
-                return Err(err.with("attempts", attempt));
-            }
-            tokio::time::sleep(delay).await;
-            delay *= 2;
-            attempt += 1;
-        }
-    }
-
-    /// After an ambiguous create: a task newer than `baseline` of this template whose request fields match.
-    async fn find_created(
-        &self,
-        template_id: i64,
-        baseline: i64,
-        body: &Value,
-    ) -> RResult<Option<Task>> {
-        let mut delay = Duration::from_millis(200);
-        for attempt in 1..=5 {
-            match self.recent_tasks(50).await {
-                Ok(tasks) => {
-                    let found = tasks.into_iter().find(|t| {
-                        t.id > baseline
-                            && t.template_id == template_id
-                            && same_field(&t.raw, body, "environment")
-                            && same_field(&t.raw, body, "message")
-                    });
-                    return Ok(found);
-                }
-                Err(e) if e.kind == ErrorKind::Unavailable && attempt < 5 => {
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(None)
-    }
-
-    /// The whole output of a task (oldest first).
-    pub async fn output(&self, task_id: i64) -> RResult<Vec<OutputLine>> {
-        let path = format!("{}/tasks/{task_id}/output", self.p());
-        let v = match self.get_json(&path, &format!("task {task_id}")).await {
-            Ok(v) => v,
-            Err(e) if e.details.get("status") == Some(&json!(400)) => {
-                return Err(RalfError::not_found(format!(
-                    "semaphore: task {task_id} not found"
-                )))
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(v.as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|l| OutputLine {
-                time: l
-                    .get("time")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                output: l
-                    .get("output")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-            })
-            .collect())
-    }
-
-    /// Output lines after the first `seen` ones; advances `seen`.
-    pub async fn new_output(&self, task_id: i64, seen: &mut usize) -> RResult<Vec<OutputLine>> {
-        let all = self.output(task_id).await?;
-        let start = (*seen).min(all.len());
-        *seen = all.len();
-        Ok(all[start..].to_vec())
-    }
-
-    /// Stop a task (`{"force": bool}` is always sent: an empty body is a 400).
-    pub async fn stop(&self, task_id: i64, force: bool) -> RResult<()> {
-        let path = format!("{}/tasks/{task_id}/stop", self.p());
-        self.change(
-            Method::POST,
-            &path,
-            &json!({"force": force}),
-            &format!("task {task_id}"),
-        )
-        .await
-        .map(|_| ())
-    }
-
-    /// Confirm (`true`) or reject a task in `waiting_confirmation`.
-    pub async fn confirm(&self, task_id: i64, yes: bool) -> RResult<()> {
-        let what = if yes { "confirm" } else { "reject" };
-        let path = format!("{}/tasks/{task_id}/{what}", self.p());
-        match self.change(Method::POST, &path, &json!({}), &format!("task {task_id}")).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind == ErrorKind::Invalid => Err(RalfError::new(
-                ErrorKind::Conflict,
-                format!("semaphore: cannot {what} task {task_id}: it is not waiting for confirmation (or does not exist)"),
-            )
-            .with("task_id", task_id)),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Look up an inventory/repository/environment/key by id or name: returns its id.
-    pub async fn resource_id(&self, kind: &str, r: &IdOrName) -> RResult<i64> {
-        let list = self.get_json(&format!("{}/{kind}", self.p()), kind).await?;
-        let items = list.as_array().cloned().unwrap_or_default();
-        let found = items.iter().find(|i| match r {
-            IdOrName::Id(id) => i.get("id").and_then(Value::as_i64) == Some(*id),
-            IdOrName::Name(n) => i.get("name").and_then(Value::as_str) == Some(n.as_str()),
-        });
-        found
-            .and_then(|i| i.get("id").and_then(Value::as_i64))
-            .ok_or_else(|| {
-                let shown = match r {
-                    IdOrName::Id(i) => i.to_string(),
-                    IdOrName::Name(n) => format!("`{n}`"),
-                };
-                RalfError::not_found(format!(
-                    "semaphore: {kind} {shown} not found in project {}",
-                    self.project_id
-                ))
-            })
-    }
-
-    async fn first_resource(&self, kind: &str) -> RResult<Option<i64>> {
-        let list = self.get_json(&format!("{}/{kind}", self.p()), kind).await?;
-        Ok(list
-            .as_array()
-            .and_then(|a| a.first())
-            .and_then(|i| i.get("id"))
-            .and_then(Value::as_i64))
-    }
-
-    /// Create or update a template by name. `spec` uses the API's field names, except that `inventory`,
-    /// `repository`, `environment` may name resources (id or name) and `arguments` may be an array.
-    /// Returns the template and whether anything was created/changed ("created" | "updated" | "unchanged").
-    pub async fn ensure_template(
-        &self,
-        spec: &Map<String, Value>,
-    ) -> RResult<(Template, &'static str)> {
-        let name = spec
-            .get("name")
-            .and_then(Value::as_str)
-            .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| {
-                RalfError::invalid(
-                    "semaphore::ensure_template: `name` (a non-empty string) is required",
-                )
-            })?
-            .to_string();
-        let existing = match self.template(&IdOrName::Name(name.clone())).await {
-            Ok(t) => Some(t),
-            Err(e) if e.kind == ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        let mut body: Map<String, Value> = match &existing {
-            Some(t) => t.raw.as_object().cloned().unwrap_or_default(),
-            None => Map::new(),
-        };
-        body.remove("last_task");
-        for (k, v) in spec {
-            match k.as_str() {
-                "inventory" | "repository" | "environment" => {}
-                "arguments" => {
-                    let s = match v {
-                        Value::Array(_) => v.to_string(),
-                        Value::String(s) => s.clone(),
-                        _ => return Err(RalfError::invalid(
-                            "semaphore::ensure_template: `arguments` must be an array of strings",
-                        )),
-                    };
-                    body.insert(k.clone(), Value::String(s));
-                }
-                _ => {
-                    body.insert(k.clone(), v.clone());
-                }
-            }
-        }
-        for (key, kind, field) in [
-            ("inventory", "inventory", "inventory_id"),
-            ("repository", "repositories", "repository_id"),
-            ("environment", "environment", "environment_id"),
-        ] {
-            if let Some(v) = spec.get(key) {
-                let r: IdOrName = serde_json::from_value(v.clone()).map_err(|_| {
-                    RalfError::invalid(format!(
-                        "semaphore::ensure_template: `{key}` must be an id or a name"
-                    ))
-                })?;
-                body.insert(field.into(), json!(self.resource_id(kind, &r).await?));
-            } else if body
-                .get(field)
-                .and_then(Value::as_i64)
-                .is_none_or(|i| i <= 0)
-            {
-                if let Some(id) = self.first_resource(kind).await? {
-                    body.insert(field.into(), json!(id));
-                }
-            }
-        }
-        if let Some(env_id) = body.get("environment_id").cloned() {
-            body.entry("environment_ids")
-                .or_insert_with(|| json!([env_id]));
-        }
-        body.entry("app").or_insert_with(|| json!("ansible"));
-        body.entry("type").or_insert_with(|| json!(""));
-        body.entry("arguments").or_insert_with(|| json!("[]"));
-        body.insert("name".into(), json!(name));
-        body.insert("project_id".into(), json!(self.project_id));
-        match existing {
-            Some(t) => {
-                body.insert("id".into(), json!(t.id));
-                let mut before = t.raw.as_object().cloned().unwrap_or_default();
-                before.remove("last_task");
-                if before == body {
-                    return Ok((t, "unchanged"));
-                }
-                let path = format!("{}/templates/{}", self.p(), t.id);
-                self.change(
-                    Method::PUT,
-                    &path,
-                    &Value::Object(body),
-                    &format!("template {}", t.id),
-                )
-                .await?;
-                Ok((self.template(&IdOrName::Id(t.id)).await?, "updated"))
-            }
-            None => {
-                body.remove("id");
-                let path = format!("{}/templates", self.p());
-                let text = self
-                    .change(
-                        Method::POST,
-                        &path,
-                        &Value::Object(body),
-                        &format!("project {}", self.project_id),
-                    )
-                    .await?;
-                let v: Value = serde_json::from_str(&text).map_err(|e| {
-                    RalfError::internal(format!("semaphore: POST {path}: answer is not JSON: {e}"))
-                })?;
-                Ok((Template::from_value(v)?, "created"))
-            }
-        }
-    }
-
-    /// `ws://` address of `/api/ws` (None for https: no TLS websocket connector is built in).
+impl Client {
+    /// `ws://` or `wss://` address of `/api/ws` (None when the websocket is turned off).
     pub(crate) fn ws_url(&self) -> Option<String> {
         if !self.websocket {
             return None;
         }
+        if let Some(r) = self.root.strip_prefix("http://") {
+            return Some(format!("ws://{r}/api/ws"));
+        }
         self.root
-            .strip_prefix("http://")
-            .map(|r| format!("ws://{r}/api/ws"))
+            .strip_prefix("https://")
+            .map(|r| format!("wss://{r}/api/ws"))
     }
 
     /// A query-string-safe form of a value.
     pub fn encode_query(s: &str) -> String {
         enc(s)
-    }
-}
-
-fn same_field(task: &Value, body: &Value, k: &str) -> bool {
-    let norm = |v: Option<&Value>| match v {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(o) => o.to_string(),
-    };
-    let (a, b) = (norm(task.get(k)), norm(body.get(k)));
-    if a == b {
-        return true;
-    }
-    // Environments may be re-serialised by the server: compare as JSON.
-    match (
-        serde_json::from_str::<Value>(&a),
-        serde_json::from_str::<Value>(&b),
-    ) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => false,
     }
 }
 
@@ -1195,14 +725,5 @@ mod tests {
             "x",
         );
         assert!(e.message.contains("TOTP"));
-    }
-
-    #[test]
-    fn same_field_compares_json() {
-        let t = json!({"environment": "{\"a\": 1}", "message": "m"});
-        let b = json!({"environment": "{\"a\":1}", "message": "m"});
-        assert!(same_field(&t, &b, "environment"));
-        assert!(same_field(&t, &b, "message"));
-        assert!(!same_field(&t, &json!({"message": "n"}), "message"));
     }
 }

@@ -1,4 +1,9 @@
-//! Waiting for a task: `/api/ws` events when the socket works, adaptive polling otherwise.
+//! Waiting for a task: `/api/ws` events when the socket works (`ws://`, or `wss://` with the
+//! client's CA / insecure settings), adaptive polling otherwise.
+//!
+//! `/output` is never paginated (`GetTaskOutput`): every call returns the whole log. So the log is
+//! fetched once when the socket opens (later lines arrive as `log` events), and while polling at
+//! most every [`OUTPUT_EVERY`] (and once at the end), skipping the lines already seen by count.
 
 use super::{is_terminal, Client, Task};
 use crate::engine::error::{RResult, RalfError};
@@ -6,9 +11,18 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+
+/// The websocket's transport: plain TCP or TLS over it.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type Ws = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
+
+/// While polling, the whole output is fetched at most this often.
+pub const OUTPUT_EVERY: Duration = Duration::from_secs(5);
 
 /// How to wait.
 #[derive(Debug, Clone)]
@@ -91,11 +105,15 @@ impl Client {
         on: &mut (dyn FnMut(WaitEvent) + Send),
         last: &mut String,
     ) -> RResult<Task> {
+        let mut shown = 0usize;
         if opts.websocket {
             if let Some(url) = self.ws_url() {
                 match self.ws_connect(&url).await {
                     Ok(ws) => {
-                        if let Some(t) = self.wait_ws(task_id, ws, opts, on, last).await? {
+                        if let Some(t) = self
+                            .wait_ws(task_id, ws, opts, on, last, &mut shown)
+                            .await?
+                        {
                             return Ok(t);
                         }
                         tracing::debug!(target: "ralf::semaphore", "websocket closed; polling task {task_id}");
@@ -106,42 +124,75 @@ impl Client {
                 }
             }
         }
-        self.wait_poll(task_id, opts, on, last).await
+        // After a dropped socket, polling skips the lines the socket already showed.
+        self.wait_poll(task_id, opts, on, last, shown).await
     }
 
-    async fn ws_connect(
-        &self,
-        url: &str,
-    ) -> Result<
-        tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
-        String,
-    > {
+    async fn ws_connect(&self, url: &str) -> Result<Ws, String> {
         let mut req = url.into_client_request().map_err(|e| e.to_string())?;
         let (hn, hv) = self.auth_header();
         let hv = hv.parse().map_err(|_| "bad auth header".to_string())?;
         req.headers_mut().insert(hn, hv);
-        let (ws, _) = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio_tungstenite::connect_async(req),
-        )
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-        Ok(ws)
+        let uri = req.uri().clone();
+        let host = uri
+            .host()
+            .ok_or("no host")?
+            .trim_matches(['[', ']'])
+            .to_string();
+        let tls = uri.scheme_str() == Some("wss");
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let connect = async {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .map_err(|e| e.to_string())?;
+            let io: Box<dyn Io> = if tls {
+                let cfg = super::tls::client_config(self.ca_pem.as_deref(), self.insecure)?;
+                let name = rustls::pki_types::ServerName::try_from(host.clone())
+                    .map_err(|e| format!("bad server name `{host}`: {e}"))?;
+                let s = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+                    .connect(name, tcp)
+                    .await
+                    .map_err(|e| format!("TLS: {e}"))?;
+                Box::new(s)
+            } else {
+                Box::new(tcp)
+            };
+            let (ws, _) = tokio_tungstenite::client_async(req, io)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<Ws, String>(ws)
+        };
+        tokio::time::timeout(Duration::from_secs(5), connect)
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+    }
+
+    /// After a terminal `update`: the server sends it before writing the row (S6), so a read right
+    /// after may still show the old status; re-read a few times quickly before leaving it to the
+    /// reconcile timer.
+    async fn settle(&self, task_id: i64) -> RResult<Task> {
+        let mut delay = Duration::from_millis(25);
+        let mut t = self.task(task_id).await?;
+        for _ in 0..5 {
+            if t.is_terminal() {
+                break;
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+            t = self.task(task_id).await?;
+        }
+        Ok(t)
     }
 
     /// Ok(None) when the socket closed before the task finished (caller falls back to polling).
     async fn wait_ws(
         &self,
         task_id: i64,
-        mut ws: tokio_tungstenite::WebSocketStream<
-            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-        >,
+        mut ws: Ws,
         opts: &WaitOptions,
         on: &mut (dyn FnMut(WaitEvent) + Send),
         last: &mut String,
+        shown: &mut usize,
     ) -> RResult<Option<Task>> {
         // Socket first, then REST: nothing between the two is lost.
         let t = self.task(task_id).await?;
@@ -151,6 +202,7 @@ impl Client {
             for l in self.output(task_id).await.unwrap_or_default() {
                 on(WaitEvent::Line(l.output.clone()));
                 seen_lines.insert((l.time, l.output));
+                *shown += 1;
             }
         }
         if t.is_terminal() {
@@ -174,13 +226,14 @@ impl Client {
                             let out = v.get("output").and_then(Value::as_str).unwrap_or("").to_string();
                             let time = v.get("time").and_then(Value::as_str).unwrap_or("").to_string();
                             if seen_lines.insert((time, out.clone())) {
+                                *shown += 1;
                                 on(WaitEvent::Line(out));
                             }
                         }
                         Some("update") => {
                             let status = v.get("status").and_then(Value::as_str).unwrap_or("");
                             if is_terminal(status) {
-                                let t = self.task(task_id).await?;
+                                let t = self.settle(task_id).await?;
                                 self.note_status(&t.status, on, last);
                                 if t.is_terminal() {
                                     return Ok(Some(t));
@@ -209,13 +262,17 @@ impl Client {
         opts: &WaitOptions,
         on: &mut (dyn FnMut(WaitEvent) + Send),
         last: &mut String,
+        shown: usize,
     ) -> RResult<Task> {
         let mut interval = opts.poll_min;
-        let mut seen = 0usize;
+        let mut seen = shown;
+        let mut fetched: Option<Instant> = None;
         loop {
             let t = self.task(task_id).await?;
             let mut changed = self.note_status(&t.status, on, last);
-            if opts.follow_output || t.is_terminal() {
+            let due = fetched.is_none_or(|f| f.elapsed() >= OUTPUT_EVERY);
+            if (opts.follow_output && due) || t.is_terminal() {
+                fetched = Some(Instant::now());
                 if let Ok(lines) = self.new_output(task_id, &mut seen).await {
                     changed |= !lines.is_empty();
                     for l in lines {
