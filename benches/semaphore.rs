@@ -42,6 +42,7 @@ fn main() {
                 ca_file: None,
                 insecure: false,
                 websocket: ws,
+                max_output: ralf_sh::clients::semaphore::DEFAULT_MAX_OUTPUT,
             };
             Client::connect(o)
         };

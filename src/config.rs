@@ -149,6 +149,9 @@ pub struct SemaphoreConfig {
     pub user: Option<String>,
     pub password_env: Option<String>,
     pub password_file: Option<PathBuf>,
+    /// Bytes of a task's output kept in memory (default 4 MiB, like ssh.max_output); the
+    /// oldest lines beyond it are dropped and counted.
+    pub max_output: Option<usize>,
     /// Per-request timeout (default 30s).
     pub timeout: Option<Secs>,
     /// Extra CA certificate (PEM) to trust.

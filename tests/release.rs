@@ -478,7 +478,10 @@ fn bad_arguments_are_usage_errors() {
     ]);
     let (code, _, err) = common::run(c);
     assert_eq!(code, 2);
-    assert!(err.contains("unknown option '--timout'"), "{err}");
+    assert!(
+        err.contains("unknown option `--timout`; did you mean `--timeout`?"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -32,6 +32,7 @@ fn opts(h: &Handle, auth: Auth) -> ClientOptions {
         ca_file: None,
         insecure: false,
         websocket: true,
+        max_output: ralf_sh::clients::semaphore::DEFAULT_MAX_OUTPUT,
     }
 }
 

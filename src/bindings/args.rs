@@ -333,9 +333,6 @@ fn parse_args(argv: &[String], s: &Spec) -> Result<Option<Map>, Fail> {
                 items.into()
             }
         };
-        if !matches!(ty, Ty::List) && given.iter().any(|g| g.to_string() == *k) {
-            return Err(Fail::Usage(format!("`{}` given twice", flag(k))));
-        }
         if !given.iter().any(|g| g.to_string() == *k) {
             given.push(k.clone().into());
         }
@@ -416,7 +413,8 @@ mod args_mod {
     /// help: #{ name: "text" }, positional: ["name", "opt?"], rest }`. Each default gives the
     /// option's type: a string takes a value (`--env prod`, `--env=prod`), an integer or float a
     /// number, a bool is a flag (`--dag`; `--no-advisor` for a default of true), an array a
-    /// comma-separated list (may repeat), `()` an optional string. Returns a map of every option
+    /// comma-separated list (may repeat; the others: the last one counts), `()` an optional
+    /// string. Returns a map of every option
     /// and positional by name, `rest` (with `rest: true`) and `given` (the options on the command
     /// line). `--help` prints the usage and ends the script with exit 0; a usage error prints one
     /// line and ends it with exit 2.

@@ -160,6 +160,10 @@ fn connect_impl(h: &Arc<Host>, o: ConnectOpts) -> RResult<Arc<Client>> {
                 ca_file: cfg.as_ref().and_then(|c| c.ca_file.clone()),
                 insecure: cfg.as_ref().map(|c| c.insecure).unwrap_or(false),
                 websocket: true,
+                max_output: cfg
+                    .as_ref()
+                    .and_then(|c| c.max_output)
+                    .unwrap_or(crate::clients::semaphore::DEFAULT_MAX_OUTPUT),
             }
         }
     };

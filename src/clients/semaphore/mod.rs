@@ -74,7 +74,12 @@ pub struct ClientOptions {
     pub insecure: bool,
     /// Use `/api/ws` for waiting when possible (default true).
     pub websocket: bool,
+    /// Bytes of a task's output kept in memory; older lines are dropped (and counted).
+    pub max_output: usize,
 }
+
+/// Default of `semaphore.max_output` (as `ssh.max_output`): 4 MiB.
+pub const DEFAULT_MAX_OUTPUT: usize = 4 * 1024 * 1024;
 
 impl ClientOptions {
     /// Options from the `semaphore:` config section; secrets are loaded (and registered for redaction).
@@ -115,6 +120,7 @@ impl ClientOptions {
             ca_file: c.ca_file.clone(),
             insecure: c.insecure,
             websocket: true,
+            max_output: c.max_output.unwrap_or(DEFAULT_MAX_OUTPUT),
         })
     }
 }
@@ -219,6 +225,7 @@ pub struct Client {
     /// v2.10 or older (by version, or by probing when the version is `undefined-...`).
     legacy: bool,
     websocket: bool,
+    max_output: usize,
     /// PEM of `ca_file` (for the `wss://` connector).
     ca_pem: Option<Vec<u8>>,
     insecure: bool,
@@ -402,6 +409,7 @@ impl Client {
             info: Value::Null,
             legacy: false,
             websocket: opts.websocket,
+            max_output: opts.max_output,
             ca_pem,
             insecure: opts.insecure,
             timeout: opts.timeout,
@@ -561,12 +569,24 @@ impl Client {
 
     /// Idempotent GET with retries (backoff 200ms, 400ms, 800ms) on `unavailable`.
     pub async fn get_json(&self, path: &str, what: &str) -> RResult<Value> {
+        self.get_parsed(path, what, |t| serde_json::from_str(t))
+            .await
+    }
+
+    /// GET with the retries of [`Client::get_json`], the body parsed by `parse` (e.g. into a
+    /// typed or bounded form instead of a whole `Value` tree).
+    pub async fn get_parsed<T>(
+        &self,
+        path: &str,
+        what: &str,
+        parse: impl Fn(&str) -> serde_json::Result<T>,
+    ) -> RResult<T> {
         let mut delay = Duration::from_millis(200);
         let mut attempt = 1;
         loop {
             match self.request(Method::GET, path, None, what).await {
                 Ok((_, text)) => {
-                    return serde_json::from_str(&text).map_err(|e| {
+                    return parse(&text).map_err(|e| {
                         RalfError::internal(format!(
                             "semaphore: GET {path}: answer is not JSON: {e}"
                         ))

@@ -225,7 +225,11 @@ impl Client {
                         Some("log") => {
                             let out = v.get("output").and_then(Value::as_str).unwrap_or("").to_string();
                             let time = v.get("time").and_then(Value::as_str).unwrap_or("").to_string();
-                            if seen_lines.insert((time, out.clone())) {
+                            // Only events that repeat lines of the first fetch are dropped; after
+                            // the first new one every event is new, so the set is let go (it held
+                            // every line of the task before: unbounded memory on long tasks).
+                            if seen_lines.is_empty() || !seen_lines.remove(&(time, out.clone())) {
+                                seen_lines = HashSet::new();
                                 *shown += 1;
                                 on(WaitEvent::Line(out));
                             }
