@@ -15,7 +15,13 @@
 //! Every message content goes through [`crate::secrets::redact`] before it leaves the machine.
 
 pub mod advisor;
+pub mod parse;
+pub mod probe;
 pub mod sse;
+
+use parse::{apply_chunk, excerpt, parse_completion};
+pub use parse::{error_message, model_ids};
+pub use probe::Health;
 
 use crate::engine::error::{ErrorKind, RResult, RalfError};
 use futures_util::StreamExt;
@@ -25,6 +31,19 @@ use std::time::{Duration, Instant};
 
 /// Longest wait a `Retry-After` header may impose.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// Default wait for the first token of a stream: a cold load of a 7–14B model on Ollama, or the CPU
+/// prefill of a long prompt on llama.cpp, takes from tens of seconds to a few minutes with no byte sent.
+pub const DEFAULT_FIRST_TOKEN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Request fields a server may reject; the client drops one that a 4xx names and remembers that
+/// for the rest of the run (per server root).
+pub const OPTIONAL_FIELDS: [&str; 4] = [
+    "response_format",
+    "reasoning_effort",
+    "enable_thinking",
+    "chat_template_kwargs",
+];
 
 /// How to reach the server and how long to wait.
 #[derive(Clone)]
@@ -37,7 +56,12 @@ pub struct ExoOptions {
     pub api_key: Option<String>,
     /// TCP connect timeout (default 5 s).
     pub connect_timeout: Duration,
-    /// Streams: longest silence (no byte at all, comments included) before giving up (default 60 s).
+    /// Streams: longest wait from sending the request to the first token (headers, keep-alives and
+    /// prefill included; default 5 min, for a cold model load on Ollama or a long CPU prefill on
+    /// llama.cpp, which send nothing at all before the first token).
+    pub first_token_timeout: Duration,
+    /// Streams, after the first token: longest silence (no byte at all, comments included) before
+    /// giving up (default 60 s).
     pub idle_timeout: Duration,
     /// Overall deadline of one call, retries included (default 10 min).
     pub timeout: Duration,
@@ -54,6 +78,7 @@ impl std::fmt::Debug for ExoOptions {
             .field("model", &self.model)
             .field("api_key", &self.api_key.as_ref().map(|_| "«set»"))
             .field("connect_timeout", &self.connect_timeout)
+            .field("first_token_timeout", &self.first_token_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
@@ -68,6 +93,7 @@ impl ExoOptions {
             model: model.into(),
             api_key: None,
             connect_timeout: Duration::from_secs(5),
+            first_token_timeout: DEFAULT_FIRST_TOKEN_TIMEOUT,
             idle_timeout: Duration::from_secs(60),
             timeout: Duration::from_secs(600),
             retries: 2,
@@ -108,27 +134,27 @@ pub struct ChatRequest {
     pub temperature: Option<f64>,
     pub max_tokens: Option<u64>,
     pub model: Option<String>,
+    /// A JSON schema the answer must follow: sent as `response_format` (OpenAI `json_schema` form;
+    /// `json_object` + `schema`, the llama-cpp-python form, when the server rejects that).
+    pub json_schema: Option<Value>,
+    /// `Some(false)`: ask the server not to think (`reasoning_effort: "none"` for exo, Ollama and
+    /// llama.cpp, `enable_thinking: false` for exo, `chat_template_kwargs.enable_thinking: false`
+    /// for llama.cpp). Servers that know none of these ignore them.
+    pub thinking: Option<bool>,
 }
 
 /// The answer of a chat request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChatResponse {
     pub text: String,
+    /// The model's thinking, apart from the answer (`reasoning_content` on exo and llama.cpp,
+    /// `reasoning` on Ollama, `thinking` elsewhere). Never part of `text`.
+    pub reasoning: String,
     pub finish_reason: Option<String>,
     pub model: Option<String>,
     pub usage: Option<Value>,
     /// Streams only: comment lines seen (keep-alives).
     pub comments: usize,
-}
-
-/// Which kind of server answered the health probe.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Health {
-    pub ok: bool,
-    /// `exo-v1`, `exo-v0`, `llama.cpp`, `ollama` or `openai-compatible`.
-    pub server: String,
-    pub models: Vec<String>,
-    pub error: Option<String>,
 }
 
 /// What failed in one attempt, and whether trying again may help.
@@ -192,65 +218,6 @@ impl Client {
     }
 
     /// Is the server answering `GET /v1/models` with 200? (Works on exo v0/v1, Ollama, llama.cpp.)
-    /// Never retries; waits at most `limit`.
-    pub async fn available(&self, limit: Duration) -> bool {
-        self.get_json("/v1/models", limit, false).await.is_ok()
-    }
-
-    /// Probe the server: reachable models and what kind of server it is.
-    /// exo v1 answers `GET /node_id`, legacy exo `GET /healthcheck`, llama.cpp `GET /health`
-    /// (503 while loading), Ollama `GET /api/version`.
-    pub async fn health(&self, limit: Duration) -> Health {
-        let models = self.get_json("/v1/models", limit, false).await;
-        let mut server = "openai-compatible".to_string();
-        for (path, name) in [
-            ("/node_id", "exo-v1"),
-            ("/healthcheck", "exo-v0"),
-            ("/health", "llama.cpp"),
-            ("/api/version", "ollama"),
-        ] {
-            let probe = self
-                .auth(self.http.get(format!("{}{path}", self.base)))
-                .timeout(limit)
-                .send()
-                .await;
-            match probe {
-                Ok(r)
-                    if r.status().is_success()
-                        || (name == "llama.cpp" && r.status().as_u16() == 503) =>
-                {
-                    let body: Value = r.json().await.unwrap_or(Value::Null);
-                    let fits = match name {
-                        "exo-v1" => body.is_string(),
-                        "exo-v0" | "llama.cpp" => {
-                            body.get("status").is_some() || body.get("error").is_some()
-                        }
-                        _ => body.get("version").is_some(),
-                    };
-                    if fits {
-                        server = name.to_string();
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => break, // not reachable at all: no point probing further
-            }
-        }
-        match models {
-            Ok(v) => Health {
-                ok: true,
-                server,
-                models: model_ids(&v),
-                error: None,
-            },
-            Err(e) => Health {
-                ok: false,
-                server,
-                models: Vec::new(),
-                error: Some(e.message),
-            },
-        }
-    }
 
     async fn get_json(&self, path: &str, limit: Duration, retry: bool) -> RResult<Value> {
         let url = format!("{}{path}", self.base);
@@ -276,34 +243,43 @@ impl Client {
 
     async fn chat_inner(&self, req: &ChatRequest, retry_connect: bool) -> RResult<ChatResponse> {
         let url = format!("{}/v1/chat/completions", self.base);
-        let body = self.request_body(req, false);
-        let deadline = Instant::now() + self.opts.timeout;
-        let r = self
-            .with_retries(
-                "chat completion",
-                deadline,
-                self.opts.retries,
-                retry_connect,
-                || async {
-                    let resp = self
-                        .auth(self.http.post(&url))
-                        .json(&body)
-                        .timeout(remaining(deadline))
-                        .send()
-                        .await
-                        .map_err(|e| self.send_error(e, &url))?;
-                    let resp = self.check_status(resp, &url).await?;
-                    let v = read_json_body(resp, &url).await?;
-                    parse_completion(&v, &url).map_err(Attempt::from)
-                },
-            )
-            .await;
-        self.explain_unknown_model(r, req).await
+        let mut dropped = 0;
+        loop {
+            let body = self.request_body(req, false);
+            let deadline = Instant::now() + self.opts.timeout;
+            let r = self
+                .with_retries(
+                    "chat completion",
+                    deadline,
+                    self.opts.retries,
+                    retry_connect,
+                    || async {
+                        let resp = self
+                            .auth(self.http.post(&url))
+                            .json(&body)
+                            .timeout(remaining(deadline))
+                            .send()
+                            .await
+                            .map_err(|e| self.send_error(e, &url))?;
+                        let resp = self.check_status(resp, &url).await?;
+                        let v = read_json_body(resp, &url).await?;
+                        parse_completion(&v, &url).map_err(Attempt::from)
+                    },
+                )
+                .await;
+            match r {
+                Err(e) if dropped < OPTIONAL_FIELDS.len() && self.drop_rejected(&e, &body) => {
+                    dropped += 1;
+                }
+                r => return self.explain_unknown_model(r, req).await,
+            }
+        }
     }
 
     /// Streaming chat completion: `on_delta` gets each piece of text as it arrives; the whole text is
-    /// returned. No overall limit applies to the stream itself beyond `timeout`; silence longer than
-    /// `idle_timeout` (no byte, not even a keep-alive comment) fails with `timeout`.
+    /// returned. Until the first token `first_token_timeout` applies (headers, keep-alives and
+    /// prefill included); after it, silence longer than `idle_timeout` (no byte, not even a
+    /// keep-alive comment) fails with `timeout`. `timeout` bounds the whole call.
     pub async fn chat_stream(
         &self,
         req: &ChatRequest,
@@ -326,27 +302,53 @@ impl Client {
         mut on_delta: impl FnMut(&str),
     ) -> RResult<ChatResponse> {
         let url = format!("{}/v1/chat/completions", self.base);
-        let body = self.request_body(req, true);
-        let deadline = Instant::now() + self.opts.timeout;
+        let started = Instant::now();
+        let deadline = started + self.opts.timeout;
+        let first_deadline = started + self.opts.first_token_timeout;
         let idle = self.opts.idle_timeout;
+        let first_token_error = |received: usize| {
+            RalfError::timeout(format!(
+                "exo: no token from {url} within {} (first_token_timeout; a cold model load or a long prefill may need more)",
+                crate::engine::render::human_duration(self.opts.first_token_timeout)
+            ))
+            .with("received_bytes", received)
+            .with("url", &url)
+        };
         // Retries only until the response headers arrived; once text flowed, a failure is final.
-        let resp = self
-            .with_retries(
-                "chat completion stream",
-                deadline,
-                self.opts.retries,
-                retry_connect,
-                || async {
-                    let resp = self
-                        .auth(self.http.post(&url))
-                        .json(&body)
-                        .send()
+        // A 4xx naming an optional field drops that field and asks again (once per field).
+        let mut dropped = 0;
+        let resp = loop {
+            let body = self.request_body(req, true);
+            let r = self
+                .with_retries(
+                    "chat completion stream",
+                    deadline,
+                    self.opts.retries,
+                    retry_connect,
+                    || async {
+                        // Ollama and llama.cpp send the headers only with the first token.
+                        match tokio::time::timeout(
+                            remaining(first_deadline.min(deadline)),
+                            self.auth(self.http.post(&url)).json(&body).send(),
+                        )
                         .await
-                        .map_err(|e| self.send_error(e, &url))?;
-                    self.check_status(resp, &url).await
-                },
-            )
-            .await;
+                        {
+                            Err(_) => Err(Attempt::from(first_token_error(0))),
+                            Ok(r) => {
+                                let resp = r.map_err(|e| self.send_error(e, &url))?;
+                                self.check_status(resp, &url).await
+                            }
+                        }
+                    },
+                )
+                .await;
+            match r {
+                Err(e) if dropped < OPTIONAL_FIELDS.len() && self.drop_rejected(&e, &body) => {
+                    dropped += 1;
+                }
+                r => break r,
+            }
+        };
         let resp = self.explain_unknown_model(resp, req).await?;
         let is_json = resp
             .headers()
@@ -369,6 +371,7 @@ impl Client {
         let mut received = 0usize;
         let mut done = false;
         let mut events_seen = 0usize;
+        let mut first_token = false;
         loop {
             let left = remaining(deadline);
             if left.is_zero() {
@@ -377,10 +380,23 @@ impl Client {
                     crate::engine::render::human_duration(self.opts.timeout)
                 )));
             }
-            let next = tokio::time::timeout(idle.min(left), stream.next()).await;
+            // Before the first token the first-token limit applies (keep-alives do not extend it).
+            let (wait, first_phase) = if first_token {
+                (idle.min(left), false)
+            } else {
+                let f = remaining(first_deadline);
+                if f.is_zero() {
+                    return Err(first_token_error(received));
+                }
+                (f.min(left), true)
+            };
+            let next = tokio::time::timeout(wait, stream.next()).await;
             let eof = matches!(next, Ok(None));
             let events = match next {
-                Err(_) if idle <= left => {
+                Err(_) if first_phase && remaining(first_deadline).is_zero() => {
+                    return Err(first_token_error(received))
+                }
+                Err(_) if !first_phase && idle <= left => {
                     return Err(RalfError::timeout(format!(
                         "exo: stream from {url} was silent for {} (idle timeout; not even a keep-alive)",
                         crate::engine::render::human_duration(idle)
@@ -428,6 +444,10 @@ impl Client {
                     .with("url", &url));
                 }
                 apply_chunk(&v, &mut out, &mut on_delta);
+                if !out.text.is_empty() || !out.reasoning.is_empty() || out.finish_reason.is_some()
+                {
+                    first_token = true;
+                }
             }
             if done || eof {
                 break;
@@ -439,11 +459,72 @@ impl Client {
                 parser.comments
             )));
         }
+        if !done && out.finish_reason.is_none() {
+            // Legacy exo ends without [DONE] but with a finish_reason; a stream with neither broke
+            // off (Ollama ends a stream that way when generation fails mid-way).
+            return Err(RalfError::unavailable(format!(
+                "exo: stream from {url} ended without a finish_reason or [DONE] after {received} bytes (generation failed on the server?); partial text: {}",
+                excerpt(&out.text)
+            ))
+            .with("received_bytes", received));
+        }
         out.comments = parser.comments;
         Ok(out)
     }
 
-    fn request_body(&self, req: &ChatRequest, stream: bool) -> Value {
+    /// The fields this server rejected earlier in the run.
+    fn rejected(&self) -> std::collections::HashSet<String> {
+        rejected_fields()
+            .lock()
+            .get(&self.base)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A 400/422 that names an optional field of `body`: remember it and say so (the caller asks
+    /// again without it). `response_format` falls back from `json_schema` to `json_object` +
+    /// `schema` first, then goes.
+    fn drop_rejected(&self, e: &RalfError, body: &Value) -> bool {
+        let status = e.details.get("status").and_then(|s| s.as_u64());
+        if !matches!(status, Some(400 | 422)) {
+            return false;
+        }
+        let msg = e.message.to_lowercase();
+        let named = |f: &str| {
+            msg.contains(f) || (f == "reasoning_effort" && msg.contains("reasoning value"))
+        };
+        let Some(field) = OPTIONAL_FIELDS
+            .iter()
+            .find(|f| body.get(**f).is_some() && named(f))
+        else {
+            return false;
+        };
+        let key = if *field == "response_format"
+            && body
+                .pointer("/response_format/type")
+                .and_then(|t| t.as_str())
+                == Some("json_schema")
+        {
+            "response_format:json_schema".to_string()
+        } else {
+            field.to_string()
+        };
+        tracing::warn!(
+            target: "ralf::exo",
+            "{} rejected `{key}` ({}); asking again without it for the rest of the run",
+            self.base,
+            e.message
+        );
+        rejected_fields()
+            .lock()
+            .entry(self.base.clone())
+            .or_default()
+            .insert(key);
+        true
+    }
+
+    /// The request body; optional fields the server rejected earlier are left out.
+    pub fn request_body(&self, req: &ChatRequest, stream: bool) -> Value {
         let messages: Vec<Value> = req
             .messages
             .iter()
@@ -459,6 +540,24 @@ impl Client {
         }
         if let Some(m) = req.max_tokens {
             body["max_tokens"] = json!(m);
+        }
+        let rejected = self.rejected();
+        if let Some(schema) = &req.json_schema {
+            if !rejected.contains("response_format") {
+                body["response_format"] = if rejected.contains("response_format:json_schema") {
+                    json!({"type": "json_object", "schema": schema})
+                } else {
+                    json!({"type": "json_schema", "json_schema": {"name": "answer", "strict": true, "schema": schema}})
+                };
+            }
+        }
+        if req.thinking == Some(false) {
+            body["reasoning_effort"] = json!("none");
+            body["enable_thinking"] = json!(false);
+            body["chat_template_kwargs"] = json!({"enable_thinking": false});
+        }
+        if let Value::Object(m) = &mut body {
+            m.retain(|k, _| !rejected.contains(k.as_str()));
         }
         body
     }
@@ -676,6 +775,16 @@ impl Client {
     }
 }
 
+/// Optional fields each server root rejected in this run.
+fn rejected_fields(
+) -> &'static parking_lot::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>
+{
+    static R: std::sync::OnceLock<
+        parking_lot::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
+    > = std::sync::OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
 /// `Retry-After`: seconds, or an HTTP date.
 pub fn parse_retry_after(s: &str) -> Option<Duration> {
     let s = s.trim();
@@ -729,163 +838,6 @@ async fn read_json_body(resp: reqwest::Response, url: &str) -> RResult<Value> {
     })
 }
 
-fn parse_completion(v: &Value, url: &str) -> RResult<ChatResponse> {
-    if v.get("error").is_some() {
-        let msg = error_message(v).unwrap_or_default();
-        return Err(RalfError::unavailable(format!(
-            "exo: {url} answered 200 with an error: {msg}"
-        )));
-    }
-    let choice = v.get("choices").and_then(|c| c.get(0)).ok_or_else(|| {
-        RalfError::unavailable(format!(
-            "exo: {url} answered 200 without choices: {}",
-            excerpt(&v.to_string())
-        ))
-    })?;
-    let content = choice
-        .pointer("/message/content")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let text = match content {
-        Value::String(s) => s,
-        Value::Null => String::new(),
-        // content given as parts: join the text parts
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
-            .collect::<Vec<_>>()
-            .join(""),
-        other => other.to_string(),
-    };
-    let finish_reason = choice
-        .get("finish_reason")
-        .and_then(|f| f.as_str())
-        .map(String::from);
-    if finish_reason.as_deref() == Some("error") {
-        return Err(RalfError::unavailable(format!(
-            "exo: generation failed on the server (finish_reason: error); partial text: {}",
-            excerpt(&text)
-        )));
-    }
-    Ok(ChatResponse {
-        text,
-        finish_reason,
-        model: v.get("model").and_then(|m| m.as_str()).map(String::from),
-        usage: v.get("usage").cloned(),
-        comments: 0,
-    })
-}
-
-fn apply_chunk(v: &Value, out: &mut ChatResponse, on_delta: &mut impl FnMut(&str)) {
-    if out.model.is_none() {
-        out.model = v.get("model").and_then(|m| m.as_str()).map(String::from);
-    }
-    if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-        out.usage = Some(u.clone());
-    }
-    let Some(choice) = v.get("choices").and_then(|c| c.get(0)) else {
-        return; // a usage-only chunk
-    };
-    let piece = choice
-        .pointer("/delta/content")
-        .or_else(|| choice.pointer("/message/content"))
-        .and_then(|c| c.as_str());
-    if let Some(p) = piece {
-        if !p.is_empty() {
-            out.text.push_str(p);
-            on_delta(p);
-        }
-    }
-    if let Some(f) = choice.get("finish_reason").and_then(|f| f.as_str()) {
-        out.finish_reason = Some(f.to_string());
-    }
-}
-
-/// The model ids in a `/v1/models` answer (OpenAI `data[].id`; Ollama native `models[].name` too).
-pub fn model_ids(v: &Value) -> Vec<String> {
-    let list = v
-        .get("data")
-        .or_else(|| v.get("models"))
-        .and_then(|d| d.as_array())
-        .cloned()
-        .unwrap_or_default();
-    list.iter()
-        .filter_map(|m| {
-            m.get("id")
-                .or_else(|| m.get("model"))
-                .or_else(|| m.get("name"))
-                .and_then(|s| s.as_str())
-                .map(String::from)
-        })
-        .collect()
-}
-
-/// A readable message from any of the error shapes servers use.
-pub fn error_message(v: &Value) -> Option<String> {
-    if let Some(e) = v.get("error") {
-        return Some(match e {
-            Value::String(s) => s.clone(),
-            Value::Object(o) => {
-                let msg = o
-                    .get("message")
-                    .and_then(|m| m.as_str())
-                    .unwrap_or("")
-                    .to_string();
-                let ty = o.get("type").and_then(|m| m.as_str()).unwrap_or("");
-                match (msg.is_empty(), ty.is_empty()) {
-                    (false, false) => format!("{msg} ({ty})"),
-                    (false, true) => msg,
-                    (true, false) => ty.to_string(),
-                    (true, true) => Value::Object(o.clone()).to_string(),
-                }
-            }
-            other => other.to_string(),
-        });
-    }
-    if let Some(d) = v.get("detail") {
-        return Some(match d {
-            Value::String(s) => s.clone(),
-            Value::Array(items) => items
-                .iter()
-                .map(|it| {
-                    let loc = it
-                        .get("loc")
-                        .and_then(|l| l.as_array())
-                        .map(|l| {
-                            l.iter()
-                                .map(|p| {
-                                    p.as_str()
-                                        .map(String::from)
-                                        .unwrap_or_else(|| p.to_string())
-                                })
-                                .collect::<Vec<_>>()
-                                .join(".")
-                        })
-                        .unwrap_or_default();
-                    let msg = it.get("msg").and_then(|m| m.as_str()).unwrap_or("invalid");
-                    if loc.is_empty() {
-                        msg.to_string()
-                    } else {
-                        format!("{loc}: {msg}")
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("; "),
-            other => other.to_string(),
-        });
-    }
-    None
-}
-
-fn excerpt(s: &str) -> String {
-    let t = s.trim();
-    let mut out: String = t.chars().take(200).collect();
-    if t.chars().count() > 200 {
-        out.push('…');
-    }
-    crate::secrets::redact(&out)
-}
-
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -903,30 +855,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_shapes() {
-        let openai = json!({"error": {"message": "No instance found for model x", "type": "Not Found", "param": null, "code": 404}});
-        assert_eq!(
-            error_message(&openai).unwrap(),
-            "No instance found for model x (Not Found)"
-        );
-        assert_eq!(
-            error_message(&json!({"error": "model \"x\" not found"})).unwrap(),
-            "model \"x\" not found"
-        );
-        assert_eq!(
-            error_message(&json!({"detail": "Response generation timed out"})).unwrap(),
-            "Response generation timed out"
-        );
-        let fastapi = json!({"detail": [{"loc": ["body", "model"], "msg": "Field required", "type": "missing"}]});
-        assert_eq!(
-            error_message(&fastapi).unwrap(),
-            "body.model: Field required"
-        );
-        assert_eq!(error_message(&json!({"ok": 1})), None);
-    }
-
     #[test]
     fn retry_after_forms() {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
@@ -944,31 +872,5 @@ mod tests {
         assert_eq!(base_url("http://h:52415").unwrap(), "http://h:52415");
         assert!(base_url("h:52415").is_err() || base_url("ftp://h").is_err());
         assert!(base_url("ftp://h").is_err());
-    }
-
-    #[test]
-    fn model_lists() {
-        let v = json!({"object": "list", "data": [{"id": "a"}, {"id": "b"}]});
-        assert_eq!(model_ids(&v), ["a", "b"]);
-        assert_eq!(
-            model_ids(&json!({"models": [{"name": "llama3.2:3b"}]})),
-            ["llama3.2:3b"]
-        );
-    }
-
-    #[test]
-    fn completion_parsing() {
-        let v = json!({"object": "chat.completion", "choices": [{"message": {"role": "assistant", "content": null, "tool_calls": []}, "finish_reason": "tool_calls"}]});
-        assert_eq!(parse_completion(&v, "u").unwrap().text, "");
-        let bad = json!({"choices": []});
-        assert_eq!(
-            parse_completion(&bad, "u").unwrap_err().kind,
-            ErrorKind::Unavailable
-        );
-        let err = json!({"choices": [{"message": {"content": "par"}, "finish_reason": "error"}]});
-        assert_eq!(
-            parse_completion(&err, "u").unwrap_err().kind,
-            ErrorKind::Unavailable
-        );
     }
 }
