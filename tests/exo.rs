@@ -4,11 +4,12 @@ mod common;
 #[path = "common/exo.rs"]
 mod exo_harness;
 
-use exo_harness::{closed_port, engine, stand};
+use exo_harness::{closed_port, engine, stand, stand_profile};
 use ralf_sh::clients::exo::advisor;
 use ralf_sh::clients::exo::{ChatRequest, Client, ExoOptions, Message};
 use ralf_sh::engine::error::ErrorKind;
 use ralf_sh::lab::llm::{Rule, DEFAULT_MODEL};
+use ralf_sh::lab::LlmProfile;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -455,31 +456,31 @@ fn disabled_and_unknown_options() {
     );
 }
 
-/// Every `fn test_*()` of tests/rhai/exo.rhai, run against the stand-in.
+/// Every `fn test_*()` of tests/rhai/exo.rhai, run against each stand-in profile.
 #[test]
 fn rhai_script_tests() {
-    let s = stand();
-    let (se, _) = engine(&s.rt, &s.lab.url, DEFAULT_MODEL, "");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rhai/exo.rhai");
-    let ast = se.compile_file(&path).unwrap();
-    let names: Vec<String> = ast
-        .iter_functions()
-        .filter(|f| f.name.starts_with("test_") && f.params.is_empty())
-        .map(|f| f.name.to_string())
-        .collect();
-    assert!(names.len() >= 10, "{names:?}");
     let mut failed = Vec::new();
-    for n in &names {
-        let mut scope = rhai::Scope::new();
-        if let Err(e) = se.engine.call_fn::<rhai::Dynamic>(&mut scope, &ast, n, ()) {
-            failed.push(format!("{n}: {e}"));
+    let mut total = 0;
+    for p in [LlmProfile::Exo, LlmProfile::Ollama, LlmProfile::Llamacpp] {
+        let s = stand_profile(p);
+        let (se, _) = engine(&s.rt, &s.lab.url, &s.lab.model, "");
+        let ast = se.compile_file(&path).unwrap();
+        let names: Vec<String> = ast
+            .iter_functions()
+            .filter(|f| f.name.starts_with("test_") && f.params.is_empty())
+            .map(|f| f.name.to_string())
+            .collect();
+        assert!(names.len() >= 10, "{names:?}");
+        for n in &names {
+            total += 1;
+            let mut scope = rhai::Scope::new();
+            if let Err(e) = se.engine.call_fn::<rhai::Dynamic>(&mut scope, &ast, n, ()) {
+                failed.push(format!("{p:?} {n}: {e}"));
+            }
         }
     }
-    println!(
-        "{} passed, {} failed",
-        names.len() - failed.len(),
-        failed.len()
-    );
+    println!("{} passed, {} failed", total - failed.len(), failed.len());
     assert!(failed.is_empty(), "{failed:#?}");
 }
 
