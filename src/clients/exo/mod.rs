@@ -217,8 +217,6 @@ impl Client {
         Ok(model_ids(&v))
     }
 
-    /// Is the server answering `GET /v1/models` with 200? (Works on exo v0/v1, Ollama, llama.cpp.)
-
     async fn get_json(&self, path: &str, limit: Duration, retry: bool) -> RResult<Value> {
         let url = format!("{}{path}", self.base);
         let deadline = Instant::now() + limit;
