@@ -128,7 +128,7 @@ fn start(dir: &Path) -> Option<Server> {
             "--chat_format",
             "chatml",
             "--n_ctx",
-            "2048",
+            "4096",
             "--n_threads",
             "2",
             "--verbose",

@@ -15,7 +15,7 @@ N_EMBD = 64
 N_HEAD = 4
 N_HEAD_KV = 4
 N_FF = 128
-N_CTX = 2048
+N_CTX = 4096
 
 
 def field_value(field):
