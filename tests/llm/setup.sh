@@ -5,7 +5,6 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="${RALF_LLM_VENV:-$root/target/llm-venv}"
-stamp="$venv/.ralf-llm-ready"
 version=0.3.36
 # The vocabulary of the test model: a vocab-only GGUF that llama.cpp ships in models/ (inside the sdist).
 vocab="$venv/share/ggml-vocab-llama-spm.gguf"
@@ -20,7 +19,7 @@ extract_vocab() {
   tar -xzf "$sdist" -O "llama_cpp_python-$version/vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf" >"$vocab.tmp"
   mv "$vocab.tmp" "$vocab"
 }
-if [ -f "$stamp" ] && "$venv/bin/python" -c 'import llama_cpp.server, gguf' 2>/dev/null; then
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import llama_cpp.server, gguf' 2>/dev/null; then
   [ -s "$vocab" ] || extract_vocab
   echo "llm setup: $venv already present"
   exit 0
@@ -36,7 +35,6 @@ start=$(date +%s)
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_CURL=OFF}"
 extract_vocab
-nice -n 10 "$venv/bin/pip" install "$venv/sdist/llama_cpp_python-$version.tar.gz[server]" 'gguf==0.19.0' numpy
+nice -n 10 "$venv/bin/pip" install "llama-cpp-python[server] @ file://$venv/sdist/llama_cpp_python-$version.tar.gz" 'gguf==0.19.0' numpy
 "$venv/bin/python" -c 'import llama_cpp.server, gguf'
-touch "$stamp"
 echo "llm setup: installed into $venv in $(( $(date +%s) - start ))s"
