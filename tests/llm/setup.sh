@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real llama.cpp OpenAI-compatible server (PyPI `llama-cpp-python[server]`, whose sdist bundles
 # llama.cpp and builds it with cmake) and the `gguf` package into target/llm-venv, for tests/llm_real.rs.
-# A no-op when the venv is already complete. Builds with 2 jobs under `nice` (the machine has 2 cores).
+# A no-op when the venv is already complete. Builds with 2 jobs under `nice` (the machine has 2 cores), without
+# the multimodal library (LLAVA_BUILD=OFF: llama_cpp imports it only for image chat handlers).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="${RALF_LLM_VENV:-$root/target/llm-venv}"
@@ -33,7 +34,7 @@ start=$(date +%s)
 "$python" -m venv "$venv"
 "$venv/bin/pip" install --quiet --upgrade pip wheel
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
-export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_CURL=OFF}"
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_CURL=OFF -DLLAVA_BUILD=OFF}"
 extract_vocab
 nice -n 10 "$venv/bin/pip" install "llama-cpp-python[server] @ file://$venv/sdist/llama_cpp_python-$version.tar.gz" 'gguf==0.19.0' numpy
 "$venv/bin/python" -c 'import llama_cpp.server, gguf'
