@@ -14,7 +14,7 @@ extract_vocab() {
   local sdist
   sdist=$(ls "$venv"/sdist/llama_cpp_python-"$version".tar.gz 2>/dev/null || true)
   if [ -z "$sdist" ]; then
-    "$venv/bin/pip" download --quiet --no-deps --no-binary :all: "llama-cpp-python==$version" -d "$venv/sdist"
+    "$venv/bin/pip" download --quiet --no-deps --no-binary llama-cpp-python "llama-cpp-python==$version" -d "$venv/sdist"
     sdist="$venv/sdist/llama_cpp_python-$version.tar.gz"
   fi
   tar -xzf "$sdist" -O "llama_cpp_python-$version/vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf" >"$vocab.tmp"
