@@ -213,6 +213,7 @@ fn enforced_schema_turns_garbage_into_a_decision() {
             "wait",
             &DecideOptions {
                 response_format: false,
+                ..Default::default()
             },
         ));
         assert_eq!(d.unwrap().source, "fallback", "{p:?}");

@@ -198,6 +198,7 @@ fn connect_impl(h: &Host, o: ConnectOpts) -> RResult<Exo> {
             .response_format
             .or_else(|| cfg.as_ref().and_then(|c| c.response_format))
             .unwrap_or(true),
+        ..DecideOptions::default()
     };
     let client = Client::new(opts)?;
     Ok(Exo(Arc::new(ExoInner {

@@ -87,12 +87,15 @@ pub struct DecideOptions {
     /// Send the decision schema as `response_format` (default true; a server that rejects the
     /// field is asked again without it, and not sent it again in this run).
     pub response_format: bool,
+    /// Token budget of the two rounds (default [`DECIDE_MAX_TOKENS`]).
+    pub max_tokens: [u64; 2],
 }
 
 impl Default for DecideOptions {
     fn default() -> Self {
         DecideOptions {
             response_format: true,
+            max_tokens: DECIDE_MAX_TOKENS,
         }
     }
 }
@@ -220,7 +223,7 @@ pub async fn decide(
         Message::system(DECIDE_SYSTEM),
         Message::user(decide_prompt(question, context)),
     ];
-    for (round, budget) in DECIDE_MAX_TOKENS.iter().enumerate() {
+    for (round, budget) in opts.max_tokens.iter().enumerate() {
         let req = ChatRequest {
             messages: messages.clone(),
             temperature: Some(0.0),

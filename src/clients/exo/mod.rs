@@ -464,12 +464,13 @@ impl Client {
             .unwrap_or_default()
     }
 
-    /// A 400/422 that names an optional field of `body`: remember it and say so (the caller asks
-    /// again without it). `response_format` falls back from `json_schema` to `json_object` +
-    /// `schema` first, then goes.
+    /// A 400/422 that names an optional field of `body` (or a 500 that does: llama-cpp-python's
+    /// error handler turns its request validation errors into 500s): remember it and say so (the
+    /// caller asks again without it). `response_format` falls back from `json_schema` to
+    /// `json_object` + `schema` first, then goes.
     fn drop_rejected(&self, e: &RalfError, body: &Value) -> bool {
         let status = e.details.get("status").and_then(|s| s.as_u64());
-        if !matches!(status, Some(400 | 422)) {
+        if !matches!(status, Some(400 | 422 | 500)) {
             return false;
         }
         let msg = e.message.to_lowercase();
