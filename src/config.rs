@@ -201,12 +201,17 @@ pub struct LlmConfig {
     pub api_key_env: Option<String>,
     pub api_key_file: Option<PathBuf>,
     pub connect_timeout: Option<Secs>,
-    /// Idle timeout on streams, reset by any byte.
+    /// Streams: longest wait for the first token (default 5 min: a cold model load on Ollama or a
+    /// long CPU prefill on llama.cpp sends nothing before it).
+    pub first_token_timeout: Option<Secs>,
+    /// Streams, after the first token: idle timeout, reset by any byte (default 60 s).
     pub idle_timeout: Option<Secs>,
     /// Overall deadline of one request.
     pub timeout: Option<Secs>,
     /// What `decide` answers when the advisor is unavailable: proceed | wait | skip.
     pub fallback_decision: Option<String>,
+    /// Send the decision's JSON schema as `response_format` (default true).
+    pub response_format: Option<bool>,
 }
 
 fn yes() -> bool {

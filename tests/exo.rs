@@ -4,11 +4,12 @@ mod common;
 #[path = "common/exo.rs"]
 mod exo_harness;
 
-use exo_harness::{closed_port, engine, stand};
+use exo_harness::{closed_port, engine, stand, stand_profile};
 use ralf_sh::clients::exo::advisor;
 use ralf_sh::clients::exo::{ChatRequest, Client, ExoOptions, Message};
 use ralf_sh::engine::error::ErrorKind;
-use ralf_sh::lab::exo::{Rule, DEFAULT_MODEL};
+use ralf_sh::lab::llm::{Rule, DEFAULT_MODEL};
+use ralf_sh::lab::LlmProfile;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -91,17 +92,26 @@ fn stream_failures_are_unavailable_or_timeout() {
     let s = stand();
     let mut o = ExoOptions::new(&s.lab.url, DEFAULT_MODEL);
     o.idle_timeout = Duration::from_millis(300);
+    o.first_token_timeout = Duration::from_millis(600);
     let c = Client::new(o).unwrap();
     s.lab
         .script(vec![rule("cut", "cut_stream"), rule("boom", "error_event")])
         .unwrap();
     s.lab
-        .script(vec![Rule {
-            pattern: Some("stall".into()),
-            mode: Some("slow".into()),
-            delay: Some(5.0),
-            ..Default::default()
-        }])
+        .script(vec![
+            Rule {
+                pattern: Some("stall".into()),
+                mode: Some("stall".into()),
+                delay: Some(5.0),
+                ..Default::default()
+            },
+            Rule {
+                pattern: Some("prefill".into()),
+                mode: Some("slow".into()),
+                delay: Some(5.0),
+                ..Default::default()
+            },
+        ])
         .unwrap();
     s.rt.block_on(async {
         let e = c.chat_stream(&ask("cut please"), |_| {}).await.unwrap_err();
@@ -110,9 +120,20 @@ fn stream_failures_are_unavailable_or_timeout() {
         let e = c.chat_stream(&ask("boom"), |_| {}).await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
         assert!(e.message.contains("runner crashed"), "{e}");
+        // silent after the first token: the idle timeout
         let e = c.chat_stream(&ask("stall"), |_| {}).await.unwrap_err();
         assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
         assert!(e.message.contains("idle timeout"), "{e}");
+        // a keep-alive, then no token: the first-token timeout, not the idle one
+        let t0 = Instant::now();
+        let e = c.chat_stream(&ask("prefill"), |_| {}).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+        assert!(e.message.contains("first_token_timeout"), "{e}");
+        assert!(
+            t0.elapsed() >= Duration::from_millis(550),
+            "{:?}",
+            t0.elapsed()
+        );
     });
 }
 
@@ -203,7 +224,14 @@ fn decide_valid_wrapped_invalid_missing() {
     let ctx = json!({"deps": ["postgresql"], "postgresql": "healthy"});
     s.rt.block_on(async {
         // valid
-        let (d, tr) = advisor::decide(&c, "Deploy gitea now?", &ctx, "proceed").await;
+        let (d, tr) = advisor::decide(
+            &c,
+            "Deploy gitea now?",
+            &ctx,
+            "proceed",
+            &Default::default(),
+        )
+        .await;
         let d = d.unwrap();
         assert_eq!((d.decision.as_str(), d.source.as_str()), ("proceed", "llm"));
         assert_eq!(tr.answers.len(), 1);
@@ -213,6 +241,7 @@ fn decide_valid_wrapped_invalid_missing() {
             "Deploy gitea now?",
             &json!({"postgresql": "unhealthy"}),
             "proceed",
+            &Default::default(),
         )
         .await;
         assert_eq!(d.unwrap().decision, "wait");
@@ -225,12 +254,14 @@ fn decide_valid_wrapped_invalid_missing() {
         }])
         .unwrap();
     s.rt.block_on(async {
-        let (d, _) = advisor::decide(&c, "wrapped: deploy?", &ctx, "proceed").await;
+        let (d, _) =
+            advisor::decide(&c, "wrapped: deploy?", &ctx, "proceed", &Default::default()).await;
         let d = d.unwrap();
         assert_eq!(d.source, "llm", "{d:?}");
         // garbage once, then a valid answer to the second request
         let before = s.lab.requests().len();
-        let (d, tr) = advisor::decide(&c, "once: deploy?", &ctx, "proceed").await;
+        let (d, tr) =
+            advisor::decide(&c, "once: deploy?", &ctx, "proceed", &Default::default()).await;
         assert_eq!(d.unwrap().source, "llm");
         assert_eq!(tr.answers.len(), 2);
         assert_eq!(s.lab.requests().len(), before + 2);
@@ -242,7 +273,14 @@ fn decide_valid_wrapped_invalid_missing() {
         );
         assert!(second[3]["content"].as_str().unwrap().contains("not valid"));
         // schema violation twice (the directive covers the whole conversation): fallback
-        let (d, tr) = advisor::decide(&c, "[lab:invalid_json] deploy?", &ctx, "skip").await;
+        let (d, tr) = advisor::decide(
+            &c,
+            "[lab:invalid_json] deploy?",
+            &ctx,
+            "skip",
+            &Default::default(),
+        )
+        .await;
         let d = d.unwrap();
         assert_eq!(
             (d.decision.as_str(), d.source.as_str()),
@@ -259,7 +297,8 @@ fn decide_valid_wrapped_invalid_missing() {
             };
             s.lab.script(vec![r]).unwrap();
         }
-        let (d, _) = advisor::decide(&c, "empty: deploy?", &ctx, "proceed").await;
+        let (d, _) =
+            advisor::decide(&c, "empty: deploy?", &ctx, "proceed", &Default::default()).await;
         let d = d.unwrap();
         assert_eq!(
             (d.source.as_str(), d.reason.as_str()),
@@ -276,8 +315,13 @@ fn server_down_falls_back_at_once() {
     o.connect_timeout = Duration::from_secs(1);
     let c = Client::new(o).unwrap();
     let t0 = Instant::now();
-    let (d, _) =
-        s.rt.block_on(advisor::decide(&c, "Deploy?", &json!({}), "proceed"));
+    let (d, _) = s.rt.block_on(advisor::decide(
+        &c,
+        "Deploy?",
+        &json!({}),
+        "proceed",
+        &Default::default(),
+    ));
     let d = d.unwrap();
     println!("fallback after {:?}", t0.elapsed());
     assert_eq!(
@@ -294,11 +338,16 @@ fn server_down_falls_back_at_once() {
     s.lab
         .script(vec![Rule {
             delay: Some(5.0),
-            ..rule("Deploy", "slow")
+            ..rule("Deploy", "stall")
         }])
         .unwrap();
-    let (d, _) =
-        s.rt.block_on(advisor::decide(&c, "Deploy?", &json!({}), "wait"));
+    let (d, _) = s.rt.block_on(advisor::decide(
+        &c,
+        "Deploy?",
+        &json!({}),
+        "wait",
+        &Default::default(),
+    ));
     let d = d.unwrap();
     assert_eq!(
         (d.decision.as_str(), d.source.as_str()),
@@ -407,31 +456,31 @@ fn disabled_and_unknown_options() {
     );
 }
 
-/// Every `fn test_*()` of tests/rhai/exo.rhai, run against the stand-in.
+/// Every `fn test_*()` of tests/rhai/exo.rhai, run against each stand-in profile.
 #[test]
 fn rhai_script_tests() {
-    let s = stand();
-    let (se, _) = engine(&s.rt, &s.lab.url, DEFAULT_MODEL, "");
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rhai/exo.rhai");
-    let ast = se.compile_file(&path).unwrap();
-    let names: Vec<String> = ast
-        .iter_functions()
-        .filter(|f| f.name.starts_with("test_") && f.params.is_empty())
-        .map(|f| f.name.to_string())
-        .collect();
-    assert!(names.len() >= 10, "{names:?}");
     let mut failed = Vec::new();
-    for n in &names {
-        let mut scope = rhai::Scope::new();
-        if let Err(e) = se.engine.call_fn::<rhai::Dynamic>(&mut scope, &ast, n, ()) {
-            failed.push(format!("{n}: {e}"));
+    let mut total = 0;
+    for p in [LlmProfile::Exo, LlmProfile::Ollama, LlmProfile::Llamacpp] {
+        let s = stand_profile(p);
+        let (se, _) = engine(&s.rt, &s.lab.url, &s.lab.model, "");
+        let ast = se.compile_file(&path).unwrap();
+        let names: Vec<String> = ast
+            .iter_functions()
+            .filter(|f| f.name.starts_with("test_") && f.params.is_empty())
+            .map(|f| f.name.to_string())
+            .collect();
+        assert!(names.len() >= 10, "{names:?}");
+        for n in &names {
+            total += 1;
+            let mut scope = rhai::Scope::new();
+            if let Err(e) = se.engine.call_fn::<rhai::Dynamic>(&mut scope, &ast, n, ()) {
+                failed.push(format!("{p:?} {n}: {e}"));
+            }
         }
     }
-    println!(
-        "{} passed, {} failed",
-        names.len() - failed.len(),
-        failed.len()
-    );
+    println!("{} passed, {} failed", total - failed.len(), failed.len());
     assert!(failed.is_empty(), "{failed:#?}");
 }
 
@@ -576,6 +625,8 @@ fn other_servers_probe_and_quirks() {
     let ollama = serve(
         Router::new()
             .route("/api/version", get(|| async { Json(json!({"version": "0.12.0"})) }))
+            .route("/api/tags", get(|| async { Json(json!({"models": [{"name": "llama3.2:3b", "model": "llama3.2:3b"}]})) }))
+            .route("/api/ps", get(|| async { Json(json!({"models": []})) }))
             .route("/v1/models", get(|| async { Json(json!({"object": "list", "data": [{"id": "llama3.2:3b", "object": "model"}]})) }))
             .route(
                 "/v1/chat/completions",
@@ -599,10 +650,22 @@ fn other_servers_probe_and_quirks() {
         let h = client(&llama).health(lim).await;
         assert_eq!((h.ok, h.server.as_str()), (false, "llama.cpp"));
         assert!(h.error.unwrap().contains("503: Loading model"));
+        // legacy exo: ready when /v1/models lists the model
         let h = client(&legacy).health(lim).await;
-        assert_eq!((h.ok, h.server.as_str()), (true, "exo-v0"));
+        assert_eq!((h.ok, h.server.as_str()), (false, "exo-v0"));
+        assert!(h.error.unwrap().contains("is not offered"));
+        let legacy_client = Client::new(ExoOptions::new(&legacy, "llama-3.2-3b")).unwrap();
+        let h = legacy_client.health(lim).await;
+        assert_eq!((h.ok, h.server.as_str()), (true, "exo-v0"), "{:?}", h.error);
         let h = client(&ollama).health(lim).await;
-        assert_eq!((h.ok, h.server.as_str()), (true, "ollama"));
+        assert_eq!((h.ok, h.server.as_str()), (false, "ollama"));
+        assert!(h.error.unwrap().contains("is not pulled"));
+        let h = Client::new(ExoOptions::new(&ollama, "llama3.2:3b"))
+            .unwrap()
+            .health(lim)
+            .await;
+        assert_eq!((h.ok, h.server.as_str()), (true, "ollama"), "{:?}", h.error);
+        assert_eq!(h.loaded, Some(vec![]));
 
         let r = Client::new(ExoOptions::new(&legacy, "llama-3.2-3b"))
             .unwrap()

@@ -8,7 +8,7 @@
 //! recorded in the run journal (kind `llm`).
 
 use crate::bindings::{host, AtCall};
-use crate::clients::exo::advisor::{self, Decision};
+use crate::clients::exo::advisor::{self, DecideOptions, Decision};
 use crate::clients::exo::{ChatRequest, ChatResponse, Client, ExoOptions, Message};
 use crate::engine::bridge::block_on;
 use crate::engine::error::{RResult, RalfError, RhaiResult};
@@ -28,6 +28,10 @@ pub fn register(engine: &mut Engine) {
     engine.register_global_module(exported_module!(exo_methods).into());
 }
 
+/// Default token budget of `suggest_fix`: five short lines need about 150 tokens; the rest is room
+/// for a model that thinks although asked not to.
+pub const DEFAULT_FIX_TOKENS: u64 = 1024;
+
 /// Default budget (characters) of the log excerpt sent by `suggest_fix`.
 pub const DEFAULT_LOG_BUDGET: usize = 6000;
 
@@ -39,6 +43,7 @@ struct ExoInner {
     client: Client,
     enabled: bool,
     fallback: String,
+    decide: DecideOptions,
     /// After a failed connect, `decide` falls back at once until then (a powered-off host would
     /// otherwise cost a connect timeout per decision).
     down_until: parking_lot::Mutex<Option<Instant>>,
@@ -90,10 +95,12 @@ pub struct ConnectOpts {
     pub api_key_env: Option<String>,
     pub api_key_file: Option<PathBuf>,
     pub connect_timeout: Option<Secs>,
+    pub first_token_timeout: Option<Secs>,
     pub idle_timeout: Option<Secs>,
     pub timeout: Option<Secs>,
     pub fallback_decision: Option<String>,
     pub retries: Option<u32>,
+    pub response_format: Option<bool>,
 }
 
 /// Options of `ask` and `chat`.
@@ -142,6 +149,12 @@ fn connect_impl(h: &Host, o: ConnectOpts) -> RResult<Exo> {
     ) {
         opts.connect_timeout = d;
     }
+    if let Some(d) = pick(
+        o.first_token_timeout,
+        cfg.as_ref().and_then(|c| c.first_token_timeout),
+    ) {
+        opts.first_token_timeout = d;
+    }
     if let Some(d) = pick(o.idle_timeout, cfg.as_ref().and_then(|c| c.idle_timeout)) {
         opts.idle_timeout = d;
     }
@@ -150,6 +163,7 @@ fn connect_impl(h: &Host, o: ConnectOpts) -> RResult<Exo> {
     }
     for (name, d) in [
         ("connect_timeout", opts.connect_timeout),
+        ("first_token_timeout", opts.first_token_timeout),
         ("idle_timeout", opts.idle_timeout),
         ("timeout", opts.timeout),
     ] {
@@ -179,11 +193,19 @@ fn connect_impl(h: &Host, o: ConnectOpts) -> RResult<Exo> {
         .or_else(|| cfg.as_ref().and_then(|c| c.fallback_decision.clone()))
         .unwrap_or_else(|| "proceed".to_string());
     advisor::check_fallback(&fallback).map_err(|e| e.context("exo::connect"))?;
+    let decide = DecideOptions {
+        response_format: o
+            .response_format
+            .or_else(|| cfg.as_ref().and_then(|c| c.response_format))
+            .unwrap_or(true),
+        ..DecideOptions::default()
+    };
     let client = Client::new(opts)?;
     Ok(Exo(Arc::new(ExoInner {
         client,
         enabled,
         fallback,
+        decide,
         down_until: parking_lot::Mutex::new(None),
     })))
 }
@@ -236,6 +258,9 @@ fn run_chat(
     };
     let answers: Vec<String> = resp.iter().map(|r| r.text.clone()).collect();
     let mut extra = json!({"stream": stream});
+    if let Some(r) = resp.as_ref().ok().filter(|r| !r.reasoning.is_empty()) {
+        extra["reasoning"] = json!([r.reasoning]);
+    }
     if let Err(e) = &resp {
         extra["error"] = json!(e.message);
     }
@@ -265,6 +290,7 @@ fn ask_impl(ctx: &NativeCallContext, ai: &Exo, prompt: &str, opts: &Map) -> Rhai
         temperature: o.temperature,
         max_tokens: o.max_tokens,
         model: o.model,
+        ..Default::default()
     };
     let r = run_chat(&h, ai, "ask", req, o.stream.unwrap_or(false)).at(ctx)?;
     Ok(crate::secrets::redact(&r.text))
@@ -299,6 +325,7 @@ fn chat_impl(ctx: &NativeCallContext, ai: &Exo, messages: Array, opts: &Map) -> 
         temperature: o.temperature,
         max_tokens: o.max_tokens,
         model: o.model,
+        ..Default::default()
     };
     let r = run_chat(&h, ai, "chat", req, o.stream.unwrap_or(false)).at(ctx)?;
     Ok(crate::secrets::redact(&r.text))
@@ -349,10 +376,11 @@ fn decide_impl(
     }
     let client = ai.0.client.clone();
     let fallback = ai.0.fallback.clone();
+    let dopts = ai.0.decide.clone();
     let q = question.to_string();
     let c2 = context.clone();
     let (res, tr) = block_on(&h, "exo decide", Some(ai.limit() * 2), async move {
-        Ok(advisor::decide(&client, &q, &c2, &fallback).await)
+        Ok(advisor::decide(&client, &q, &c2, &fallback, &dopts).await)
     })
     .at(ctx)?;
     let d = res.at(ctx)?;
@@ -364,7 +392,7 @@ fn decide_impl(
             ai.model(),
             &tr.messages,
             &tr.answers,
-            json!({"question": question, "problems": tr.problems, "result": d}),
+            json!({"question": question, "reasoning": tr.reasoning, "problems": tr.problems, "result": d}),
         ),
     );
     Ok(decision_map(&d))
@@ -411,8 +439,9 @@ fn fix_impl(
     let req = ChatRequest {
         messages: advisor::fix_messages(service, &trimmed),
         temperature: Some(0.2),
-        max_tokens: Some(o.max_tokens.unwrap_or(300)),
-        model: None,
+        max_tokens: Some(o.max_tokens.unwrap_or(DEFAULT_FIX_TOKENS)),
+        thinking: Some(false),
+        ..Default::default()
     };
     let r = run_chat(&h, ai, "suggest_fix", req, false).at(ctx)?;
     Ok(crate::secrets::redact(&r.text))
@@ -436,9 +465,12 @@ mod exo_mod {
     }
 
     /// Connect with options overriding the config: `url`, `model` (exact id), `enabled`,
-    /// `api_key_env`, `api_key_file`, `connect_timeout` (default 5s), `idle_timeout` (streams,
-    /// default 60s, reset by any byte), `timeout` (overall, default 10m), `retries` (default 2),
-    /// `fallback_decision` (`proceed` | `wait` | `skip`, what `decide` answers when the advisor cannot).
+    /// `api_key_env`, `api_key_file`, `connect_timeout` (default 5s), `first_token_timeout`
+    /// (streams: wait for the first token, default 5m, enough for a cold model load or a long CPU
+    /// prefill), `idle_timeout` (streams after the first token, default 60s, reset by any byte),
+    /// `timeout` (overall, default 10m), `retries` (default 2), `fallback_decision` (`proceed` |
+    /// `wait` | `skip`, what `decide` answers when the advisor cannot), `response_format` (send the
+    /// decision's JSON schema, default true).
     ///
     /// ```rhai
     /// // A disabled advisor answers every decide() with the fallback, without any network call.
@@ -513,9 +545,11 @@ mod exo_methods {
         ai.0.enabled
     }
 
-    /// True when the server answers `GET /v1/models` (works on exo v0/v1, Ollama, llama.cpp; a
-    /// llama.cpp server still loading its model answers 503 and counts as unavailable). Never throws;
-    /// false when disabled. Waits at most the connect timeout plus 5 s.
+    /// True only when the configured model can answer now: exo v1 has a running instance of it
+    /// (`/ollama/api/ps` or `/state`; its `/v1/models` is a catalog that also lists models with no
+    /// instance), Ollama has it loaded or pulled, llama.cpp's `/health` says ok (503 while loading).
+    /// `health().error` says why not. Never throws; false when disabled. Waits at most the connect
+    /// timeout plus 5 s per probe.
     ///
     /// ```rhai
     /// let ai = exo::connect();
@@ -531,12 +565,9 @@ mod exo_methods {
         let h = host(&ctx)?;
         let client = ai.0.client.clone();
         let limit = client.options().connect_timeout + Duration::from_secs(5);
-        let up = block_on(
-            &h,
-            "exo available",
-            Some(limit + Duration::from_secs(1)),
-            async move { Ok(client.available(limit).await) },
-        )
+        let up = block_on(&h, "exo available", Some(limit * 8), async move {
+            Ok(client.available(limit).await)
+        })
         .at(&ctx)?;
         if up {
             *ai.0.down_until.lock() = None;
@@ -544,29 +575,41 @@ mod exo_methods {
         Ok(up)
     }
 
-    /// Probe the server: `#{ ok, server, models, error }` where `server` is `exo-v1` (answers
-    /// `/node_id`), `exo-v0` (`/healthcheck`), `llama.cpp` (`/health`), `ollama` (`/api/version`) or
-    /// `openai-compatible`. Never throws.
+    /// Probe the server: `#{ ok, ready, server, models, loaded, error }`. `ok` and `ready` are true
+    /// only when the configured model can answer now (as `available()`); `error` says why not.
+    /// `server` is `exo-v1` (answers `/node_id`), `exo-v0` (`/healthcheck`), `llama.cpp`
+    /// (`/health`), `ollama` (`/api/version`) or `openai-compatible`; `models` is what
+    /// `/v1/models` lists, `loaded` what the server runs now (exo, Ollama; `()` elsewhere).
+    /// Never throws.
     ///
     /// ```rhai
     /// let h = exo::connect().health();
-    /// assert(h.ok && h.server == "exo-v1");
+    /// assert(h.ok && h.ready && h.server == "exo-v1");
+    /// assert(h.loaded.contains(exo::connect().model));
     /// ```
     #[rhai_fn(global, return_raw, pure)]
     pub fn health(ctx: NativeCallContext, ai: &mut Exo) -> RhaiResult<Map> {
         let h = host(&ctx)?;
         let client = ai.0.client.clone();
         let limit = client.options().connect_timeout + Duration::from_secs(5);
-        let r = block_on(&h, "exo health", Some(limit * 6), async move {
+        let r = block_on(&h, "exo health", Some(limit * 8), async move {
             Ok(client.health(limit).await)
         })
         .at(&ctx)?;
+        let ready = r.ready && ai.0.enabled;
         let mut m = Map::new();
-        m.insert("ok".into(), (r.ok && ai.0.enabled).into());
+        m.insert("ok".into(), ready.into());
+        m.insert("ready".into(), ready.into());
         m.insert("server".into(), r.server.into());
         m.insert(
             "models".into(),
             Dynamic::from_array(r.models.into_iter().map(Dynamic::from).collect()),
+        );
+        m.insert(
+            "loaded".into(),
+            r.loaded
+                .map(|l| Dynamic::from_array(l.into_iter().map(Dynamic::from).collect()))
+                .unwrap_or(Dynamic::UNIT),
         );
         let err = if ai.0.enabled {
             r.error
@@ -663,9 +706,12 @@ mod exo_methods {
     }
 
     /// Ask the advisor for a decision: `#{ decision: "proceed"|"wait"|"skip", reason, source }`.
-    /// The model must answer a JSON object (found even inside prose or a code fence); an answer that
-    /// fails the check is asked again once, then the fallback answers (`source: "fallback"`, plus
-    /// `error`). When the server is down or the advisor disabled the fallback answers at once
+    /// The decision's JSON schema goes along as `response_format` (enforced by Ollama and llama.cpp;
+    /// a server that rejects the field is asked again without it, and not sent it again in this
+    /// run), thinking is switched off where the server allows it, and thinking the model does
+    /// anyway is journaled apart, never read as the answer. The model must answer a JSON object
+    /// (found even inside prose or a code fence); an answer that fails the check is asked again
+    /// once, then the fallback answers (`source: "fallback"`, plus `error`). When the server is down or the advisor disabled the fallback answers at once
     /// (`proceed` with the reason "advisor unavailable", or `llm.fallback_decision`); after a failed
     /// connect the server is not tried again for 30 s (or until `available()` sees it back). Never
     /// throws for server trouble.
@@ -708,7 +754,7 @@ mod exo_methods {
         fix_impl(&ctx, ai, service, log_lines, &Map::new())
     }
 
-    /// `suggest_fix` with options: `max_chars` (log budget, default 6000), `max_tokens` (default 300).
+    /// `suggest_fix` with options: `max_chars` (log budget, default 6000), `max_tokens` (default 1024, room for a model that thinks).
     ///
     /// ```rhai
     /// let ai = exo::connect();

@@ -1,9 +1,9 @@
 //! Local stand-ins of the APIs that cannot run here (Semaphore, Proxmox, an OpenAI-compatible LLM),
 //! used by `ralf-sh lab` and by the tests. Each stand-in listens on loopback only.
 
-pub mod exo;
 pub mod hosts;
 pub mod image;
+pub mod llm;
 pub mod notify;
 pub mod profiles;
 pub mod proxmox;
@@ -43,7 +43,7 @@ pub async fn start_all(setup: &LabSetup) -> RResult<Lab> {
     };
     semaphore::start(&mut lab).await?;
     proxmox::start(&mut lab).await?;
-    exo::start(&mut lab).await?;
+    llm::start(&mut lab).await?;
     hosts::start(&mut lab).await?;
     notify::start(&mut lab).await?;
     smoke::start(&mut lab).await?;

@@ -4,25 +4,34 @@
 use ralf_sh::config::LoadedConfig;
 use ralf_sh::engine::{self, ScriptEngine};
 use ralf_sh::host::{Host, HostOptions, Journal};
-use ralf_sh::lab::exo::{spawn, ExoLab, ExoLabOptions};
+use ralf_sh::lab::llm::{spawn, LlmLab, LlmLabOptions};
+use ralf_sh::lab::LlmProfile;
 use std::path::Path;
 use std::sync::Arc;
 
 /// A runtime (kept alive by the caller) and a running stand-in.
 pub struct Stand {
     pub rt: tokio::runtime::Runtime,
-    pub lab: ExoLab,
+    pub lab: LlmLab,
 }
 
+/// The exo v1 stand-in.
 pub fn stand() -> Stand {
+    stand_with(LlmLabOptions::default())
+}
+
+/// A stand-in of the given profile.
+pub fn stand_profile(p: LlmProfile) -> Stand {
+    stand_with(LlmLabOptions::profile(p))
+}
+
+pub fn stand_with(opts: LlmLabOptions) -> Stand {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    let lab = rt
-        .block_on(spawn(ExoLabOptions::default()))
-        .expect("exo stand-in");
+    let lab = rt.block_on(spawn(opts)).expect("llm stand-in");
     Stand { rt, lab }
 }
 

@@ -4,6 +4,7 @@
 //! The advisor is never the authority: the deterministic planner decides the order of deployments;
 //! the advisor's answer may only hold a service back (`wait`/`skip`) or explain.
 
+use super::parse::split_think;
 use super::{ChatRequest, Client, Message};
 use crate::engine::error::{ErrorKind, RResult, RalfError};
 use serde::Serialize;
@@ -41,6 +42,9 @@ impl Decision {
 pub struct Transcript {
     pub messages: Vec<Message>,
     pub answers: Vec<String>,
+    /// The model's thinking per answer (reasoning fields and inline `<think>` blocks), kept apart
+    /// from the answers: journaled (scrubbed), never parsed as the decision.
+    pub reasoning: Vec<String>,
     pub problems: Vec<String>,
     /// The server could not even be connected to (refused, unreachable, connect timeout).
     #[serde(skip)]
@@ -53,6 +57,48 @@ hold a service back or explain. Answer with ONLY a JSON object, no prose, no cod
 {\"decision\": \"proceed\" | \"wait\" | \"skip\", \"reason\": \"<one short sentence>\"}. \
 Use \"wait\" when something in the context suggests a dependency or the target is not ready, \
 \"skip\" when the service should not be deployed in this run, otherwise \"proceed\".";
+
+/// Token budget of each decide round. The answer itself needs well under 100 tokens; the rest is
+/// room for a model that thinks although it was asked not to (its thinking counts against
+/// `max_tokens` on exo, Ollama and llama.cpp alike), so that it still finishes its answer. The second
+/// round doubles it when the first one ran out while thinking.
+pub const DECIDE_MAX_TOKENS: [u64; 2] = [1024, 2048];
+
+/// Longest `reason` the schema allows (keeps a grammar-constrained small model from rambling).
+pub const REASON_MAX_CHARS: u64 = 200;
+
+/// The JSON schema of a decision, sent as `response_format` (servers that enforce it, Ollama and
+/// llama.cpp, then make even a weak model answer in shape).
+pub fn decision_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "decision": {"type": "string", "enum": DECISIONS},
+            "reason": {"type": "string", "minLength": 1, "maxLength": REASON_MAX_CHARS},
+        },
+        "required": ["decision", "reason"],
+        "additionalProperties": false,
+    })
+}
+
+/// How `decide` asks.
+#[derive(Debug, Clone)]
+pub struct DecideOptions {
+    /// Send the decision schema as `response_format` (default true; a server that rejects the
+    /// field is asked again without it, and not sent it again in this run).
+    pub response_format: bool,
+    /// Token budget of the two rounds (default [`DECIDE_MAX_TOKENS`]).
+    pub max_tokens: [u64; 2],
+}
+
+impl Default for DecideOptions {
+    fn default() -> Self {
+        DecideOptions {
+            response_format: true,
+            max_tokens: DECIDE_MAX_TOKENS,
+        }
+    }
+}
 
 /// The user message for a decision.
 pub fn decide_prompt(question: &str, context: &Value) -> String {
@@ -161,28 +207,33 @@ pub fn parse_decision(text: &str) -> Result<Decision, String> {
 }
 
 /// Ask for a decision: at most two model answers, then the fallback. Errors reaching the server make
-/// the fallback answer at once; only `cancelled` is passed on. The answer is streamed so that the idle
-/// timeout (not only the overall deadline) catches a server that stopped talking.
+/// the fallback answer at once; only `cancelled` is passed on. The answer is streamed so that the
+/// first-token and idle timeouts (not only the overall deadline) catch a server that stopped
+/// talking. Thinking is switched off where the server allows it; thinking the model does anyway is
+/// kept apart (`Transcript::reasoning`) and never read as the answer.
 pub async fn decide(
     client: &Client,
     question: &str,
     context: &Value,
     fallback: &str,
+    opts: &DecideOptions,
 ) -> (RResult<Decision>, Transcript) {
     let mut tr = Transcript::default();
     let mut messages = vec![
         Message::system(DECIDE_SYSTEM),
         Message::user(decide_prompt(question, context)),
     ];
-    for round in 0..2 {
+    for (round, budget) in opts.max_tokens.iter().enumerate() {
         let req = ChatRequest {
             messages: messages.clone(),
             temperature: Some(0.0),
-            max_tokens: Some(200),
+            max_tokens: Some(*budget),
             model: None,
+            json_schema: opts.response_format.then(decision_schema),
+            thinking: Some(false),
         };
-        let answer = match client.chat_stream_fail_fast(&req).await {
-            Ok(r) => r.text,
+        let r = match client.chat_stream_fail_fast(&req).await {
+            Ok(r) => r,
             Err(e) if e.kind == ErrorKind::Cancelled => {
                 tr.messages = messages;
                 return (Err(e), tr);
@@ -201,8 +252,24 @@ pub async fn decide(
                 );
             }
         };
+        let (answer, inline_think) = split_think(&r.text);
+        let thinking = format!("{}{inline_think}", r.reasoning);
         tr.answers.push(answer.clone());
-        match parse_decision(&answer) {
+        tr.reasoning.push(thinking.clone());
+        let parsed = if answer.trim().is_empty() && !thinking.is_empty() {
+            Err(format!(
+                "the answer is empty: the model thought ({} characters) {}",
+                thinking.chars().count(),
+                if r.finish_reason.as_deref() == Some("length") {
+                    "until the token budget ran out"
+                } else {
+                    "but gave no answer"
+                }
+            ))
+        } else {
+            parse_decision(&answer)
+        };
+        match parsed {
             Ok(d) => {
                 tr.messages = messages;
                 return (Ok(d), tr);
@@ -212,7 +279,7 @@ pub async fn decide(
                 if round == 0 {
                     messages.push(Message::assistant(answer));
                     messages.push(Message::user(format!(
-                        "That answer is not valid: {why}. Reply again with ONLY the JSON object \
+                        "That answer is not valid: {why}. Do not think aloud. Reply again with ONLY the JSON object \
                          {{\"decision\": \"proceed\" | \"wait\" | \"skip\", \"reason\": \"...\"}}."
                     )));
                 }
@@ -287,6 +354,11 @@ pub fn journal_record(
     answers: &[String],
     extra: Value,
 ) -> Value {
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|m| json!({"role": m.role, "content": crate::secrets::redact(&m.content)}))
+        .collect();
+    let answers: Vec<String> = answers.iter().map(|a| crate::secrets::redact(a)).collect();
     let mut v = json!({
         "op": op,
         "model": model,

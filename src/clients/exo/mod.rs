@@ -15,9 +15,17 @@
 //! Every message content goes through [`crate::secrets::redact`] before it leaves the machine.
 
 pub mod advisor;
+pub mod parse;
+pub mod probe;
+mod retry;
 pub mod sse;
 
-use crate::engine::error::{ErrorKind, RResult, RalfError};
+use parse::{apply_chunk, excerpt, parse_completion};
+pub use parse::{error_message, model_ids};
+pub use probe::Health;
+use retry::Attempt;
+
+use crate::engine::error::{RResult, RalfError};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -25,6 +33,19 @@ use std::time::{Duration, Instant};
 
 /// Longest wait a `Retry-After` header may impose.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// Default wait for the first token of a stream: a cold load of a 7–14B model on Ollama, or the CPU
+/// prefill of a long prompt on llama.cpp, takes from tens of seconds to a few minutes with no byte sent.
+pub const DEFAULT_FIRST_TOKEN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Request fields a server may reject; the client drops one that a 4xx names and remembers that
+/// for the rest of the run (per server root).
+pub const OPTIONAL_FIELDS: [&str; 4] = [
+    "response_format",
+    "reasoning_effort",
+    "enable_thinking",
+    "chat_template_kwargs",
+];
 
 /// How to reach the server and how long to wait.
 #[derive(Clone)]
@@ -37,7 +58,12 @@ pub struct ExoOptions {
     pub api_key: Option<String>,
     /// TCP connect timeout (default 5 s).
     pub connect_timeout: Duration,
-    /// Streams: longest silence (no byte at all, comments included) before giving up (default 60 s).
+    /// Streams: longest wait from sending the request to the first token (headers, keep-alives and
+    /// prefill included; default 5 min, for a cold model load on Ollama or a long CPU prefill on
+    /// llama.cpp, which send nothing at all before the first token).
+    pub first_token_timeout: Duration,
+    /// Streams, after the first token: longest silence (no byte at all, comments included) before
+    /// giving up (default 60 s).
     pub idle_timeout: Duration,
     /// Overall deadline of one call, retries included (default 10 min).
     pub timeout: Duration,
@@ -54,6 +80,7 @@ impl std::fmt::Debug for ExoOptions {
             .field("model", &self.model)
             .field("api_key", &self.api_key.as_ref().map(|_| "«set»"))
             .field("connect_timeout", &self.connect_timeout)
+            .field("first_token_timeout", &self.first_token_timeout)
             .field("idle_timeout", &self.idle_timeout)
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
@@ -68,6 +95,7 @@ impl ExoOptions {
             model: model.into(),
             api_key: None,
             connect_timeout: Duration::from_secs(5),
+            first_token_timeout: DEFAULT_FIRST_TOKEN_TIMEOUT,
             idle_timeout: Duration::from_secs(60),
             timeout: Duration::from_secs(600),
             retries: 2,
@@ -108,44 +136,27 @@ pub struct ChatRequest {
     pub temperature: Option<f64>,
     pub max_tokens: Option<u64>,
     pub model: Option<String>,
+    /// A JSON schema the answer must follow: sent as `response_format` (OpenAI `json_schema` form;
+    /// `json_object` + `schema`, the llama-cpp-python form, when the server rejects that).
+    pub json_schema: Option<Value>,
+    /// `Some(false)`: ask the server not to think (`reasoning_effort: "none"` for exo, Ollama and
+    /// llama.cpp, `enable_thinking: false` for exo, `chat_template_kwargs.enable_thinking: false`
+    /// for llama.cpp). Servers that know none of these ignore them.
+    pub thinking: Option<bool>,
 }
 
 /// The answer of a chat request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ChatResponse {
     pub text: String,
+    /// The model's thinking, apart from the answer (`reasoning_content` on exo and llama.cpp,
+    /// `reasoning` on Ollama, `thinking` elsewhere). Never part of `text`.
+    pub reasoning: String,
     pub finish_reason: Option<String>,
     pub model: Option<String>,
     pub usage: Option<Value>,
     /// Streams only: comment lines seen (keep-alives).
     pub comments: usize,
-}
-
-/// Which kind of server answered the health probe.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Health {
-    pub ok: bool,
-    /// `exo-v1`, `exo-v0`, `llama.cpp`, `ollama` or `openai-compatible`.
-    pub server: String,
-    pub models: Vec<String>,
-    pub error: Option<String>,
-}
-
-/// What failed in one attempt, and whether trying again may help.
-struct Attempt {
-    err: RalfError,
-    retry: bool,
-    retry_after: Option<Duration>,
-}
-
-impl From<RalfError> for Attempt {
-    fn from(err: RalfError) -> Self {
-        Attempt {
-            err,
-            retry: false,
-            retry_after: None,
-        }
-    }
 }
 
 /// An OpenAI-compatible chat client.
@@ -191,67 +202,6 @@ impl Client {
         Ok(model_ids(&v))
     }
 
-    /// Is the server answering `GET /v1/models` with 200? (Works on exo v0/v1, Ollama, llama.cpp.)
-    /// Never retries; waits at most `limit`.
-    pub async fn available(&self, limit: Duration) -> bool {
-        self.get_json("/v1/models", limit, false).await.is_ok()
-    }
-
-    /// Probe the server: reachable models and what kind of server it is.
-    /// exo v1 answers `GET /node_id`, legacy exo `GET /healthcheck`, llama.cpp `GET /health`
-    /// (503 while loading), Ollama `GET /api/version`.
-    pub async fn health(&self, limit: Duration) -> Health {
-        let models = self.get_json("/v1/models", limit, false).await;
-        let mut server = "openai-compatible".to_string();
-        for (path, name) in [
-            ("/node_id", "exo-v1"),
-            ("/healthcheck", "exo-v0"),
-            ("/health", "llama.cpp"),
-            ("/api/version", "ollama"),
-        ] {
-            let probe = self
-                .auth(self.http.get(format!("{}{path}", self.base)))
-                .timeout(limit)
-                .send()
-                .await;
-            match probe {
-                Ok(r)
-                    if r.status().is_success()
-                        || (name == "llama.cpp" && r.status().as_u16() == 503) =>
-                {
-                    let body: Value = r.json().await.unwrap_or(Value::Null);
-                    let fits = match name {
-                        "exo-v1" => body.is_string(),
-                        "exo-v0" | "llama.cpp" => {
-                            body.get("status").is_some() || body.get("error").is_some()
-                        }
-                        _ => body.get("version").is_some(),
-                    };
-                    if fits {
-                        server = name.to_string();
-                        break;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => break, // not reachable at all: no point probing further
-            }
-        }
-        match models {
-            Ok(v) => Health {
-                ok: true,
-                server,
-                models: model_ids(&v),
-                error: None,
-            },
-            Err(e) => Health {
-                ok: false,
-                server,
-                models: Vec::new(),
-                error: Some(e.message),
-            },
-        }
-    }
-
     async fn get_json(&self, path: &str, limit: Duration, retry: bool) -> RResult<Value> {
         let url = format!("{}{path}", self.base);
         let deadline = Instant::now() + limit;
@@ -276,34 +226,43 @@ impl Client {
 
     async fn chat_inner(&self, req: &ChatRequest, retry_connect: bool) -> RResult<ChatResponse> {
         let url = format!("{}/v1/chat/completions", self.base);
-        let body = self.request_body(req, false);
-        let deadline = Instant::now() + self.opts.timeout;
-        let r = self
-            .with_retries(
-                "chat completion",
-                deadline,
-                self.opts.retries,
-                retry_connect,
-                || async {
-                    let resp = self
-                        .auth(self.http.post(&url))
-                        .json(&body)
-                        .timeout(remaining(deadline))
-                        .send()
-                        .await
-                        .map_err(|e| self.send_error(e, &url))?;
-                    let resp = self.check_status(resp, &url).await?;
-                    let v = read_json_body(resp, &url).await?;
-                    parse_completion(&v, &url).map_err(Attempt::from)
-                },
-            )
-            .await;
-        self.explain_unknown_model(r, req).await
+        let mut dropped = 0;
+        loop {
+            let body = self.request_body(req, false);
+            let deadline = Instant::now() + self.opts.timeout;
+            let r = self
+                .with_retries(
+                    "chat completion",
+                    deadline,
+                    self.opts.retries,
+                    retry_connect,
+                    || async {
+                        let resp = self
+                            .auth(self.http.post(&url))
+                            .json(&body)
+                            .timeout(remaining(deadline))
+                            .send()
+                            .await
+                            .map_err(|e| self.send_error(e, &url))?;
+                        let resp = self.check_status(resp, &url).await?;
+                        let v = read_json_body(resp, &url).await?;
+                        parse_completion(&v, &url).map_err(Attempt::from)
+                    },
+                )
+                .await;
+            match r {
+                Err(e) if dropped < OPTIONAL_FIELDS.len() && self.drop_rejected(&e, &body) => {
+                    dropped += 1;
+                }
+                r => return self.explain_unknown_model(r, req).await,
+            }
+        }
     }
 
     /// Streaming chat completion: `on_delta` gets each piece of text as it arrives; the whole text is
-    /// returned. No overall limit applies to the stream itself beyond `timeout`; silence longer than
-    /// `idle_timeout` (no byte, not even a keep-alive comment) fails with `timeout`.
+    /// returned. Until the first token `first_token_timeout` applies (headers, keep-alives and
+    /// prefill included); after it, silence longer than `idle_timeout` (no byte, not even a
+    /// keep-alive comment) fails with `timeout`. `timeout` bounds the whole call.
     pub async fn chat_stream(
         &self,
         req: &ChatRequest,
@@ -326,27 +285,53 @@ impl Client {
         mut on_delta: impl FnMut(&str),
     ) -> RResult<ChatResponse> {
         let url = format!("{}/v1/chat/completions", self.base);
-        let body = self.request_body(req, true);
-        let deadline = Instant::now() + self.opts.timeout;
+        let started = Instant::now();
+        let deadline = started + self.opts.timeout;
+        let first_deadline = started + self.opts.first_token_timeout;
         let idle = self.opts.idle_timeout;
+        let first_token_error = |received: usize| {
+            RalfError::timeout(format!(
+                "exo: no token from {url} within {} (first_token_timeout; a cold model load or a long prefill may need more)",
+                crate::engine::render::human_duration(self.opts.first_token_timeout)
+            ))
+            .with("received_bytes", received)
+            .with("url", &url)
+        };
         // Retries only until the response headers arrived; once text flowed, a failure is final.
-        let resp = self
-            .with_retries(
-                "chat completion stream",
-                deadline,
-                self.opts.retries,
-                retry_connect,
-                || async {
-                    let resp = self
-                        .auth(self.http.post(&url))
-                        .json(&body)
-                        .send()
+        // A 4xx naming an optional field drops that field and asks again (once per field).
+        let mut dropped = 0;
+        let resp = loop {
+            let body = self.request_body(req, true);
+            let r = self
+                .with_retries(
+                    "chat completion stream",
+                    deadline,
+                    self.opts.retries,
+                    retry_connect,
+                    || async {
+                        // Ollama and llama.cpp send the headers only with the first token.
+                        match tokio::time::timeout(
+                            remaining(first_deadline.min(deadline)),
+                            self.auth(self.http.post(&url)).json(&body).send(),
+                        )
                         .await
-                        .map_err(|e| self.send_error(e, &url))?;
-                    self.check_status(resp, &url).await
-                },
-            )
-            .await;
+                        {
+                            Err(_) => Err(Attempt::from(first_token_error(0))),
+                            Ok(r) => {
+                                let resp = r.map_err(|e| self.send_error(e, &url))?;
+                                self.check_status(resp, &url).await
+                            }
+                        }
+                    },
+                )
+                .await;
+            match r {
+                Err(e) if dropped < OPTIONAL_FIELDS.len() && self.drop_rejected(&e, &body) => {
+                    dropped += 1;
+                }
+                r => break r,
+            }
+        };
         let resp = self.explain_unknown_model(resp, req).await?;
         let is_json = resp
             .headers()
@@ -369,6 +354,7 @@ impl Client {
         let mut received = 0usize;
         let mut done = false;
         let mut events_seen = 0usize;
+        let mut first_token = false;
         loop {
             let left = remaining(deadline);
             if left.is_zero() {
@@ -377,10 +363,23 @@ impl Client {
                     crate::engine::render::human_duration(self.opts.timeout)
                 )));
             }
-            let next = tokio::time::timeout(idle.min(left), stream.next()).await;
+            // Before the first token the first-token limit applies (keep-alives do not extend it).
+            let (wait, first_phase) = if first_token {
+                (idle.min(left), false)
+            } else {
+                let f = remaining(first_deadline);
+                if f.is_zero() {
+                    return Err(first_token_error(received));
+                }
+                (f.min(left), true)
+            };
+            let next = tokio::time::timeout(wait, stream.next()).await;
             let eof = matches!(next, Ok(None));
             let events = match next {
-                Err(_) if idle <= left => {
+                Err(_) if first_phase && remaining(first_deadline).is_zero() => {
+                    return Err(first_token_error(received))
+                }
+                Err(_) if !first_phase && idle <= left => {
                     return Err(RalfError::timeout(format!(
                         "exo: stream from {url} was silent for {} (idle timeout; not even a keep-alive)",
                         crate::engine::render::human_duration(idle)
@@ -428,6 +427,10 @@ impl Client {
                     .with("url", &url));
                 }
                 apply_chunk(&v, &mut out, &mut on_delta);
+                if !out.text.is_empty() || !out.reasoning.is_empty() || out.finish_reason.is_some()
+                {
+                    first_token = true;
+                }
             }
             if done || eof {
                 break;
@@ -439,11 +442,73 @@ impl Client {
                 parser.comments
             )));
         }
+        if !done && out.finish_reason.is_none() {
+            // Legacy exo ends without [DONE] but with a finish_reason; a stream with neither broke
+            // off (Ollama ends a stream that way when generation fails mid-way).
+            return Err(RalfError::unavailable(format!(
+                "exo: stream from {url} ended without a finish_reason or [DONE] after {received} bytes (generation failed on the server?); partial text: {}",
+                excerpt(&out.text)
+            ))
+            .with("received_bytes", received));
+        }
         out.comments = parser.comments;
         Ok(out)
     }
 
-    fn request_body(&self, req: &ChatRequest, stream: bool) -> Value {
+    /// The fields this server rejected earlier in the run.
+    fn rejected(&self) -> std::collections::HashSet<String> {
+        rejected_fields()
+            .lock()
+            .get(&self.base)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// A 400/422 that names an optional field of `body` (or a 500 that does: llama-cpp-python's
+    /// error handler turns its request validation errors into 500s): remember it and say so (the
+    /// caller asks again without it). `response_format` falls back from `json_schema` to
+    /// `json_object` + `schema` first, then goes.
+    fn drop_rejected(&self, e: &RalfError, body: &Value) -> bool {
+        let status = e.details.get("status").and_then(|s| s.as_u64());
+        if !matches!(status, Some(400 | 422 | 500)) {
+            return false;
+        }
+        let msg = e.message.to_lowercase();
+        let named = |f: &str| {
+            msg.contains(f) || (f == "reasoning_effort" && msg.contains("reasoning value"))
+        };
+        let Some(field) = OPTIONAL_FIELDS
+            .iter()
+            .find(|f| body.get(**f).is_some() && named(f))
+        else {
+            return false;
+        };
+        let key = if *field == "response_format"
+            && body
+                .pointer("/response_format/type")
+                .and_then(|t| t.as_str())
+                == Some("json_schema")
+        {
+            "response_format:json_schema".to_string()
+        } else {
+            field.to_string()
+        };
+        tracing::warn!(
+            target: "ralf::exo",
+            "{} rejected `{key}` ({}); asking again without it for the rest of the run",
+            self.base,
+            e.message
+        );
+        rejected_fields()
+            .lock()
+            .entry(self.base.clone())
+            .or_default()
+            .insert(key);
+        true
+    }
+
+    /// The request body; optional fields the server rejected earlier are left out.
+    pub fn request_body(&self, req: &ChatRequest, stream: bool) -> Value {
         let messages: Vec<Value> = req
             .messages
             .iter()
@@ -460,220 +525,36 @@ impl Client {
         if let Some(m) = req.max_tokens {
             body["max_tokens"] = json!(m);
         }
+        let rejected = self.rejected();
+        if let Some(schema) = &req.json_schema {
+            if !rejected.contains("response_format") {
+                body["response_format"] = if rejected.contains("response_format:json_schema") {
+                    json!({"type": "json_object", "schema": schema})
+                } else {
+                    json!({"type": "json_schema", "json_schema": {"name": "answer", "strict": true, "schema": schema}})
+                };
+            }
+        }
+        if req.thinking == Some(false) {
+            body["reasoning_effort"] = json!("none");
+            body["enable_thinking"] = json!(false);
+            body["chat_template_kwargs"] = json!({"enable_thinking": false});
+        }
+        if let Value::Object(m) = &mut body {
+            m.retain(|k, _| !rejected.contains(k.as_str()));
+        }
         body
     }
+}
 
-    /// A 404 mentioning the model becomes "model X is not offered; the server offers: ...".
-    async fn explain_unknown_model<T>(&self, r: RResult<T>, req: &ChatRequest) -> RResult<T> {
-        let e = match r {
-            Ok(v) => return Ok(v),
-            Err(e) => e,
-        };
-        let status = e.details.get("status").and_then(|s| s.as_u64());
-        let lower = e.message.to_lowercase();
-        if !(status == Some(404) || (status == Some(400) && lower.contains("model")))
-            || !lower.contains("model")
-        {
-            return Err(e);
-        }
-        let model = req.model.clone().unwrap_or_else(|| self.opts.model.clone());
-        let offered = match self
-            .get_json("/v1/models", self.opts.connect_timeout * 2, false)
-            .await
-        {
-            Ok(v) => model_ids(&v),
-            Err(_) => return Err(e),
-        };
-        if offered.contains(&model) {
-            return Err(e); // the model exists: the 404/400 means something else
-        }
-        // exo v1 wants the full Hugging Face id: `llama-3.2-3b` -> `mlx-community/Llama-3.2-3B-Instruct-4bit`.
-        let lower = model.to_lowercase();
-        let hint = offered
-            .iter()
-            .find(|m| !lower.is_empty() && m.to_lowercase().contains(&lower))
-            .map(|s| s.as_str())
-            .or_else(|| {
-                crate::engine::options::did_you_mean(&model, offered.iter().map(|s| s.as_str()))
-            })
-            .map(|s| format!("; did you mean `{s}`?"))
-            .unwrap_or_default();
-        let list = if offered.is_empty() {
-            "none".to_string()
-        } else {
-            offered.join(", ")
-        };
-        Err(RalfError::not_found(format!(
-            "exo: model `{model}` is not available on {} (names must match exactly). The server offers: {list}{hint} (server said: {})",
-            self.base, e.message
-        ))
-        .with("status", status)
-        .with("model", &model)
-        .with("available", &offered))
-    }
-
-    async fn with_retries<T, F, Fut>(
-        &self,
-        what: &str,
-        deadline: Instant,
-        retries: u32,
-        retry_connect: bool,
-        mut f: F,
-    ) -> RResult<T>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, Attempt>>,
-    {
-        let mut attempt = 0u32;
-        loop {
-            let left = remaining(deadline);
-            if left.is_zero() {
-                return Err(RalfError::timeout(format!(
-                    "exo: {what} at {} did not finish within {}",
-                    self.base,
-                    crate::engine::render::human_duration(self.opts.timeout)
-                )));
-            }
-            let r = match tokio::time::timeout(left, f()).await {
-                Ok(r) => r,
-                Err(_) => continue,
-            };
-            let a = match r {
-                Ok(v) => return Ok(v),
-                Err(a) => a,
-            };
-            let is_connect = a.err.details.get("connect").and_then(|v| v.as_bool()) == Some(true);
-            if !a.retry || attempt >= retries || (is_connect && !retry_connect) {
-                let mut e = a.err;
-                if attempt > 0 {
-                    e = e.with("attempts", attempt + 1);
-                }
-                return Err(e);
-            }
-            let backoff =
-                (self.opts.backoff * 2u32.pow(attempt.min(4))).min(Duration::from_secs(8));
-            let wait = a
-                .retry_after
-                .map(|w| w.min(MAX_RETRY_AFTER))
-                .unwrap_or(backoff);
-            if wait >= remaining(deadline) {
-                return Err(a.err.with("attempts", attempt + 1));
-            }
-            tracing::warn!(
-                target: "ralf::exo",
-                "{what}: {} (attempt {}/{}); retrying in {}",
-                a.err.message,
-                attempt + 1,
-                retries + 1,
-                crate::engine::render::human_duration(wait)
-            );
-            tokio::time::sleep(wait).await;
-            attempt += 1;
-        }
-    }
-
-    fn send_error(&self, e: reqwest::Error, url: &str) -> Attempt {
-        let chain = error_chain(&e);
-        if e.is_timeout() {
-            let connect = e.is_connect();
-            let err = RalfError::timeout(format!(
-                "exo: {} {url} timed out{}",
-                if connect {
-                    "connecting to"
-                } else {
-                    "request to"
-                },
-                if connect {
-                    format!(
-                        " after {}",
-                        crate::engine::render::human_duration(self.opts.connect_timeout)
-                    )
-                } else {
-                    String::new()
-                }
-            ))
-            .with("url", url)
-            .with("connect", connect);
-            return Attempt {
-                err,
-                retry: true,
-                retry_after: None,
-            };
-        }
-        let connect = e.is_connect();
-        Attempt {
-            err: RalfError::unavailable(format!("exo: cannot reach {url}: {chain}"))
-                .with("url", url)
-                .with("connect", connect),
-            retry: true,
-            retry_after: None,
-        }
-    }
-
-    async fn check_status(
-        &self,
-        resp: reqwest::Response,
-        url: &str,
-    ) -> Result<reqwest::Response, Attempt> {
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
-        }
-        let code = status.as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().await.unwrap_or_default();
-        let msg = serde_json::from_str::<Value>(&text)
-            .ok()
-            .and_then(|v| error_message(&v))
-            .unwrap_or_else(|| {
-                if text.trim().is_empty() {
-                    status
-                        .canonical_reason()
-                        .unwrap_or("no message")
-                        .to_string()
-                } else {
-                    excerpt(&text)
-                }
-            });
-        let kind = match code {
-            400 | 405 | 413 | 415 | 422 => ErrorKind::Invalid,
-            401 => ErrorKind::Auth,
-            403 => ErrorKind::Forbidden,
-            404 => ErrorKind::NotFound,
-            408 => ErrorKind::Timeout,
-            409 => ErrorKind::Conflict,
-            _ => ErrorKind::Unavailable,
-        };
-        let hint = match code {
-            401 => " (check llm.api_key_env / api_key_file)",
-            _ => "",
-        };
-        let mut retry = matches!(code, 408 | 409 | 429) || code >= 500;
-        match headers.get("x-should-retry").and_then(|v| v.to_str().ok()) {
-            Some("true") => retry = true,
-            Some("false") => retry = false,
-            _ => {}
-        }
-        let retry_after = headers
-            .get("retry-after-ms")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.trim().parse::<f64>().ok())
-            .filter(|ms| ms.is_finite() && *ms >= 0.0)
-            .map(|ms| Duration::from_secs_f64(ms / 1000.0))
-            .or_else(|| {
-                headers
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after)
-            });
-        Err(Attempt {
-            err: RalfError::new(kind, format!("exo: {url} answered {code}: {msg}{hint}"))
-                .with("status", code)
-                .with("url", url),
-            retry,
-            retry_after,
-        })
-    }
+/// Optional fields each server root rejected in this run.
+fn rejected_fields(
+) -> &'static parking_lot::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>
+{
+    static R: std::sync::OnceLock<
+        parking_lot::Mutex<std::collections::HashMap<String, std::collections::HashSet<String>>>,
+    > = std::sync::OnceLock::new();
+    R.get_or_init(Default::default)
 }
 
 /// `Retry-After`: seconds, or an HTTP date.
@@ -729,163 +610,6 @@ async fn read_json_body(resp: reqwest::Response, url: &str) -> RResult<Value> {
     })
 }
 
-fn parse_completion(v: &Value, url: &str) -> RResult<ChatResponse> {
-    if v.get("error").is_some() {
-        let msg = error_message(v).unwrap_or_default();
-        return Err(RalfError::unavailable(format!(
-            "exo: {url} answered 200 with an error: {msg}"
-        )));
-    }
-    let choice = v.get("choices").and_then(|c| c.get(0)).ok_or_else(|| {
-        RalfError::unavailable(format!(
-            "exo: {url} answered 200 without choices: {}",
-            excerpt(&v.to_string())
-        ))
-    })?;
-    let content = choice
-        .pointer("/message/content")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let text = match content {
-        Value::String(s) => s,
-        Value::Null => String::new(),
-        // content given as parts: join the text parts
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
-            .collect::<Vec<_>>()
-            .join(""),
-        other => other.to_string(),
-    };
-    let finish_reason = choice
-        .get("finish_reason")
-        .and_then(|f| f.as_str())
-        .map(String::from);
-    if finish_reason.as_deref() == Some("error") {
-        return Err(RalfError::unavailable(format!(
-            "exo: generation failed on the server (finish_reason: error); partial text: {}",
-            excerpt(&text)
-        )));
-    }
-    Ok(ChatResponse {
-        text,
-        finish_reason,
-        model: v.get("model").and_then(|m| m.as_str()).map(String::from),
-        usage: v.get("usage").cloned(),
-        comments: 0,
-    })
-}
-
-fn apply_chunk(v: &Value, out: &mut ChatResponse, on_delta: &mut impl FnMut(&str)) {
-    if out.model.is_none() {
-        out.model = v.get("model").and_then(|m| m.as_str()).map(String::from);
-    }
-    if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-        out.usage = Some(u.clone());
-    }
-    let Some(choice) = v.get("choices").and_then(|c| c.get(0)) else {
-        return; // a usage-only chunk
-    };
-    let piece = choice
-        .pointer("/delta/content")
-        .or_else(|| choice.pointer("/message/content"))
-        .and_then(|c| c.as_str());
-    if let Some(p) = piece {
-        if !p.is_empty() {
-            out.text.push_str(p);
-            on_delta(p);
-        }
-    }
-    if let Some(f) = choice.get("finish_reason").and_then(|f| f.as_str()) {
-        out.finish_reason = Some(f.to_string());
-    }
-}
-
-/// The model ids in a `/v1/models` answer (OpenAI `data[].id`; Ollama native `models[].name` too).
-pub fn model_ids(v: &Value) -> Vec<String> {
-    let list = v
-        .get("data")
-        .or_else(|| v.get("models"))
-        .and_then(|d| d.as_array())
-        .cloned()
-        .unwrap_or_default();
-    list.iter()
-        .filter_map(|m| {
-            m.get("id")
-                .or_else(|| m.get("model"))
-                .or_else(|| m.get("name"))
-                .and_then(|s| s.as_str())
-                .map(String::from)
-        })
-        .collect()
-}
-
-/// A readable message from any of the error shapes servers use.
-pub fn error_message(v: &Value) -> Option<String> {
-    if let Some(e) = v.get("error") {
-        return Some(match e {
-            Value::String(s) => s.clone(),
-            Value::Object(o) => {
-                let msg = o
-                    .get("message")
-                    .and_then(|m| m.as_str())
-                    .unwrap_or("")
-                    .to_string();
-                let ty = o.get("type").and_then(|m| m.as_str()).unwrap_or("");
-                match (msg.is_empty(), ty.is_empty()) {
-                    (false, false) => format!("{msg} ({ty})"),
-                    (false, true) => msg,
-                    (true, false) => ty.to_string(),
-                    (true, true) => Value::Object(o.clone()).to_string(),
-                }
-            }
-            other => other.to_string(),
-        });
-    }
-    if let Some(d) = v.get("detail") {
-        return Some(match d {
-            Value::String(s) => s.clone(),
-            Value::Array(items) => items
-                .iter()
-                .map(|it| {
-                    let loc = it
-                        .get("loc")
-                        .and_then(|l| l.as_array())
-                        .map(|l| {
-                            l.iter()
-                                .map(|p| {
-                                    p.as_str()
-                                        .map(String::from)
-                                        .unwrap_or_else(|| p.to_string())
-                                })
-                                .collect::<Vec<_>>()
-                                .join(".")
-                        })
-                        .unwrap_or_default();
-                    let msg = it.get("msg").and_then(|m| m.as_str()).unwrap_or("invalid");
-                    if loc.is_empty() {
-                        msg.to_string()
-                    } else {
-                        format!("{loc}: {msg}")
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("; "),
-            other => other.to_string(),
-        });
-    }
-    None
-}
-
-fn excerpt(s: &str) -> String {
-    let t = s.trim();
-    let mut out: String = t.chars().take(200).collect();
-    if t.chars().count() > 200 {
-        out.push('…');
-    }
-    crate::secrets::redact(&out)
-}
-
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
@@ -903,30 +627,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn error_shapes() {
-        let openai = json!({"error": {"message": "No instance found for model x", "type": "Not Found", "param": null, "code": 404}});
-        assert_eq!(
-            error_message(&openai).unwrap(),
-            "No instance found for model x (Not Found)"
-        );
-        assert_eq!(
-            error_message(&json!({"error": "model \"x\" not found"})).unwrap(),
-            "model \"x\" not found"
-        );
-        assert_eq!(
-            error_message(&json!({"detail": "Response generation timed out"})).unwrap(),
-            "Response generation timed out"
-        );
-        let fastapi = json!({"detail": [{"loc": ["body", "model"], "msg": "Field required", "type": "missing"}]});
-        assert_eq!(
-            error_message(&fastapi).unwrap(),
-            "body.model: Field required"
-        );
-        assert_eq!(error_message(&json!({"ok": 1})), None);
-    }
-
     #[test]
     fn retry_after_forms() {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
@@ -944,31 +644,5 @@ mod tests {
         assert_eq!(base_url("http://h:52415").unwrap(), "http://h:52415");
         assert!(base_url("h:52415").is_err() || base_url("ftp://h").is_err());
         assert!(base_url("ftp://h").is_err());
-    }
-
-    #[test]
-    fn model_lists() {
-        let v = json!({"object": "list", "data": [{"id": "a"}, {"id": "b"}]});
-        assert_eq!(model_ids(&v), ["a", "b"]);
-        assert_eq!(
-            model_ids(&json!({"models": [{"name": "llama3.2:3b"}]})),
-            ["llama3.2:3b"]
-        );
-    }
-
-    #[test]
-    fn completion_parsing() {
-        let v = json!({"object": "chat.completion", "choices": [{"message": {"role": "assistant", "content": null, "tool_calls": []}, "finish_reason": "tool_calls"}]});
-        assert_eq!(parse_completion(&v, "u").unwrap().text, "");
-        let bad = json!({"choices": []});
-        assert_eq!(
-            parse_completion(&bad, "u").unwrap_err().kind,
-            ErrorKind::Unavailable
-        );
-        let err = json!({"choices": [{"message": {"content": "par"}, "finish_reason": "error"}]});
-        assert_eq!(
-            parse_completion(&err, "u").unwrap_err().kind,
-            ErrorKind::Unavailable
-        );
     }
 }
