@@ -668,16 +668,6 @@ fn rollback_impl(
 impl Guest {
     /// Whether the guest runs right now (one status call).
     fn running_now(&self, ctx: &NativeCallContext) -> RhaiResult<bool> {
-        let h = host(ctx)?;
-        let c = self.c.clone();
-        let gr = self.g.clone();
-        let v = block_on(
-            &h,
-            "proxmox status",
-            None,
-            async move { c.status(&gr).await },
-        )
-        .at(ctx)?;
-        Ok(v["status"].as_str() == Some("running"))
+        Ok(super::guest_status(ctx, self)?["status"].as_str() == Some("running"))
     }
 }

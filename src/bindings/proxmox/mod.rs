@@ -276,18 +276,22 @@ where
     }))
 }
 
-fn describe_guest(ctx: &NativeCallContext, g: &Guest) -> RhaiResult<Dynamic> {
+/// The guest's current status object (one status call).
+fn guest_status(ctx: &NativeCallContext, g: &Guest) -> RhaiResult<serde_json::Value> {
     let h = host(ctx)?;
     let c = g.c.clone();
     let gr = g.g.clone();
-    let v = block_on(
+    block_on(
         &h,
         "proxmox status",
         None,
         async move { c.status(&gr).await },
     )
-    .at(ctx)?;
-    to_dyn(v).at(ctx)
+    .at(ctx)
+}
+
+fn describe_guest(ctx: &NativeCallContext, g: &Guest) -> RhaiResult<Dynamic> {
+    to_dyn(guest_status(ctx, g)?).at(ctx)
 }
 
 #[export_module]
