@@ -7,8 +7,7 @@ mod deploy_h;
 
 use common::run;
 use deploy_h::*;
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn id_of(steps: &[(i64, String, String, String, Option<String>)], key: &str) -> i64 {
     steps
@@ -289,54 +288,6 @@ fn flaky_semaphore_never_causes_a_duplicate_task() {
         per_template.values().all(|n| *n == 1),
         "duplicate task: {per_template:?}"
     );
-}
-
-/// How many "deploy" tasks the Semaphore stand-in saw per value of a task field.
-fn deploy_tasks_per(tasks: &[serde_json::Value], field: &str) -> BTreeMap<String, usize> {
-    let mut per = BTreeMap::new();
-    for t in tasks {
-        if t["message"].as_str().unwrap_or("").contains("deploy ") {
-            *per.entry(t[field].to_string()).or_default() += 1;
-        }
-    }
-    per
-}
-
-/// deploy_all against the served lab in the background, output discarded.
-fn spawn_deploy_all(lab: &Served, home: &std::path::Path) -> std::process::Child {
-    let mut c = lab.cmd(home);
-    c.arg(script("deploy_all.rhai"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    c.spawn().unwrap()
-}
-
-fn slow_templates(lab: &Served, ms: u64) {
-    for t in [
-        "RALF Postgresql Apply",
-        "RALF Redis Apply",
-        "RALF Traefik Apply",
-        "RALF Exo Apply",
-        "RALF Mail Apply",
-        "RALF N8n Apply",
-        "RALF Netbox Apply",
-    ] {
-        lab.post(
-            &format!("{}/_lab/templates/{t}/behaviour", lab.url("semaphore")),
-            serde_json::json!({"duration_ms": ms, "lines": 5, "outcome": "success"}),
-        );
-    }
-}
-
-fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
-    let t0 = Instant::now();
-    while !f() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -171,3 +171,54 @@ pub fn runs(db: &Path) -> Vec<(String, String, Option<i64>)> {
         .map(|r| r.unwrap())
         .collect()
 }
+
+/// How many "deploy" tasks the Semaphore stand-in saw per value of a task field.
+pub fn deploy_tasks_per(
+    tasks: &[serde_json::Value],
+    field: &str,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut per = std::collections::BTreeMap::new();
+    for t in tasks {
+        if t["message"].as_str().unwrap_or("").contains("deploy ") {
+            *per.entry(t[field].to_string()).or_default() += 1;
+        }
+    }
+    per
+}
+
+/// deploy_all against the served lab in the background, output discarded.
+pub fn spawn_deploy_all(lab: &Served, home: &std::path::Path) -> std::process::Child {
+    let mut c = lab.cmd(home);
+    c.arg(script("deploy_all.rhai"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c.spawn().unwrap()
+}
+
+pub fn slow_templates(lab: &Served, ms: u64) {
+    for t in [
+        "RALF Postgresql Apply",
+        "RALF Redis Apply",
+        "RALF Traefik Apply",
+        "RALF Exo Apply",
+        "RALF Mail Apply",
+        "RALF N8n Apply",
+        "RALF Netbox Apply",
+    ] {
+        lab.post(
+            &format!("{}/_lab/templates/{t}/behaviour", lab.url("semaphore")),
+            serde_json::json!({"duration_ms": ms, "lines": 5, "outcome": "success"}),
+        );
+    }
+}
+
+pub fn wait_for(mut f: impl FnMut() -> bool, what: &str) {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -16,6 +16,7 @@
 //! [`Client::prepare_run`] checks this before a run. v2.10 has no tags, no reject route, and lets the
 //! template environment win over the task's.
 
+mod output;
 mod run;
 mod tasks;
 mod templates;
@@ -274,6 +275,19 @@ fn transport_error(method: &Method, path: &str, e: reqwest::Error) -> RalfError 
 }
 
 /// Map an HTTP failure to an error kind (401 auth, 403 forbidden, 404 not_found, 400 invalid, 5xx unavailable).
+/// The whole body of a response as text; a body that breaks off is a transport error marked `sent`.
+async fn body_text(method: &Method, path: &str, resp: reqwest::Response) -> RResult<String> {
+    resp.text().await.map_err(|e| {
+        let mut err = transport_error(method, path, e);
+        err.details.insert("sent".into(), Value::Bool(true));
+        err
+    })
+}
+
+fn not_json(path: &str, e: serde_json::Error) -> RalfError {
+    RalfError::internal(format!("semaphore: GET {path}: answer is not JSON: {e}"))
+}
+
 pub fn status_error(
     method: &Method,
     path: &str,
@@ -458,8 +472,10 @@ impl Client {
     async fn probe_legacy(&self) -> bool {
         let path = format!("/project/{}/tasks/0/raw_output", self.project_id);
         let legacy = matches!(
-            self.send_once(&Method::GET, &path, None).await,
-            Ok((StatusCode::NOT_FOUND, _))
+            self.send_once(&Method::GET, &path, None)
+                .await
+                .map(|r| r.status()),
+            Ok(StatusCode::NOT_FOUND)
         );
         tracing::debug!(target: "ralf::semaphore", "server version `{}` is not a release number; probed: {}", self.version,
             if legacy { "v2.10 or older" } else { "newer than v2.10" });
@@ -522,33 +538,47 @@ impl Client {
         }
     }
 
-    /// One request, no retries. Returns (status, body text).
+    /// One request, no retries: the response with its headers read (the body still to come).
     async fn send_once(
         &self,
         method: &Method,
         path: &str,
         body: Option<&Value>,
-    ) -> RResult<(StatusCode, String)> {
+    ) -> RResult<reqwest::Response> {
         let url = format!("{}/api{path}", self.root);
         let (hn, hv) = self.auth_header();
         let mut rb = self.http.request(method.clone(), &url).header(hn, hv);
         if let Some(b) = body {
             rb = rb.json(b);
         }
-        let resp = rb
-            .send()
+        rb.send()
             .await
-            .map_err(|e| transport_error(method, path, e))?;
-        let status = resp.status();
-        let text = resp.text().await.map_err(|e| {
-            let mut err = transport_error(method, path, e);
-            err.details.insert("sent".into(), Value::Bool(true));
-            err
-        })?;
-        Ok((status, text))
+            .map_err(|e| transport_error(method, path, e))
     }
 
-    /// A request with error mapping; re-logs in once on 401 with login auth.
+    /// A request with error mapping; re-logs in once on 401 with login auth. Returns the
+    /// successful response, its body not yet read.
+    pub(super) async fn respond(
+        &self,
+        method: &Method,
+        path: &str,
+        body: Option<&Value>,
+        what: &str,
+    ) -> RResult<reqwest::Response> {
+        let mut resp = self.send_once(method, path, body).await?;
+        if resp.status() == StatusCode::UNAUTHORIZED && matches!(self.auth, Auth::Login { .. }) {
+            self.login().await?;
+            resp = self.send_once(method, path, body).await?;
+        }
+        let status = resp.status();
+        if !status.is_success() {
+            let text = body_text(method, path, resp).await?;
+            return Err(status_error(method, path, status, &text, what));
+        }
+        Ok(resp)
+    }
+
+    /// A request with error mapping. Returns (status, body text).
     async fn request(
         &self,
         method: Method,
@@ -556,15 +586,9 @@ impl Client {
         body: Option<&Value>,
         what: &str,
     ) -> RResult<(StatusCode, String)> {
-        let (mut status, mut text) = self.send_once(&method, path, body).await?;
-        if status == StatusCode::UNAUTHORIZED && matches!(self.auth, Auth::Login { .. }) {
-            self.login().await?;
-            (status, text) = self.send_once(&method, path, body).await?;
-        }
-        if !status.is_success() {
-            return Err(status_error(&method, path, status, &text, what));
-        }
-        Ok((status, text))
+        let resp = self.respond(&method, path, body, what).await?;
+        let status = resp.status();
+        Ok((status, body_text(&method, path, resp).await?))
     }
 
     /// Idempotent GET with retries (backoff 200ms, 400ms, 800ms) on `unavailable`.
@@ -581,24 +605,30 @@ impl Client {
         what: &str,
         parse: impl Fn(&str) -> serde_json::Result<T>,
     ) -> RResult<T> {
+        self.get_retrying(path, || async {
+            let (_, text) = self.request(Method::GET, path, None, what).await?;
+            parse(&text).map_err(|e| not_json(path, e))
+        })
+        .await
+    }
+
+    /// Runs `attempt` again after 200, 400 and 800 ms while it fails `unavailable`.
+    pub(super) async fn get_retrying<T, F, Fut>(&self, path: &str, attempt: F) -> RResult<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = RResult<T>>,
+    {
         let mut delay = Duration::from_millis(200);
-        let mut attempt = 1;
+        let mut n = 1;
         loop {
-            match self.request(Method::GET, path, None, what).await {
-                Ok((_, text)) => {
-                    return parse(&text).map_err(|e| {
-                        RalfError::internal(format!(
-                            "semaphore: GET {path}: answer is not JSON: {e}"
-                        ))
-                    })
-                }
-                Err(e) if e.kind == ErrorKind::Unavailable && attempt < 4 => {
-                    tracing::debug!(target: "ralf::semaphore", "GET {path} failed ({e}); retry {attempt}/3");
+            match attempt().await {
+                Err(e) if e.kind == ErrorKind::Unavailable && n < 4 => {
+                    tracing::debug!(target: "ralf::semaphore", "GET {path} failed ({e}); retry {n}/3");
                     tokio::time::sleep(delay).await;
                     delay *= 2;
-                    attempt += 1;
+                    n += 1;
                 }
-                Err(e) => return Err(e),
+                other => return other,
             }
         }
     }

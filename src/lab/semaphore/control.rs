@@ -27,6 +27,9 @@ pub(super) struct FailCreate {
     count: u32,
     #[serde(default = "default_mode")]
     mode: String,
+    /// For mode "delay": the answer comes this many milliseconds after the task started.
+    #[serde(default)]
+    ms: u64,
 }
 
 pub(super) fn default_mode() -> String {
@@ -38,12 +41,16 @@ pub(super) async fn lab_fail_create(State(sh): State<Arc<Shared>>, body: Bytes) 
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("fail_task_create: {e}")),
     };
-    if f.mode != "500" && f.mode != "drop" {
-        return error(StatusCode::BAD_REQUEST, "mode must be \"500\" or \"drop\"");
+    if !matches!(f.mode.as_str(), "500" | "drop" | "delay") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "mode must be \"500\", \"drop\" or \"delay\"",
+        );
     }
     let mut st = sh.st.lock();
     st.fail_creates = f.count;
     st.fail_mode = f.mode;
+    st.fail_delay_ms = f.ms;
     empty(StatusCode::NO_CONTENT)
 }
 

@@ -8,7 +8,7 @@
 //!
 //! Control API (no auth, outside `/api`):
 //! - `POST /_lab/templates/{name}/behaviour` with a [`Behaviour`] JSON object
-//! - `POST /_lab/fail_task_create` `{"count": N, "mode": "500" | "drop"}`: the next N task creations
+//! - `POST /_lab/fail_task_create` `{"count": N, "mode": "500" | "drop" | "delay", "ms": M}`: the next N task creations
 //!   create the task and THEN answer 500 (or drop the connection mid-answer)
 //! - `GET /_lab/tasks`: every task (for checking that nothing was started twice)
 
@@ -72,6 +72,8 @@ pub struct Behaviour {
     pub confirm: bool,
     /// Time spent in `starting`, milliseconds.
     pub starting_ms: u64,
+    /// Lines written all at once after the timed ones (a chatty task: 300,000 lines in a second).
+    pub burst_lines: u32,
 }
 
 impl Default for Behaviour {
@@ -84,6 +86,7 @@ impl Default for Behaviour {
             hang: false,
             confirm: false,
             starting_ms: 10,
+            burst_lines: 0,
         }
     }
 }
@@ -153,6 +156,8 @@ struct St {
     runs: HashMap<i64, u32>,
     fail_creates: u32,
     fail_mode: String,
+    /// With `fail_mode` "delay": how long the answer to a task creation is held back.
+    fail_delay_ms: u64,
     exchanges: Vec<Exchange>,
     next_id: i64,
 }

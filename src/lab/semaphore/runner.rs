@@ -209,6 +209,15 @@ pub(super) async fn run_task(sh: Arc<Shared>, id: i64, mut rx: watch::Receiver<S
         }
         log_line(&sh, id, format!("TASK [step {}] ok: [lab-host]", i + 1));
     }
+    for i in 0..b.burst_lines {
+        log_line(
+            &sh,
+            id,
+            format!(
+                "ok: [lab-host] => (item={i:07}) changed=false msg=\"nothing to do for this item\""
+            ),
+        );
+    }
     if b.hang {
         loop {
             if let Signal::Stop(f) = pause(&mut rx, Duration::from_secs(3600)).await {

@@ -233,7 +233,12 @@ pub(super) async fn task_create(
     };
     emit_update(&sh, id, None);
     tokio::spawn(run_task(sh.clone(), id, rx));
-    match fail.as_deref() {
+    if fail.as_deref() == Some("delay") {
+        // The task runs; its answer is late (a slow proxy, a loaded server).
+        let ms = sh.st.lock().fail_delay_ms;
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    match fail.as_deref().filter(|f| *f != "delay") {
         Some("drop") => {
             let mut r = Response::new(broken_body());
             *r.status_mut() = StatusCode::CREATED;
