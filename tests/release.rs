@@ -93,6 +93,14 @@ impl RunningLab {
     }
 
     fn release_args(&self, args: &[&str], extra: &[&str]) -> (i32, Value, String) {
+        let mut c = self.ralf_sh();
+        c.arg("scripts/release.rhai").args(args).args(extra);
+        let (code, out, err) = common::run(c);
+        (code, result_of(&out, &err), err)
+    }
+
+    /// `ralf-sh --config` for the lab, with its state store in `home`.
+    fn ralf_sh(&self) -> Command {
         let lab = self.lab.as_ref().unwrap();
         let (yaml, env) =
             ralf_sh::lab::run_config(lab, &self.home.path().join("state.db"), self.home.path())
@@ -103,12 +111,8 @@ impl RunningLab {
         c.current_dir(repo_root())
             .arg("--config")
             .arg(&cfg)
-            .arg("scripts/release.rhai")
-            .args(args)
-            .args(extra)
             .envs(env);
-        let (code, out, err) = common::run(c);
-        (code, result_of(&out, &err), err)
+        c
     }
 
     fn head(&self, host: &str) -> String {
@@ -555,4 +559,97 @@ fn dry_run_reports_a_failing_preflight() {
         out.contains("the release would stop before changing anything") && out.contains("GB free"),
         "{out}"
     );
+}
+
+#[test]
+fn no_rollback_leaves_the_failed_phase_as_it_is() {
+    if !docker_common::available_for("release tests") {
+        return;
+    }
+    let lab = RunningLab::start(Some("production-fails"));
+    let (code, r, err) = lab.release(&["--no-rollback"]);
+    assert_eq!(r["status"], "failed", "{r}\n{err}");
+    assert_eq!(r["phase"], "production");
+    assert_eq!(code, 1);
+    assert!(err.contains("rollback is off"), "{err}");
+    // Staging and production keep the new commit for debugging; nothing was undone.
+    for h in ["thinkpad", "rtx1080"] {
+        assert_eq!(lab.head(h), lab.commit(h, "v1.2"), "{h}: {r}");
+        assert_eq!(r["hosts"][h]["rolled_back"], false, "{r}");
+    }
+    assert_eq!(lab.running("thinkpad"), ["1.2"]);
+    assert_eq!(lab.head("vps"), lab.commit("vps", "v1.1"));
+}
+
+#[test]
+fn skip_tests_skips_phase_5_and_says_so() {
+    if !docker_common::available_for("release tests") {
+        return;
+    }
+    // The tests would fail; skipped, the release goes through.
+    let lab = RunningLab::start(Some("tests-fail"));
+    let (code, r, err) = lab.release_args(
+        &["v1.2", "staging", "--min-free-gb", "0.5"],
+        &["--skip-tests"],
+    );
+    assert_eq!(r["status"], "success", "{r}\n{err}");
+    assert_eq!(code, 0);
+    assert_eq!(
+        r["warnings"],
+        serde_json::json!(["tests skipped (--skip-tests)"]),
+        "{r}"
+    );
+    lab.assert_host(&r, "thinkpad", "v1.2", &["1.2"], false);
+}
+
+/// kill -9 while production deploys, then `ralf-sh resume`: the resumed release keeps its host
+/// locks (they hold its run id) and the rollback points of its first attempt, so the failure that
+/// follows rolls staging back to v1.1, not to the v1.2 the first attempt had put there.
+#[test]
+fn kill_9_mid_release_then_resume_rolls_back_to_the_first_rollback_points() {
+    if !docker_common::available_for("release tests") {
+        return;
+    }
+    let lab = RunningLab::start(Some("production-fails"));
+    let v12 = lab.commit("thinkpad", "v1.2");
+    let mut c = lab.ralf_sh();
+    c.arg("scripts/release.rhai")
+        .args(ARGS)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    // Staging deployed, tests passed: production's checkout is under way.
+    while lab.head("rtx1080") != lab.commit("rtx1080", "v1.2") {
+        assert!(t0.elapsed().as_secs() < 120, "production never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        lab.head("thinkpad"),
+        v12,
+        "staging was deployed before the kill"
+    );
+    let db = rusqlite::Connection::open(lab.home.path().join("state.db")).unwrap();
+    let run: String = db
+        .query_row("SELECT id FROM runs", [], |r| r.get(0))
+        .unwrap();
+    let mut c = lab.ralf_sh();
+    c.args(["resume", &run]);
+    let (code, out, err) = common::run(c);
+    let r = result_of(&out, &err);
+    assert_eq!(r["status"], "rolled_back", "{r}\n{err}");
+    assert_eq!(r["phase"], "production", "{r}");
+    assert_eq!(code, 1);
+    assert!(!err.contains("another release is in progress"), "{err}");
+    assert_eq!(
+        r["hosts"]["thinkpad"]["before"].as_str(),
+        Some(lab.commit("thinkpad", "v1.1").as_str()),
+        "{r}"
+    );
+    lab.assert_host(&r, "thinkpad", "v1.1", &[], true);
+    lab.assert_host(&r, "rtx1080", "v1.1", &[], true);
+    // The locks were given back.
+    assert!(!lab.app_dir("thinkpad").join(".ralf-release.lock").exists());
 }

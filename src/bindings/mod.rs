@@ -15,6 +15,7 @@ pub mod notify;
 pub mod proxmox;
 pub mod semaphore;
 pub mod ssh;
+pub mod strings;
 
 use crate::engine::error::{RResult, RalfError};
 use crate::host::Host;
@@ -61,6 +62,7 @@ impl<T> AtCall<T> for RResult<T> {
 /// Register every domain. Adding a domain is one line here.
 pub fn register_all(engine: &mut Engine) {
     core::register(engine);
+    strings::register(engine);
     args::register(engine);
     limits::register(engine);
     dag::register(engine);
