@@ -12,7 +12,14 @@ use std::sync::Arc;
 /// Make `ralf-sh [OPTS] SCRIPT ARGS..` unambiguous: once the first positional word is a script
 /// (not a subcommand name), everything after it belongs to the script, even words like `check`.
 pub fn normalize_args(argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    const WITH_VALUE: &[&str] = &["--config", "--log-format", "-e", "--eval"];
+    const WITH_VALUE: &[&str] = &[
+        "--config",
+        "--log-format",
+        "--log-time",
+        "--output",
+        "-e",
+        "--eval",
+    ];
     let subcommands: Vec<String> = Cli::command()
         .get_subcommands()
         .flat_map(|c| {
@@ -103,7 +110,7 @@ pub fn run(cli: Cli) -> i32 {
     crate::secrets::register_configured(&loaded.config);
     let host = Host::new(loaded, rt.handle().clone(), opts);
     let verbosity = cli.verbose as i8 - cli.quiet as i8;
-    crate::logging::init(cli.log_format, verbosity, &host.run_id);
+    crate::logging::init(cli.log_format, cli.log_time, verbosity, &host.run_id);
     for (what, insecure) in [
         (
             "semaphore",
@@ -259,7 +266,14 @@ pub fn finish(
             } else {
                 engine::exit_code_for(&e)
             };
-            if code == exit::CANCELLED {
+            if crate::logging::is_json() {
+                // One JSON line a log pipeline can filter: kind, message, file, line, call chain.
+                let (msg, mut fields) = se.error_fields(&e, name);
+                if code == exit::CANCELLED {
+                    fields["kind"] = "cancelled".into();
+                }
+                tracing::error!(target: "ralf::error", fields = fields.to_string().as_str(), "{msg}");
+            } else if code == exit::CANCELLED {
                 eprint_redacted("cancelled\n");
             } else {
                 eprint_redacted(&se.render_error(&e, name));

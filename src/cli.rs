@@ -1,6 +1,6 @@
 //! Command line (clap).
 
-use crate::logging::LogFormat;
+use crate::logging::{LogFormat, LogTime};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -21,6 +21,10 @@ pub struct Cli {
     /// Log format on stderr
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+
+    /// Timestamps on human log lines (auto: when stderr is not a terminal; never: for journald)
+    #[arg(long, global = true, value_enum, default_value_t = LogTime::Auto)]
+    pub log_time: LogTime,
 
     /// More log output (-v debug, -vv trace)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

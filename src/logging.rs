@@ -1,7 +1,11 @@
-//! Logging on stderr through `tracing`: human (coloured on a TTY) or one JSON object per line
-//! with the run id (for cron). Every line is redacted and written with progress bars suspended.
+//! Logging on stderr through `tracing`: human (coloured on a TTY unless `NO_COLOR`; RFC 3339
+//! timestamps when stderr is not a terminal) or one JSON object per line with the run id (for
+//! cron). Fields are keys: a script's `log::info(msg, #{ service })`, the built-in events'
+//! `task_id`, `template`, `status`, `upid`, `duration`, and the `step`/`service` of the
+//! `run::step` a line was logged in. Every line is redacted and written with progress bars suspended.
 
 use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
@@ -13,6 +17,46 @@ pub enum LogFormat {
     #[default]
     Human,
     Json,
+}
+
+/// Timestamps on human log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum LogTime {
+    /// When stderr is not a terminal (cron, a file); not on a terminal.
+    #[default]
+    Auto,
+    Always,
+    /// Never (journald stamps lines itself).
+    Never,
+}
+
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// True when logs are JSON lines (`--log-format json`).
+pub fn is_json() -> bool {
+    FORMAT.get() == Some(&LogFormat::Json)
+}
+
+/// Colour on `stderr`: a terminal, and `NO_COLOR` unset or empty (no-color.org).
+pub fn color_on_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The field that carries a JSON object of extra fields (a script's `log::info(msg, fields)`,
+/// an uncaught error's location): its keys become top-level keys of a JSON line.
+pub const FIELDS: &str = "fields";
+
+/// Keys of a JSON line that fields never overwrite.
+const RESERVED: &[&str] = &["ts", "level", "target", "run_id", "message"];
+
+fn merge_fields(m: &mut serde_json::Map<String, serde_json::Value>, json_text: &str) {
+    if let Ok(serde_json::Value::Object(o)) = serde_json::from_str(json_text) {
+        for (k, v) in o {
+            if !RESERVED.contains(&k.as_str()) {
+                m.insert(k, v);
+            }
+        }
+    }
 }
 
 /// A writer that buffers one formatted event, redacts it and writes it with bars suspended.
@@ -63,10 +107,16 @@ struct JsonVisitor<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
 
 impl tracing::field::Visit for JsonVisitor<'_> {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == FIELDS {
+            return merge_fields(self.0, &format!("{value:?}"));
+        }
         self.0
             .insert(field.name().to_string(), format!("{value:?}").into());
     }
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == FIELDS {
+            return merge_fields(self.0, value);
+        }
         self.0.insert(field.name().to_string(), value.into());
     }
     fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
@@ -90,7 +140,7 @@ where
 {
     fn format_event(
         &self,
-        _ctx: &FmtContext<'_, S, N>,
+        ctx: &FmtContext<'_, S, N>,
         mut w: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
@@ -107,14 +157,34 @@ where
         );
         m.insert("target".into(), event.metadata().target().into());
         m.insert("run_id".into(), self.run_id.clone().into());
+        // The fields of the spans the event is in (outermost first): `step`, `service`.
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let ext = span.extensions();
+                if let Some(f) = ext.get::<tracing_subscriber::fmt::FormattedFields<N>>() {
+                    merge_fields(&mut m, f.fields.as_str());
+                }
+            }
+        }
         event.record(&mut JsonVisitor(&mut m));
         writeln!(w, "{}", serde_json::Value::Object(m))
     }
 }
 
+/// RFC 3339 UTC with milliseconds, as on JSON lines.
+struct Rfc3339;
+
+impl tracing_subscriber::fmt::time::FormatTime for Rfc3339 {
+    fn format_time(&self, w: &mut Writer<'_>) -> std::fmt::Result {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        write!(w, "{now}")
+    }
+}
+
 /// Install the global subscriber. `verbosity`: -1 quiet, 0 info, 1 debug, 2+ trace.
 /// `RALF_LOG` (EnvFilter syntax) overrides it.
-pub fn init(format: LogFormat, verbosity: i8, run_id: &str) {
+pub fn init(format: LogFormat, time: LogTime, verbosity: i8, run_id: &str) {
+    let _ = FORMAT.set(format);
     let level = match verbosity {
         i8::MIN..=-1 => "warn",
         0 => "info",
@@ -126,17 +196,21 @@ pub fn init(format: LogFormat, verbosity: i8, run_id: &str) {
             "warn,ralf_sh={level},ralf={level},ralf::dry_run=info"
         ))
     });
-    let result = match format {
-        LogFormat::Human => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(MakeLineWriter)
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_target(verbosity > 0)
-            .without_time()
-            .try_init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(MakeLineWriter)
+    let stamped = match time {
+        LogTime::Auto => !std::io::stderr().is_terminal(),
+        LogTime::Always => true,
+        LogTime::Never => false,
+    };
+    let human = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(MakeLineWriter)
+        .with_ansi(color_on_stderr())
+        .with_target(verbosity > 0);
+    let result = match (format, stamped) {
+        (LogFormat::Human, true) => human.with_timer(Rfc3339).try_init(),
+        (LogFormat::Human, false) => human.without_time().try_init(),
+        (LogFormat::Json, _) => human
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
             .event_format(JsonFormat {
                 run_id: run_id.to_string(),
             })

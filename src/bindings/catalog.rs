@@ -256,7 +256,21 @@ fn step_impl(
         .step_start(&rc.run_id, name, service.as_deref())
         .at(ctx)?;
     rc.journal.push_step(id, name);
-    let r = f.call_within_context::<Dynamic>(ctx, ());
+    // JSON log lines inside the step carry `step` and `service` as keys.
+    let span = if crate::logging::is_json() {
+        let s = tracing::info_span!("step", step = name, service = tracing::field::Empty);
+        if let Some(sv) = &service {
+            s.record("service", sv.as_str());
+        }
+        s
+    } else {
+        tracing::Span::none()
+    };
+    let t0 = std::time::Instant::now();
+    let r = span.in_scope(|| f.call_within_context::<Dynamic>(ctx, ()));
+    let _g = span.enter();
+    tracing::debug!(target: "ralf::run", step = name, status = if r.is_ok() { "done" } else { "failed" },
+        duration = t0.elapsed().as_secs_f64(), "step `{name}` ended");
     rc.journal.pop_step(id);
     match r {
         Ok(v) => {

@@ -534,19 +534,43 @@ mod json_mod {
     }
 }
 
+/// A script's log line. Its fields are keys of the JSON line (`--log-format json`), and
+/// `key=value` pairs after the message on a human line.
 fn log_with(level: tracing::Level, msg: &str, fields: Option<&Map>) {
-    let f = fields
-        .map(|m| {
-            let v: serde_json::Value =
-                rhai::serde::from_dynamic(&Dynamic::from_map(m.clone())).unwrap_or_default();
-            format!(" {v}")
-        })
+    let v: serde_json::Value = fields
+        .map(|m| rhai::serde::from_dynamic(&Dynamic::from_map(m.clone())).unwrap_or_default())
         .unwrap_or_default();
+    let (msg, f) = if crate::logging::is_json() {
+        let f = if v.is_object() {
+            v.to_string()
+        } else {
+            String::new()
+        };
+        (msg.to_string(), f)
+    } else {
+        let mut line = msg.to_string();
+        for (k, x) in v.as_object().into_iter().flatten() {
+            match x {
+                serde_json::Value::String(s) => line.push_str(&format!(" {k}={s}")),
+                other => line.push_str(&format!(" {k}={other}")),
+            }
+        }
+        (line, String::new())
+    };
+    macro_rules! emit {
+        ($lvl:ident) => {
+            if f.is_empty() {
+                tracing::$lvl!(target: "ralf::script", "{msg}")
+            } else {
+                tracing::$lvl!(target: "ralf::script", fields = f.as_str(), "{msg}")
+            }
+        };
+    }
     match level {
-        tracing::Level::ERROR => tracing::error!(target: "ralf::script", "{msg}{f}"),
-        tracing::Level::WARN => tracing::warn!(target: "ralf::script", "{msg}{f}"),
-        tracing::Level::DEBUG => tracing::debug!(target: "ralf::script", "{msg}{f}"),
-        _ => tracing::info!(target: "ralf::script", "{msg}{f}"),
+        tracing::Level::ERROR => emit!(error),
+        tracing::Level::WARN => emit!(warn),
+        tracing::Level::DEBUG => emit!(debug),
+        _ => emit!(info),
     }
 }
 

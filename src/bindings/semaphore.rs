@@ -312,7 +312,8 @@ fn run_impl(
         return Ok(t);
     }
     if let Some(t) = interrupted_task(&h, &c, &tpl, &req) {
-        tracing::info!(target: "ralf::semaphore", "re-attaching to task {} of `{}` ({}), started by the interrupted attempt", t.id, tpl.name, t.status);
+        tracing::info!(target: "ralf::semaphore", task_id = t.id, template = tpl.name.as_str(), status = t.status.as_str(),
+            "re-attaching to task {} of `{}` ({}), started by the interrupted attempt", t.id, tpl.name, t.status);
         h.record_step_detail("semaphore_task_id", serde_json::json!(t.id));
         return Ok(SemTask::new(c, t, tpl.name));
     }
@@ -325,7 +326,7 @@ fn run_impl(
     let task = block_on(&h, "semaphore::run", Some(CALL_TIMEOUT), async move {
         c4.run_after(&tpl2, &req, baseline).await
     })?;
-    tracing::info!(target: "ralf::semaphore", "started task {} of `{}`", task.id, tpl.name);
+    tracing::info!(target: "ralf::semaphore", task_id = task.id, template = tpl.name.as_str(), "started task {} of `{}`", task.id, tpl.name);
     h.record_step_detail("semaphore_task_id", serde_json::json!(task.id));
     Ok(SemTask::new(c, task, tpl.name))
 }
@@ -389,6 +390,7 @@ fn wait_impl(ctx: &NativeCallContext, t: &SemTask, opts: &Map) -> RResult<SemTas
         let s = t.state.lock();
         (s.task.id, s.template.clone())
     };
+    let t0 = std::time::Instant::now();
     let spinner = h.progress.spinner(format!("{template} #{id}: waiting"));
     let c = t.client.clone();
     let label = format!("{template} #{id}");
@@ -411,7 +413,8 @@ fn wait_impl(ctx: &NativeCallContext, t: &SemTask, opts: &Map) -> RResult<SemTas
         Some(timeout + Duration::from_secs(10)),
         async move { c.wait(id, &wo, &mut on).await },
     )?;
-    tracing::info!(target: "ralf::semaphore", "task {id} of `{template}` finished: {}", fin.status);
+    tracing::info!(target: "ralf::semaphore", task_id = id, template = template.as_str(), status = fin.status.as_str(),
+        duration = t0.elapsed().as_secs_f64(), "task {id} of `{template}` finished: {}", fin.status);
     t.update(fin);
     Ok(t.clone())
 }

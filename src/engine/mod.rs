@@ -150,6 +150,12 @@ impl ScriptEngine {
         let ms = self.module_sources.lock().clone();
         render::render_runtime(err, main_src, &self.sources, &ms)
     }
+
+    /// An uncaught error as (message, JSON fields) for one JSON log line.
+    pub fn error_fields(&self, err: &EvalAltResult, main_src: &str) -> (String, serde_json::Value) {
+        let ms = self.module_sources.lock().clone();
+        render::error_fields(err, main_src, &ms)
+    }
 }
 
 /// The scope every script starts with: `ARGS` (the script's arguments, strings).

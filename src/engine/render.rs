@@ -90,6 +90,48 @@ pub fn render_runtime(
     sources: &SourceMap,
     module_sources: &std::collections::HashMap<String, String>,
 ) -> String {
+    let (inner, src, frames) = unwind(err, main_src, module_sources);
+    let pos = inner.position();
+    let mut out = format!("error: {}\n", crate::secrets::redact(&message_of(inner)));
+    out.push_str(&format!("  --> {}\n", loc(&src, pos)));
+    snippet(&mut out, sources, &src, pos);
+    // Call chain, innermost first.
+    for f in frames.iter().rev() {
+        out.push_str(&format!("  = {f}\n"));
+    }
+    crate::secrets::redact(&out)
+}
+
+/// An uncaught error as the fields of one JSON log line: `kind`, `file`, `line`, `column` and
+/// `chain` (the calls through functions and modules, innermost first); the message apart.
+pub fn error_fields(
+    err: &EvalAltResult,
+    main_src: &str,
+    module_sources: &std::collections::HashMap<String, String>,
+) -> (String, serde_json::Value) {
+    let (inner, src, frames) = unwind(err, main_src, module_sources);
+    let pos = inner.position();
+    let kind = match inner {
+        EvalAltResult::ErrorRuntime(v, _) => RalfError::from_dynamic(v)
+            .map(|re| re.kind.to_string())
+            .unwrap_or_else(|| "script".into()),
+        EvalAltResult::ErrorTerminated(..) => "cancelled".into(),
+        _ => "script".into(),
+    };
+    let chain: Vec<String> = frames.iter().rev().cloned().collect();
+    let msg = crate::secrets::redact(&message_of(inner));
+    let fields = serde_json::json!({
+        "kind": kind, "file": src, "line": pos.line(), "column": pos.position(), "chain": chain,
+    });
+    (msg, crate::host::redact_json(fields))
+}
+
+/// The innermost error, the source it happened in and the frames on the way (outermost first).
+fn unwind<'e>(
+    err: &'e EvalAltResult,
+    main_src: &str,
+    module_sources: &std::collections::HashMap<String, String>,
+) -> (&'e EvalAltResult, String, Vec<String>) {
     let mut frames: Vec<String> = Vec::new();
     let mut cur_src = main_src.to_string();
     let mut e = err;
@@ -113,18 +155,9 @@ pub fn render_runtime(
                     .unwrap_or_else(|| mname.clone());
                 e = inner;
             }
-            _ => break,
+            _ => return (e, cur_src, frames),
         }
     }
-    let pos = e.position();
-    let mut out = format!("error: {}\n", crate::secrets::redact(&message_of(e)));
-    out.push_str(&format!("  --> {}\n", loc(&cur_src, pos)));
-    snippet(&mut out, sources, &cur_src, pos);
-    // Call chain, innermost first.
-    for f in frames.iter().rev() {
-        out.push_str(&format!("  = {f}\n"));
-    }
-    crate::secrets::redact(&out)
 }
 
 /// Render a message located at `pos` in `src`.

@@ -204,6 +204,7 @@ where
         return Ok(Dynamic::UNIT);
     }
     let deadline = timeout.map(|t| t.0).unwrap_or(DEFAULT_WAIT);
+    let t0 = std::time::Instant::now();
     let spinner = h.progress.spinner(format!("proxmox: {action}"));
     let c2 = c.clone();
     let h2 = h.clone();
@@ -230,7 +231,7 @@ where
                 // failed one is started again.
                 if let Ok(st) = c2.task_status(upid).await {
                     if st.running() || st.ok() {
-                        tracing::info!(target: "ralf::proxmox", "{action2}: taking over task {upid} of the interrupted attempt");
+                        tracing::info!(target: "ralf::proxmox", upid = upid.as_str(), action = action2.as_str(), "{action2}: taking over task {upid} of the interrupted attempt");
                         h2.record_step_detail(
                             "proxmox_task",
                             serde_json::json!({"upid": upid, "action": action2}),
@@ -253,6 +254,7 @@ where
             }
         }
         let upid = start(c2.clone()).await?;
+        tracing::info!(target: "ralf::proxmox", upid = upid.as_str(), action = action2.as_str(), "{action2}: task started");
         h2.record_step_detail(
             "proxmox_task",
             serde_json::json!({"upid": upid, "action": action2}),
@@ -265,6 +267,11 @@ where
     });
     drop(spinner);
     let (upid, st) = r.at(ctx)?;
+    if let Some(st) = &st {
+        tracing::info!(target: "ralf::proxmox", upid = upid.as_str(), action = action.as_str(),
+            status = st.exitstatus.as_deref().unwrap_or(""), duration = t0.elapsed().as_secs_f64(),
+            "{action}: task finished ({})", crate::engine::render::human_duration(t0.elapsed()));
+    }
     h.record_event(
         "proxmox.task",
         serde_json::json!({"action": action, "upid": upid}),
