@@ -4,6 +4,7 @@ use crate::cli::{Cli, Command, LabCommand};
 use crate::engine::{self, exit, Outcome, ScriptEngine};
 use crate::host::{Host, HostOptions};
 use clap::{CommandFactory, Parser};
+use rhai::Dynamic;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
@@ -105,6 +106,7 @@ pub fn run(cli: Cli) -> i32 {
         yes: cli.yes,
         interactive: std::io::stdin().is_terminal(),
         quiet: cli.quiet > 0,
+        json_output: cli.output == crate::cli::OutputFormat::Json,
     };
     // Every secret the config names is scrubbed from the first line of output on.
     crate::secrets::register_configured(&loaded.config);
@@ -239,7 +241,8 @@ pub fn on_script_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'stati
         .unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
-/// Turn the result of a run into an exit code, printing an uncaught error.
+/// Turn the result of a run into an exit code, printing an uncaught error. `print_value`: the
+/// final value is the result (`-e`); a script's final value is printed only with `--output json`.
 pub fn finish(
     se: &ScriptEngine,
     name: &str,
@@ -247,11 +250,25 @@ pub fn finish(
     print_value: bool,
 ) -> i32 {
     let cancelled = se.host.cancel.is_cancelled();
+    let json = se.host.opts.json_output;
+    let print = |v: &Dynamic| {
+        let text = if json { se.show_json(v) } else { se.show(v) };
+        let text = crate::secrets::redact(&text);
+        let text = if std::io::stdout().is_terminal() {
+            crate::text::visible_controls(&text).into_owned()
+        } else {
+            text
+        };
+        // A closed stdout drops the result; the exit code and the run record still follow.
+        se.host.progress.suspend(|| {
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout().lock(), "{text}");
+        });
+    };
     match r {
         Ok(Outcome::Value(v)) => {
-            if print_value && !v.is_unit() {
-                let text = crate::secrets::redact(&crate::engine::render::display_value(&v));
-                se.host.progress.suspend(|| println!("{text}"));
+            if (print_value || json) && !v.is_unit() {
+                print(&v);
             }
             if cancelled {
                 exit::CANCELLED
@@ -259,7 +276,12 @@ pub fn finish(
                 exit::OK
             }
         }
-        Ok(Outcome::Exit(code)) => code,
+        Ok(Outcome::Exit(code, v)) => {
+            if !v.is_unit() {
+                print(&v);
+            }
+            code
+        }
         Err(e) => {
             let code = if cancelled {
                 exit::CANCELLED

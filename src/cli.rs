@@ -4,6 +4,16 @@ use crate::logging::{LogFormat, LogTime};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    /// Readable text: multi-line maps, tables for lists of maps
+    #[default]
+    Text,
+    /// One JSON document
+    Json,
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ralf-sh",
@@ -21,6 +31,11 @@ pub struct Cli {
     /// Log format on stderr
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+
+    /// How results are printed on stdout: `-e`'s value, a script's `exit(code, value)` (and,
+    /// with json, its final value)
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 
     /// Timestamps on human log lines (auto: when stderr is not a terminal; never: for journald)
     #[arg(long, global = true, value_enum, default_value_t = LogTime::Auto)]

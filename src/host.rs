@@ -52,6 +52,8 @@ pub struct HostOptions {
     pub interactive: bool,
     /// `-q`: no banners or summaries, warnings and errors only.
     pub quiet: bool,
+    /// `--output json`: results (`-e`, a script's final value or `exit(code, value)`) as JSON.
+    pub json_output: bool,
 }
 
 /// Hook through which bindings write to the run journal (the state store implements it).

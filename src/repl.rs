@@ -493,7 +493,7 @@ impl Repl {
                 }
                 (None, true)
             }
-            Ok(Outcome::Exit(code)) => (Some(code), true),
+            Ok(Outcome::Exit(code, _)) => (Some(code), true),
             Err(e) => {
                 if self.se.host.cancel.is_cancelled() {
                     eprintln!("cancelled");
@@ -505,17 +505,10 @@ impl Repl {
         }
     }
 
-    /// A value as the REPL shows it: strings bare, everything else through `to_debug`.
+    /// A value as the REPL shows it: the pretty printer (strings bare, maps as lines, lists of
+    /// maps as tables, handles by their `to_string`).
     fn show(&self, v: Dynamic) -> String {
-        if v.is_string() {
-            return v.to_string();
-        }
-        let mut s = Scope::new();
-        s.push("__v", v.clone());
-        self.se
-            .engine
-            .eval_with_scope::<String>(&mut s, "to_debug(__v)")
-            .unwrap_or_else(|_| crate::engine::render::display_value(&v))
+        self.se.show(&v)
     }
 
     fn refresh_module_aliases(&self) {

@@ -24,9 +24,60 @@ pub fn visible_controls(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// An aligned text table: one header row, columns padded to their widest cell (by characters),
+/// two spaces between columns, each cell cut to its first line. Every table ralf-sh prints (the
+/// REPL's arrays of maps, `table()`, the deploy report) has this one style.
+pub fn table(headers: &[String], rows: &[Vec<String>]) -> String {
+    let cell = |s: &str| s.lines().next().unwrap_or("").to_string();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| cell(c)).collect())
+        .collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate().take(widths.len()) {
+            widths[i] = widths[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut out = String::new();
+        for (i, w) in widths.iter().enumerate() {
+            let c = cells.get(i).map(String::as_str).unwrap_or("");
+            if i + 1 == widths.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(c);
+                out.push_str(&" ".repeat(w - c.chars().count() + 2));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = line(headers);
+    for r in &rows {
+        out.push('\n');
+        out.push_str(&line(r));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_align_by_characters_and_keep_one_line_per_cell() {
+        let t = table(
+            &["service".into(), "status".into()],
+            &[
+                vec!["vaultwärden".into(), "deployed".into()],
+                vec!["n8n".into(), "failed\nwith details".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "service      status\nvaultwärden  deployed\nn8n          failed"
+        );
+    }
 
     #[test]
     fn escapes_become_visible_text() {

@@ -452,3 +452,8 @@ fn sink_answers_like_the_services() {
         && r["body"]["title"] == "hi"
         && r["body"]["message"] == "body text"));
 }
+
+#[test]
+fn text_script_tests() {
+    run_script_tests("text.rhai", 5);
+}

@@ -375,7 +375,7 @@ fn parse_args(argv: &[String], s: &Spec) -> Result<Option<Map>, Fail> {
 /// End the script with `code`, as `exit(code)` does.
 fn exit_with(ctx: &NativeCallContext, code: i32) -> Box<EvalAltResult> {
     Box::new(EvalAltResult::ErrorTerminated(
-        Dynamic::from(crate::bindings::core::ExitRequest(code)),
+        Dynamic::from(crate::bindings::core::ExitRequest(code, Dynamic::UNIT)),
         ctx.call_position(),
     ))
 }

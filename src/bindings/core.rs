@@ -35,9 +35,10 @@ pub struct RetryOpts {
     pub on: Option<Vec<String>>,
 }
 
-/// Raised (as an uncatchable termination) by `exit(code)`.
-#[derive(Debug, Clone, Copy)]
-pub struct ExitRequest(pub i32);
+/// Raised (as an uncatchable termination) by `exit(code)` and `exit(code, value)`: the code, and
+/// the value to print (shown like `-e` shows its value; JSON with `--output json`).
+#[derive(Debug, Clone)]
+pub struct ExitRequest(pub i32, pub Dynamic);
 
 fn sleep_any(ctx: &NativeCallContext, seconds: Dynamic) -> RhaiResult<()> {
     use crate::bindings::AtCall;
@@ -321,7 +322,22 @@ mod globals {
     #[rhai_fn(name = "exit", return_raw)]
     pub fn exit_code(ctx: NativeCallContext, code: i64) -> RhaiResult<()> {
         Err(Box::new(EvalAltResult::ErrorTerminated(
-            Dynamic::from(ExitRequest(code.clamp(0, 255) as i32)),
+            Dynamic::from(ExitRequest(code.clamp(0, 255) as i32, Dynamic::UNIT)),
+            ctx.call_position(),
+        )))
+    }
+
+    /// End the script with `code` and print `value` as its result: readable text (tables for
+    /// lists of maps), or one JSON document with `--output json` (for `jq` and other programs).
+    ///
+    /// ```rhai,no_run
+    /// let report = #{ deployed: 3, failed: 0 };
+    /// exit(0, report);
+    /// ```
+    #[rhai_fn(name = "exit", return_raw)]
+    pub fn exit_value(ctx: NativeCallContext, code: i64, value: Dynamic) -> RhaiResult<()> {
+        Err(Box::new(EvalAltResult::ErrorTerminated(
+            Dynamic::from(ExitRequest(code.clamp(0, 255) as i32, value)),
             ctx.call_position(),
         )))
     }

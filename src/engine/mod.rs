@@ -3,6 +3,7 @@
 pub mod bridge;
 pub mod error;
 pub mod options;
+pub mod pretty;
 pub mod render;
 pub mod resolver;
 
@@ -29,6 +30,7 @@ pub struct ScriptEngine {
     pub host: Arc<Host>,
     pub sources: SourceMap,
     module_sources: Arc<parking_lot::Mutex<HashMap<String, String>>>,
+    show_ast: std::sync::OnceLock<AST>,
 }
 
 /// How a script run ended.
@@ -36,8 +38,8 @@ pub struct ScriptEngine {
 pub enum Outcome {
     /// Finished; the value of the last statement.
     Value(Dynamic),
-    /// `exit(code)` was called.
-    Exit(i32),
+    /// `exit(code)` or `exit(code, value)` was called.
+    Exit(i32, Dynamic),
 }
 
 /// Build the engine: strict variables, limits, print/debug routing, cancellation, resolver, bindings.
@@ -98,6 +100,7 @@ pub fn build(host: &Arc<Host>) -> ScriptEngine {
         host: host.clone(),
         sources,
         module_sources,
+        show_ast: std::sync::OnceLock::new(),
     }
 }
 
@@ -136,9 +139,9 @@ impl ScriptEngine {
         match self.engine.eval_ast_with_scope::<Dynamic>(scope, ast) {
             Ok(v) => Ok(Outcome::Value(v)),
             Err(e) => match exit_request(&e) {
-                Some(code) => Ok(Outcome::Exit(code)),
+                Some((code, v)) => Ok(Outcome::Exit(code, v)),
                 None => match *e {
-                    EvalAltResult::Exit(v, _) => Ok(Outcome::Exit(exit_value(&v))),
+                    EvalAltResult::Exit(v, _) => Ok(Outcome::Exit(exit_value(&v), Dynamic::UNIT)),
                     _ => Err(e),
                 },
             },
@@ -149,6 +152,28 @@ impl ScriptEngine {
     pub fn render_error(&self, err: &EvalAltResult, main_src: &str) -> String {
         let ms = self.module_sources.lock().clone();
         render::render_runtime(err, main_src, &self.sources, &ms)
+    }
+
+    /// A value as people read it ([`pretty::pretty`]): handles by their registered `to_string`.
+    pub fn show(&self, v: &Dynamic) -> String {
+        pretty::pretty(v, &|x| self.handle_text(x))
+    }
+
+    /// A value as JSON for `--output json`.
+    pub fn show_json(&self, v: &Dynamic) -> String {
+        pretty::to_json(v, &|x| self.handle_text(x)).to_string()
+    }
+
+    /// A handle's registered `to_string` (its type name when it has none).
+    fn handle_text(&self, v: &Dynamic) -> String {
+        let ast = self.show_ast.get_or_init(|| {
+            self.engine
+                .compile("fn __show(v) { to_string(v) }")
+                .unwrap_or_default()
+        });
+        self.engine
+            .call_fn::<String>(&mut Scope::new(), ast, "__show", (v.clone(),))
+            .unwrap_or_else(|_| v.type_name().rsplit("::").next().unwrap_or("?").to_string())
     }
 
     /// An uncaught error as (message, JSON fields) for one JSON log line.
@@ -168,12 +193,12 @@ pub fn base_scope(args: Vec<String>) -> Scope<'static> {
     scope
 }
 
-/// The code of an `exit(code)` call, wherever in the call chain it happened.
-pub fn exit_request(e: &EvalAltResult) -> Option<i32> {
+/// The code (and value) of an `exit(..)` call, wherever in the call chain it happened.
+pub fn exit_request(e: &EvalAltResult) -> Option<(i32, Dynamic)> {
     match e {
         EvalAltResult::ErrorTerminated(v, _) => v
             .read_lock::<crate::bindings::core::ExitRequest>()
-            .map(|r| r.0),
+            .map(|r| (r.0, r.1.clone())),
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
         | EvalAltResult::ErrorInModule(_, inner, _) => exit_request(inner),
         _ => None,
