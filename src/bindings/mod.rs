@@ -9,6 +9,7 @@ pub mod core;
 pub mod dag;
 pub mod docker;
 pub mod exo;
+pub mod inventory;
 pub mod limits;
 pub mod net;
 pub mod notify;

@@ -28,7 +28,9 @@ impl SshHost {
 
 pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<SshHost>("SshHost");
-    engine.register_static_module("ssh", exported_module!(ssh_mod).into());
+    let mut m = exported_module!(ssh_mod);
+    m.combine_flatten(exported_module!(crate::bindings::inventory::inventory_mod));
+    engine.register_static_module("ssh", m.into());
     engine.register_global_module(exported_module!(ssh_methods).into());
 }
 
@@ -63,8 +65,16 @@ pub fn handle_from_dynamic(h: &Host, v: &Dynamic, func: &str) -> RResult<Handle>
     if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
         return handle_for(h, s.as_str());
     }
+    // A host as `ssh::hosts()` lists it.
+    if let Some(name) = v.read_lock::<Map>().and_then(|m| {
+        m.get("name")
+            .filter(|n| n.is_string())
+            .map(|n| n.to_string())
+    }) {
+        return handle_for(h, &name);
+    }
     Err(RalfError::invalid(format!(
-        "{func}: expected a host (an SshHost from ssh::connect, or an alias / \"user@host:port\" string), got {}",
+        "{func}: expected a host (an SshHost from ssh::connect, a host map from ssh::hosts, or an alias / \"user@host:port\" string), got {}",
         v.type_name()
     )))
 }
@@ -355,6 +365,31 @@ mod ssh_mod {
         run_all_impl(&ctx, hosts, cmd, Map::new()).at(&ctx)
     }
 
+    /// `ssh::run_all` on the configured hosts a selection picks (see `ssh::hosts`).
+    ///
+    /// ```rhai,no_run
+    /// print(ssh::run_all(#{ label: "role=production" }, "uptime"));
+    /// ```
+    #[rhai_fn(name = "run_all", return_raw)]
+    pub fn run_all_sel2(ctx: NativeCallContext, sel: Map, cmd: Dynamic) -> RhaiResult<Map> {
+        run_all_sel(&ctx, sel, cmd, Map::new()).at(&ctx)
+    }
+
+    /// `ssh::run_all(selection, cmd, #{ parallel, timeout })`.
+    ///
+    /// ```rhai,no_run
+    /// let rs = ssh::run_all(#{ label: "gpu" }, "nvidia-smi -L", #{ timeout: 10 });
+    /// ```
+    #[rhai_fn(name = "run_all", return_raw)]
+    pub fn run_all_sel3(
+        ctx: NativeCallContext,
+        sel: Map,
+        cmd: Dynamic,
+        opts: Map,
+    ) -> RhaiResult<Map> {
+        run_all_sel(&ctx, sel, cmd, opts).at(&ctx)
+    }
+
     /// `ssh::run_all` with options `#{ parallel, timeout }`.
     ///
     /// ```rhai,no_run
@@ -370,6 +405,17 @@ mod ssh_mod {
     ) -> RhaiResult<Map> {
         run_all_impl(&ctx, hosts, cmd, opts).at(&ctx)
     }
+}
+
+fn run_all_sel(ctx: &NativeCallContext, sel: Map, cmd: Dynamic, opts: Map) -> RResult<Map> {
+    let h = host(ctx)?;
+    let names = crate::bindings::inventory::select(h.cfg(), &sel, "ssh::run_all")?;
+    run_all_impl(
+        ctx,
+        names.into_iter().map(Dynamic::from).collect(),
+        cmd,
+        opts,
+    )
 }
 
 fn run_all_impl(ctx: &NativeCallContext, hosts: Array, cmd: Dynamic, opts: Map) -> RResult<Map> {

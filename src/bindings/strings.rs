@@ -133,7 +133,7 @@ mod strings {
         pretty::pretty(&v, &|x| handle_text(&ctx, x))
     }
 
-    /// Rows (maps) as an aligned table: every key in order of first appearance; unit or missing
+    /// Rows (maps) as an aligned table: every key in order of first appearance (`name`, `service` or `id` first); unit or missing
     /// cells as `-`.
     ///
     /// ```rhai

@@ -96,7 +96,17 @@ fn inline(v: &Dynamic, leaf: Leaf) -> String {
         return format!("{{{}}}", parts.join(", "));
     }
     if let Some(a) = v.read_lock::<Array>() {
-        let parts: Vec<String> = a.iter().map(|x| inline(x, leaf)).collect();
+        // Strings quoted inside a list, so that items with commas or spaces stay apart.
+        let parts: Vec<String> = a
+            .iter()
+            .map(|x| {
+                if x.is_string() {
+                    format!("{:?}", x.to_string())
+                } else {
+                    inline(x, leaf)
+                }
+            })
+            .collect();
         return format!("[{}]", parts.join(", "));
     }
     scalar(v, leaf)
@@ -181,8 +191,8 @@ pub struct Column {
     pub title: String,
 }
 
-/// Rows (maps) as a table: the given columns, or every key in order of first appearance;
-/// unit and missing cells as `-`.
+/// Rows (maps) as a table: the given columns, or every key in order of first appearance
+/// (`name`, `service` or `id` first); unit and missing cells as `-`.
 pub fn table_of(rows: &[Map], columns: Option<&[Column]>, leaf: Leaf) -> String {
     let cols: Vec<Column> = match columns {
         Some(c) => c
@@ -199,6 +209,13 @@ pub fn table_of(rows: &[Map], columns: Option<&[Column]>, leaf: Leaf) -> String 
                     if !keys.iter().any(|x| x == k.as_str()) && !v.is_unit() {
                         keys.push(k.to_string());
                     }
+                }
+            }
+            // What names a row comes first (maps keep their keys sorted).
+            for lead in ["id", "service", "name"] {
+                if let Some(i) = keys.iter().position(|k| k == lead) {
+                    let k = keys.remove(i);
+                    keys.insert(0, k);
                 }
             }
             keys.into_iter()
@@ -252,7 +269,7 @@ mod tests {
         ]);
         assert_eq!(
             pretty(&v, &leaf),
-            "deps: [a, b]\nname: redis\nsmoke:\n  n: 3\n  ok: true\nsnaptime: 2025-12-04T00:00:00Z"
+            "deps: [\"a\", \"b\"]\nname: redis\nsmoke:\n  n: 3\n  ok: true\nsnaptime: 2025-12-04T00:00:00Z"
         );
     }
 
