@@ -691,3 +691,34 @@ fn shipped_scripts_have_help_and_usage_errors() {
     assert_eq!(code, 2);
     assert!(err.contains("missing NAME"), "{err}");
 }
+
+/// Every shipped script and stdlib module passes `ralf-sh check`, and the two main runbooks stay
+/// readable on a screen or two (issue 16: release.rhai under 200 lines, deploy_all.rhai under 40).
+#[test]
+fn shipped_scripts_and_modules_check_clean_and_stay_short() {
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["scripts", "stdlib"] {
+        for e in std::fs::read_dir(repo.join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "rhai") {
+                files.push(p);
+            }
+        }
+    }
+    assert!(files.len() >= 10, "{files:?}");
+    let home = tempfile::tempdir().unwrap();
+    let mut c = cmd(home.path());
+    c.current_dir(&repo).arg("check").args(&files);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(out.trim(), format!("ok: {} script(s) checked", files.len()));
+    let lines = |f: &str| {
+        std::fs::read_to_string(repo.join(f))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert!(lines("scripts/release.rhai") < 200);
+    assert!(lines("scripts/deploy_all.rhai") < 40);
+}
