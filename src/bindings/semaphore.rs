@@ -433,6 +433,32 @@ fn refresh_impl(ctx: &NativeCallContext, t: &SemTask) -> RResult<SemTask> {
     Ok(t.clone())
 }
 
+fn wait_ok_impl(ctx: &NativeCallContext, t: &SemTask, opts: &Map) -> RResult<SemTask> {
+    let t = wait_impl(ctx, t, opts)?;
+    let (ok, id, status, template, tid) = {
+        let s = t.state.lock();
+        (
+            s.dry || s.task.status == "success",
+            s.task.id,
+            s.task.status.clone(),
+            s.template.clone(),
+            s.task.template_id,
+        )
+    };
+    if ok {
+        return Ok(t);
+    }
+    let lines = output_lines(ctx, &t).unwrap_or_default();
+    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+    Err(RalfError::command_failed(format!(
+        "{template}: Semaphore task {id} ended {status} ({})\n{tail}",
+        t.client.task_url(tid, id)
+    ))
+    .with("task_id", id)
+    .with("status", status)
+    .with("template", template))
+}
+
 fn output_lines(ctx: &NativeCallContext, t: &SemTask) -> RResult<Vec<String>> {
     if t.dry() {
         return Ok(vec![]);
@@ -959,6 +985,29 @@ mod semaphore_mod {
     #[rhai_fn(global, name = "wait", return_raw)]
     pub fn wait1(ctx: NativeCallContext, t: &mut SemTask, opts: Map) -> RhaiResult<SemTask> {
         wait_impl(&ctx, t, &opts).at(&ctx)
+    }
+
+    /// Wait (as `wait`) and throw `command_failed` unless the task succeeded: the message names the
+    /// template, task, status and URL, with the last 20 output lines; `details` has `task_id`,
+    /// `status` and `template`.
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Smoke").wait_ok();
+    /// assert(t.ok);
+    /// ```
+    #[rhai_fn(global, name = "wait_ok", return_raw)]
+    pub fn wait_ok0(ctx: NativeCallContext, t: &mut SemTask) -> RhaiResult<SemTask> {
+        wait_ok_impl(&ctx, t, &Map::new()).at(&ctx)
+    }
+
+    /// `wait_ok` with the options of `wait` (`timeout`, `max_poll`).
+    ///
+    /// ```rhai
+    /// let t = semaphore::connect().run("RALF Vault Smoke").wait_ok(#{ timeout: "10m" });
+    /// ```
+    #[rhai_fn(global, name = "wait_ok", return_raw)]
+    pub fn wait_ok1(ctx: NativeCallContext, t: &mut SemTask, opts: Map) -> RhaiResult<SemTask> {
+        wait_ok_impl(&ctx, t, &opts).at(&ctx)
     }
 
     /// Every output line of the task, oldest first (an array of strings).

@@ -83,19 +83,19 @@ pub mod task_handles {
         t.last.as_ref().is_some_and(|s| s.ok())
     }
 
-    /// Wait until the task stops (default deadline 10 minutes). Throws when it failed (exit status
-    /// and log tail in the message, kind `locked`, `not_found` or `command_failed`), or `timeout`
-    /// when the deadline passes first (the task keeps running on the server).
+    /// Wait until the task stops (default deadline 10 minutes) and return it, failed or not (check
+    /// `t.ok`, as with a Semaphore task); `timeout` when the deadline passes first (the task keeps
+    /// running on the server). `wait_ok` throws on a failed task instead.
     ///
     /// ```rhai
     /// let g = proxmox::connect().guest(2012);
     /// let t = g.snapshot("ex-wait", #{ wait: false });
-    /// t.wait();
+    /// assert(t.wait().ok);
     /// g.delete_snapshot("ex-wait");
     /// ```
     #[rhai_fn(global, name = "wait", return_raw)]
     pub fn task_wait0(ctx: NativeCallContext, t: &mut PveTask) -> RhaiResult<PveTask> {
-        wait_impl(&ctx, t, WaitOpts::default())
+        wait_impl(&ctx, t, WaitOpts::default(), false)
     }
 
     /// Wait with `#{ timeout }`.
@@ -109,7 +109,39 @@ pub mod task_handles {
     #[rhai_fn(global, name = "wait", return_raw)]
     pub fn task_wait1(ctx: NativeCallContext, t: &mut PveTask, opts: Map) -> RhaiResult<PveTask> {
         let o: WaitOpts = decode(&opts, "wait").at(&ctx)?;
-        wait_impl(&ctx, t, o)
+        wait_impl(&ctx, t, o, false)
+    }
+
+    /// Wait, and throw when the task failed: exit status and log tail in the message, kind
+    /// `locked`, `not_found` or `command_failed`.
+    ///
+    /// ```rhai
+    /// let g = proxmox::connect().guest(2012);
+    /// let t = g.snapshot("ex-wait3", #{ wait: false });
+    /// t.wait_ok();
+    /// g.delete_snapshot("ex-wait3");
+    /// ```
+    #[rhai_fn(global, name = "wait_ok", return_raw)]
+    pub fn task_wait_ok0(ctx: NativeCallContext, t: &mut PveTask) -> RhaiResult<PveTask> {
+        wait_impl(&ctx, t, WaitOpts::default(), true)
+    }
+
+    /// `wait_ok` with `#{ timeout }`.
+    ///
+    /// ```rhai
+    /// let g = proxmox::connect().guest(2012);
+    /// let t = g.snapshot("ex-wait4", #{ wait: false });
+    /// t.wait_ok(#{ timeout: "1m" });
+    /// g.delete_snapshot("ex-wait4");
+    /// ```
+    #[rhai_fn(global, name = "wait_ok", return_raw)]
+    pub fn task_wait_ok1(
+        ctx: NativeCallContext,
+        t: &mut PveTask,
+        opts: Map,
+    ) -> RhaiResult<PveTask> {
+        let o: WaitOpts = decode(&opts, "wait_ok").at(&ctx)?;
+        wait_impl(&ctx, t, o, true)
     }
 
     /// The last `n` lines of the task's log.
@@ -134,13 +166,23 @@ pub mod task_handles {
     }
 }
 
-fn wait_impl(ctx: &NativeCallContext, t: &mut PveTask, o: WaitOpts) -> RhaiResult<PveTask> {
+/// Wait until the task stops; with `ok`, a failed task is its error.
+fn wait_impl(
+    ctx: &NativeCallContext,
+    t: &mut PveTask,
+    o: WaitOpts,
+    ok: bool,
+) -> RhaiResult<PveTask> {
     let h = host(ctx)?;
     let c = t.c.clone();
     let upid = t.upid.clone();
     let deadline = o.timeout.map(|t| t.0).unwrap_or(DEFAULT_WAIT);
     let st = block_on(&h, "proxmox task wait", None, async move {
-        c.wait_task(&upid, Some(deadline)).await
+        if ok {
+            c.wait_task(&upid, Some(deadline)).await
+        } else {
+            c.wait_stopped(&upid, Some(deadline)).await
+        }
     })
     .at(ctx)?;
     t.last = Some(st);
