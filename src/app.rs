@@ -71,13 +71,7 @@ pub fn main() -> ExitCode {
 
 /// Build the tokio runtime every entry point shares.
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(64)
-        .thread_stack_size(8 * 1024 * 1024)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
+    crate::engine::bridge::runtime()
 }
 
 fn eprint_redacted(s: &str) {
@@ -141,10 +135,10 @@ pub fn run(cli: Cli) -> i32 {
         Some(Command::Doctor) => crate::commands::doctor::run(&host),
         Some(Command::Completions { .. }) => unreachable!(),
         Some(Command::History { service, run, json }) => {
-            crate::state::cli_history(&host, service, run, json)
+            crate::commands::history::cli_history(&host, service, run, json)
         }
         Some(Command::Resume { run_id, abandon }) => {
-            crate::state::cli_resume(&host, &run_id, abandon)
+            crate::commands::history::cli_resume(&host, &run_id, abandon)
         }
         Some(Command::Lab {
             command,

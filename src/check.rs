@@ -178,10 +178,9 @@ fn check_ast(se: &ScriptEngine, ast: &AST, name: &str) -> Vec<String> {
                         .chain(module_fns.keys())
                         .cloned()
                         .collect();
-                    let hint =
-                        crate::engine::options::did_you_mean(ns, nss.iter().map(|s| s.as_str()))
-                            .map(|s| format!("; did you mean `{s}`?"))
-                            .unwrap_or_default();
+                    let hint = crate::text::did_you_mean(ns, nss.iter().map(|s| s.as_str()))
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
                     problems.push(located(
                         se,
                         name,
@@ -192,7 +191,7 @@ fn check_ast(se: &ScriptEngine, ast: &AST, name: &str) -> Vec<String> {
                 }
             }
         };
-        let hint = crate::engine::options::did_you_mean(&fname, cands.iter().map(|s| s.as_str()))
+        let hint = crate::text::did_you_mean(&fname, cands.iter().map(|s| s.as_str()))
             .map(|s| match &ns {
                 Some(n) => format!("; did you mean `{n}::{s}`?"),
                 None => format!("; did you mean `{s}`?"),

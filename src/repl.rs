@@ -573,7 +573,7 @@ impl Repl {
             .collect();
         if matches.is_empty() {
             let all: Vec<String> = h.fns.iter().map(|f| f.qualified()).collect();
-            let hint = crate::engine::options::did_you_mean(name, all.iter().map(|s| s.as_str()))
+            let hint = crate::text::did_you_mean(name, all.iter().map(|s| s.as_str()))
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
             println!("no function `{name}`{hint}");

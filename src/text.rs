@@ -1,6 +1,7 @@
 //! Ground-floor text helpers every layer may use.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 /// `s` with every terminal control character made visible, for remote text shown on a terminal
 /// (task output and names, ssh output, LLM answers): ESC becomes `\x1b`, so `\x1b]0;title\x07`
@@ -58,6 +59,48 @@ pub fn table(headers: &[String], rows: &[Vec<String>]) -> String {
         out.push_str(&line(r));
     }
     out
+}
+
+/// "1.5s", "2m 3s", "250ms".
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        let s = d.as_secs_f64();
+        if (s - s.round()).abs() < 0.05 {
+            format!("{}s", s.round() as u64)
+        } else {
+            format!("{s:.1}s")
+        }
+    } else if ms < 3_600_000 {
+        let s = d.as_secs();
+        if s.is_multiple_of(60) {
+            format!("{}m", s / 60)
+        } else {
+            format!("{}m {}s", s / 60, s % 60)
+        }
+    } else {
+        let s = d.as_secs();
+        format!("{}h {}m", s / 3600, (s % 3600) / 60)
+    }
+}
+
+/// The closest candidate by edit distance, if it is close enough to be a plausible typo.
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let mut best: Option<(&str, f64)> = None;
+    for c in candidates {
+        let score = strsim::jaro_winkler(word, c);
+        let lev = strsim::levenshtein(word, c);
+        let close = lev <= 2.max(word.len() / 3) || score >= 0.85;
+        if close && best.map(|(_, s)| score > s).unwrap_or(true) {
+            best = Some((c, score));
+        }
+    }
+    best.map(|(c, _)| c)
 }
 
 #[cfg(test)]

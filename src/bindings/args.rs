@@ -62,7 +62,7 @@ fn spec_of(m: &Map) -> RResult<Spec> {
     let bad = |msg: String| RalfError::invalid(format!("args::parse: {msg}"));
     for k in m.keys() {
         if !["usage", "about", "options", "help", "positional", "rest"].contains(&k.as_str()) {
-            let hint = crate::engine::options::did_you_mean(
+            let hint = crate::text::did_you_mean(
                 k,
                 ["usage", "about", "options", "help", "positional", "rest"],
             )
@@ -266,7 +266,7 @@ fn parse_args(argv: &[String], s: &Spec) -> Result<Option<Map>, Fail> {
                 Some(o) => (o, true),
                 None => {
                     let names: Vec<String> = s.options.iter().map(|o| flag(&o.0)).collect();
-                    let hint = crate::engine::options::did_you_mean(
+                    let hint = crate::text::did_you_mean(
                         &format!("--{name}"),
                         names.iter().map(String::as_str),
                     )

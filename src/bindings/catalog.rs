@@ -174,7 +174,7 @@ fn mark_impl(ctx: &NativeCallContext, name: &str, status: &str, details: Map) ->
         return Err(RalfError::invalid("catalog::mark: service name is empty").into());
     }
     if !crate::state::store::SERVICE_STATUSES.contains(&status) {
-        let hint = options::did_you_mean(
+        let hint = crate::text::did_you_mean(
             status,
             crate::state::store::SERVICE_STATUSES.iter().copied(),
         )

@@ -75,7 +75,7 @@ fn retry_impl(ctx: &NativeCallContext, opts: &Map, f: &FnPtr) -> RhaiResult<Dyna
         for k in list {
             if k != "any" && ErrorKind::parse(k).is_none() {
                 let names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
-                let hint = options::did_you_mean(k, names.iter().copied())
+                let hint = crate::text::did_you_mean(k, names.iter().copied())
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
                 return Err(RalfError::invalid(format!(
@@ -116,7 +116,7 @@ fn retry_impl(ctx: &NativeCallContext, opts: &Map, f: &FnPtr) -> RhaiResult<Dyna
                     target: "ralf::retry",
                     "attempt {attempt}/{attempts} failed ({}); retrying in {}",
                     re,
-                    crate::engine::render::human_duration(wait)
+                    crate::text::human_duration(wait)
                 );
                 crate::engine::bridge::sleep(&h, wait)?;
                 delay = delay.mul_f64(backoff).min(max_delay);
@@ -717,7 +717,7 @@ mod time_mod {
     /// ```
     #[rhai_fn(name = "human")]
     pub fn human_f(secs: f64) -> String {
-        crate::engine::render::human_duration(Duration::from_secs_f64(secs.max(0.0)))
+        crate::text::human_duration(Duration::from_secs_f64(secs.max(0.0)))
     }
     /// Format whole seconds for people.
     ///
@@ -726,7 +726,7 @@ mod time_mod {
     /// ```
     #[rhai_fn(name = "human")]
     pub fn human_i(secs: i64) -> String {
-        crate::engine::render::human_duration(Duration::from_secs(secs.max(0) as u64))
+        crate::text::human_duration(Duration::from_secs(secs.max(0) as u64))
     }
 }
 
@@ -744,7 +744,7 @@ mod error_mod {
     pub fn make(kind: &str, message: &str) -> RhaiResult<Dynamic> {
         let k = ErrorKind::parse(kind).ok_or_else(|| {
             let names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.as_str()).collect();
-            let hint = options::did_you_mean(kind, names.iter().copied())
+            let hint = crate::text::did_you_mean(kind, names.iter().copied())
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
             RalfError::invalid(format!("error::make: unknown error kind `{kind}`{hint}"))

@@ -214,7 +214,7 @@ fn decode(opts: &Map) -> RhaiResult<Opts> {
     const KNOWN: &[&str] = &["limit", "key", "after", "weight"];
     for k in opts.keys() {
         if !KNOWN.contains(&k.as_str()) {
-            let hint = crate::engine::options::did_you_mean(k, KNOWN.iter().copied())
+            let hint = crate::text::did_you_mean(k, KNOWN.iter().copied())
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
             return Err(RalfError::invalid(format!(

@@ -365,7 +365,7 @@ fn decide_impl(
             Some(format!(
                 "{} could not be reached a moment ago; not retried for another {}",
                 ai.0.client.base(),
-                crate::engine::render::human_duration(left)
+                crate::text::human_duration(left)
             )),
         );
         h.record_event(

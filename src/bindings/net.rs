@@ -211,10 +211,7 @@ async fn http_check(
 fn describe_reqwest(e: &reqwest::Error, timeout: Duration) -> String {
     use std::error::Error;
     if e.is_timeout() {
-        return format!(
-            "timed out after {}",
-            crate::engine::render::human_duration(timeout)
-        );
+        return format!("timed out after {}", crate::text::human_duration(timeout));
     }
     // The innermost cause is the useful part ("Connection refused", "invalid peer certificate").
     let mut msg = e.to_string();
@@ -407,7 +404,7 @@ fn tcp_impl(ctx: &NativeCallContext, hostname: &str, port: i64, opts: &Map) -> R
                 match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&target)).await {
                     Err(_) => Err(format!(
                         "timed out after {}",
-                        crate::engine::render::human_duration(timeout)
+                        crate::text::human_duration(timeout)
                     )),
                     Ok(Err(e)) => Err(format!("cannot connect to {target}: {e}")),
                     Ok(Ok(_s)) => Ok(()),

@@ -11,7 +11,7 @@ pub use model::{Guest, Priority, SemaphoreSpec, Service, SmokeCheck, Snapshot};
 pub use plan::{Plan, PlanEntry, PlanOpts};
 
 use crate::engine::error::{RResult, RalfError};
-use crate::engine::options::did_you_mean;
+use crate::text::did_you_mean;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 
 use super::{Catalog, Priority};
 use crate::engine::error::{RResult, RalfError};
-use crate::engine::options::did_you_mean;
+use crate::text::did_you_mean;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;

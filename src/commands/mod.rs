@@ -1,4 +1,5 @@
 //! CLI commands that are not "run a script": each in a file of its own.
 
 pub mod doctor;
+pub mod history;
 pub mod lab;

@@ -29,7 +29,7 @@ where
             r = fut => r,
             _ = deadline => Err(RalfError::timeout(format!(
                 "{what} did not finish within {}",
-                crate::engine::render::human_duration(timeout.unwrap_or_default())
+                crate::text::human_duration(timeout.unwrap_or_default())
             ))),
         }
     };
@@ -48,6 +48,17 @@ pub fn sleep(host: &Host, d: Duration) -> RResult<()> {
     })
 }
 
+/// The tokio runtime every entry point shares (2 workers, room for blocking calls).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .thread_stack_size(8 * 1024 * 1024)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,7 +66,7 @@ mod tests {
 
     #[test]
     fn cancel_wakes_a_blocked_call() {
-        let rt = crate::app::runtime();
+        let rt = runtime();
         let host = Host::new(
             Default::default(),
             rt.handle().clone(),
@@ -78,7 +89,7 @@ mod tests {
 
     #[test]
     fn deadline_gives_timeout() {
-        let rt = crate::app::runtime();
+        let rt = runtime();
         let host = Host::new(
             Default::default(),
             rt.handle().clone(),

@@ -53,7 +53,7 @@ pub fn unknown_name_message(noun: &str, field: &str, where_: &str, expected: &[&
         out.push(' ');
         out.push_str(where_);
     }
-    if let Some(best) = did_you_mean(field, expected.iter().copied()) {
+    if let Some(best) = crate::text::did_you_mean(field, expected.iter().copied()) {
         out.push_str(&format!("; did you mean `{best}`?"));
     } else if !expected.is_empty() {
         let list: Vec<String> = expected.iter().map(|s| format!("`{s}`")).collect();
@@ -76,23 +76,6 @@ pub fn rewrite_serde_message(msg: &str, where_: &str, noun: &str) -> String {
         }
         None => format!("{msg} ({where_})"),
     }
-}
-
-/// The closest candidate by edit distance, if it is close enough to be a plausible typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    let mut best: Option<(&str, f64)> = None;
-    for c in candidates {
-        let score = strsim::jaro_winkler(word, c);
-        let lev = strsim::levenshtein(word, c);
-        let close = lev <= 2.max(word.len() / 3) || score >= 0.85;
-        if close && best.map(|(_, s)| score > s).unwrap_or(true) {
-            best = Some((c, score));
-        }
-    }
-    best.map(|(c, _)| c)
 }
 
 /// A duration given as seconds (number) or as a string like "90s", "10m", "1h30m", "500ms".

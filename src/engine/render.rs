@@ -4,32 +4,6 @@
 use crate::engine::error::RalfError;
 use crate::engine::resolver::SourceMap;
 use rhai::{Dynamic, EvalAltResult, ParseError, Position};
-use std::time::Duration;
-
-/// "1.5s", "2m 3s", "250ms".
-pub fn human_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        let s = d.as_secs_f64();
-        if (s - s.round()).abs() < 0.05 {
-            format!("{}s", s.round() as u64)
-        } else {
-            format!("{s:.1}s")
-        }
-    } else if ms < 3_600_000 {
-        let s = d.as_secs();
-        if s.is_multiple_of(60) {
-            format!("{}m", s / 60)
-        } else {
-            format!("{}m {}s", s / 60, s % 60)
-        }
-    } else {
-        let s = d.as_secs();
-        format!("{}h {}m", s / 3600, (s % 3600) / 60)
-    }
-}
 
 /// Render a value for people: strings bare, maps/arrays as readable text, handles via to_string.
 pub fn display_value(v: &Dynamic) -> String {
@@ -179,13 +153,22 @@ pub fn render_parse(err: &ParseError, src: &str, sources: &SourceMap) -> String 
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
     #[test]
     fn durations_read_well() {
-        assert_eq!(human_duration(Duration::from_millis(250)), "250ms");
-        assert_eq!(human_duration(Duration::from_secs(30)), "30s");
-        assert_eq!(human_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(human_duration(Duration::from_secs(600)), "10m");
-        assert_eq!(human_duration(Duration::from_secs(125)), "2m 5s");
+        assert_eq!(
+            crate::text::human_duration(Duration::from_millis(250)),
+            "250ms"
+        );
+        assert_eq!(crate::text::human_duration(Duration::from_secs(30)), "30s");
+        assert_eq!(
+            crate::text::human_duration(Duration::from_millis(1500)),
+            "1.5s"
+        );
+        assert_eq!(crate::text::human_duration(Duration::from_secs(600)), "10m");
+        assert_eq!(
+            crate::text::human_duration(Duration::from_secs(125)),
+            "2m 5s"
+        );
     }
 }

@@ -93,7 +93,7 @@ impl Resolver {
                 return Ok((format!("<embedded>/{path}.rhai"), text.to_string()));
             }
             let known: Vec<&str> = stdlib_names();
-            let hint = crate::engine::options::did_you_mean(path, known.iter().copied())
+            let hint = crate::text::did_you_mean(path, known.iter().copied())
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
             return Err(format!("no stdlib module `{path}`{hint}"));

@@ -155,7 +155,7 @@ pub const SCENARIOS: &[&str] = &[
 ///   `verify.sh` reports that it serves no routes).
 pub async fn apply_scenario(lab: &Lab, name: &str) -> RResult<()> {
     if !SCENARIOS.contains(&name) {
-        let hint = crate::engine::options::did_you_mean(name, SCENARIOS.iter().copied())
+        let hint = crate::text::did_you_mean(name, SCENARIOS.iter().copied())
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_else(|| format!("; known: {}", SCENARIOS.join(", ")));
         return Err(crate::engine::error::RalfError::invalid(format!(

@@ -270,7 +270,7 @@ where
     if let Some(st) = &st {
         tracing::info!(target: "ralf::proxmox", upid = upid.as_str(), action = action.as_str(),
             status = st.exitstatus.as_deref().unwrap_or(""), duration = t0.elapsed().as_secs_f64(),
-            "{action}: task finished ({})", crate::engine::render::human_duration(t0.elapsed()));
+            "{action}: task finished ({})", crate::text::human_duration(t0.elapsed()));
     }
     h.record_event(
         "proxmox.task",

@@ -673,7 +673,7 @@ impl Compose<'_> {
                     "{}: compose project in {} not ready after {}: {}",
                     self.host(),
                     self.dir,
-                    crate::engine::render::human_duration(limit),
+                    crate::text::human_duration(limit),
                     if pending.is_empty() {
                         "no containers".to_string()
                     } else {

@@ -292,7 +292,7 @@ impl Client {
         let first_token_error = |received: usize| {
             RalfError::timeout(format!(
                 "exo: no token from {url} within {} (first_token_timeout; a cold model load or a long prefill may need more)",
-                crate::engine::render::human_duration(self.opts.first_token_timeout)
+                crate::text::human_duration(self.opts.first_token_timeout)
             ))
             .with("received_bytes", received)
             .with("url", &url)
@@ -360,7 +360,7 @@ impl Client {
             if left.is_zero() {
                 return Err(RalfError::timeout(format!(
                     "exo: stream from {url} did not finish within {}",
-                    crate::engine::render::human_duration(self.opts.timeout)
+                    crate::text::human_duration(self.opts.timeout)
                 )));
             }
             // Before the first token the first-token limit applies (keep-alives do not extend it).
@@ -382,7 +382,7 @@ impl Client {
                 Err(_) if !first_phase && idle <= left => {
                     return Err(RalfError::timeout(format!(
                         "exo: stream from {url} was silent for {} (idle timeout; not even a keep-alive)",
-                        crate::engine::render::human_duration(idle)
+                        crate::text::human_duration(idle)
                     ))
                     .with("received_bytes", received))
                 }

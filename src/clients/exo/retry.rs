@@ -60,9 +60,7 @@ impl Client {
             .iter()
             .find(|m| !lower.is_empty() && m.to_lowercase().contains(&lower))
             .map(|s| s.as_str())
-            .or_else(|| {
-                crate::engine::options::did_you_mean(&model, offered.iter().map(|s| s.as_str()))
-            })
+            .or_else(|| crate::text::did_you_mean(&model, offered.iter().map(|s| s.as_str())))
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_default();
         let list = if offered.is_empty() {
@@ -98,7 +96,7 @@ impl Client {
                 return Err(RalfError::timeout(format!(
                     "exo: {what} at {} did not finish within {}",
                     self.base,
-                    crate::engine::render::human_duration(self.opts.timeout)
+                    crate::text::human_duration(self.opts.timeout)
                 )));
             }
             let r = match tokio::time::timeout(left, f()).await {
@@ -132,7 +130,7 @@ impl Client {
                 a.err.message,
                 attempt + 1,
                 retries + 1,
-                crate::engine::render::human_duration(wait)
+                crate::text::human_duration(wait)
             );
             tokio::time::sleep(wait).await;
             attempt += 1;
@@ -153,7 +151,7 @@ impl Client {
                 if connect {
                     format!(
                         " after {}",
-                        crate::engine::render::human_duration(self.opts.connect_timeout)
+                        crate::text::human_duration(self.opts.connect_timeout)
                     )
                 } else {
                     String::new()

@@ -41,7 +41,7 @@ impl Priority {
                 if let Ok(n) = other.parse::<i64>() {
                     return Self::from_int(n);
                 }
-                let hint = crate::engine::options::did_you_mean(other, Self::NAMES.iter().copied())
+                let hint = crate::text::did_you_mean(other, Self::NAMES.iter().copied())
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
                 return Err(RalfError::invalid(format!(

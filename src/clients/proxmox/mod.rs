@@ -640,7 +640,7 @@ impl Client {
                     "proxmox: {} {} is HA-managed: the HA stack was asked to make it {want}, but it is still {now} after {} (see `ha-manager status` on the node)",
                     g.kind.prefix(),
                     g.vmid,
-                    crate::engine::render::human_duration(deadline)
+                    crate::text::human_duration(deadline)
                 ))
                 .with("vmid", g.vmid)
                 .with("status", now));

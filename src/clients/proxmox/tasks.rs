@@ -89,7 +89,7 @@ impl Client {
                 if start.elapsed() >= d {
                     return Err(RalfError::timeout(format!(
                         "proxmox: task {upid} still running after {} (it keeps running on the server)",
-                        crate::engine::render::human_duration(d)
+                        crate::text::human_duration(d)
                     ))
                     .with("upid", upid));
                 }

@@ -684,7 +684,7 @@ impl Client {
                             return Ok(x.clone());
                         }
                         let names: Vec<&str> = items.iter().map(|(_, n)| n.as_str()).collect();
-                        let hint = crate::engine::options::did_you_mean(n, names.iter().copied())
+                        let hint = crate::text::did_you_mean(n, names.iter().copied())
                             .map(|s| format!("; did you mean `{s}`?"))
                             .unwrap_or_else(|| format!("; projects visible to this user: {}", names.join(", ")));
                         Err(RalfError::not_found(format!("semaphore: project `{n}` not found{hint}")))

@@ -39,7 +39,7 @@ impl Client {
                     }
                 }
                 let names: Vec<&str> = all.iter().map(|t| t.name.as_str()).collect();
-                let hint = crate::engine::options::did_you_mean(n, names.iter().copied())
+                let hint = crate::text::did_you_mean(n, names.iter().copied())
                     .map(|s| format!("; did you mean `{s}`?"))
                     .unwrap_or_default();
                 Err(RalfError::not_found(format!(

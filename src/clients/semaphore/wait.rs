@@ -90,7 +90,7 @@ impl Client {
                 Err(RalfError::timeout(format!(
                     "semaphore: task {task_id} is still `{}` after {} (it keeps running; stop it with task.stop())",
                     if last_status.is_empty() { "unknown" } else { &last_status },
-                    crate::engine::render::human_duration(opts.timeout)
+                    crate::text::human_duration(opts.timeout)
                 ))
                 .with("task_id", task_id)
                 .with("status", last_status))

@@ -113,7 +113,7 @@ fn resolve_depth(
         });
     }
     parse_literal(name).map_err(|why| {
-        let hint = crate::engine::options::did_you_mean(name, hosts.keys().map(|s| s.as_str()))
+        let hint = crate::text::did_you_mean(name, hosts.keys().map(|s| s.as_str()))
             .map(|s| format!("; did you mean the alias `{s}`?"))
             .unwrap_or_default();
         RalfError::invalid(format!(
@@ -412,7 +412,7 @@ impl Pool {
             Err(_) => Err(RalfError::unavailable(format!(
                 "ssh {}: connection not established within {}",
                 t.name,
-                crate::engine::render::human_duration(limit)
+                crate::text::human_duration(limit)
             ))
             .with("host", &t.name)),
         }
@@ -898,7 +898,7 @@ fn timeout_error(host: &str, spec: &RunSpec, d: Duration, cap: &Capture) -> Ralf
     let tail = tail[tail.len().saturating_sub(5)..].join("\n");
     RalfError::timeout(format!(
         "{host}: command did not finish within {} and was killed: {}",
-        crate::engine::render::human_duration(d),
+        crate::text::human_duration(d),
         short_cmd(&spec.cmd)
     ))
     .with("host", host)

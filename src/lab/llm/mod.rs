@@ -283,7 +283,7 @@ fn unload_model(st: &AppState, model: Option<&str>) {
 fn check_rule(r: &Rule) -> RResult<()> {
     if let Some(m) = &r.mode {
         if !MODES.contains(&m.as_str()) {
-            let hint = crate::engine::options::did_you_mean(m, MODES.iter().copied())
+            let hint = crate::text::did_you_mean(m, MODES.iter().copied())
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
             return Err(RalfError::invalid(format!(
