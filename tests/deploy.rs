@@ -548,3 +548,14 @@ fn runbook_stops_at_the_first_failure_with_the_log_tail_and_guidance() {
     assert!(out.contains("Guidance: The playbook failed"), "{out}");
     assert!(!out.contains("[4/8]"), "stops at the first failure: {out}");
 }
+
+#[test]
+fn stdlib_seams_from_a_user_script() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = Served::start(home.path());
+    common::script_tests(
+        lab.cmd(home.path()),
+        &repo().join("tests/rhai/seams.rhai"),
+        2,
+    );
+}

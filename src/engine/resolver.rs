@@ -163,10 +163,31 @@ impl ModuleResolver for Resolver {
             ))
         })?;
         ast.set_source(name.as_str());
-        let m = Module::eval_ast_as_new(Scope::new(), &ast, engine)
+        let mut m = Module::eval_ast_as_new(Scope::new(), &ast, engine)
             .map_err(|e| Box::new(EvalAltResult::ErrorInModule(name.clone(), e, pos)))?;
+        expose_closures(&mut m);
         let m: Shared<Module> = m.into();
         self.cache.lock().insert(name, m.clone());
         Ok(m)
     }
+}
+
+/// Closures a module hands out (`#{ runner: |host, cmd| ... }` from `deploy::smoke_opts()`) are
+/// anonymous functions of the module. Rhai looks an `f.call(..)` up in the calling script and in
+/// the *global* functions of the imported modules, so a module's closure called from the script
+/// that imported it was "Function not found: anon$…". Its anonymous functions are made global;
+/// their names are unique hashes, so they shadow nothing.
+fn expose_closures(m: &mut Module) {
+    let anon: Vec<_> = m
+        .iter_script_fn_info()
+        .filter(|(_, _, name, _, _)| name.starts_with("anon$"))
+        .map(|(_, _, _, _, def)| def.clone())
+        .collect();
+    for def in anon {
+        // Set again (same name and arity: replaced), which hands back its hash.
+        let hash = m.set_script_fn(def);
+        #[allow(deprecated)]
+        m.update_fn_namespace(hash, rhai::FnNamespace::Global);
+    }
+    m.build_index();
 }
