@@ -82,3 +82,35 @@ fn a_script_result_through_exit_code_value() {
     c.args(["--output", "json"]).arg(&g);
     assert_eq!(run(c).1.trim(), r#"{"ok":true}"#);
 }
+
+/// Ctrl-C while waiting stops the waiting, not the task: the message names the task still
+/// running on Semaphore, its URL and how to stop it.
+#[test]
+fn ctrl_c_during_a_wait_names_the_task_still_running() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = Served::start(home.path());
+    let mut c = lab.cmd(home.path());
+    c.args(["-e", r#"semaphore::connect().run("Lab Hang").wait()"#])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    wait_for(|| !lab.tasks().is_empty(), "the task");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let id = lab.tasks()[0]["id"].as_i64().unwrap();
+    assert!(
+        err.contains(&format!(
+            "task {id} of `Lab Hang` is still running on Semaphore"
+        )) && err.contains(&format!("semaphore::connect().task({id}).stop()"))
+            && err.contains("/history?t="),
+        "{err}"
+    );
+    assert_eq!(
+        lab.tasks()[0]["status"],
+        "running",
+        "the task was left alone"
+    );
+}

@@ -9,7 +9,7 @@ use crate::clients::semaphore::{
 };
 use crate::config::IdOrName;
 use crate::engine::bridge::block_on;
-use crate::engine::error::{RResult, RalfError, RhaiResult};
+use crate::engine::error::{ErrorKind, RResult, RalfError, RhaiResult};
 use crate::engine::options::{decode, Secs};
 use crate::host::Host;
 use parking_lot::Mutex;
@@ -37,6 +37,8 @@ struct TaskState {
     template: String,
     /// Created under --dry-run: nothing exists on the server.
     dry: bool,
+    /// When `task` was last read from the server.
+    fetched: std::time::Instant,
 }
 
 /// A Semaphore task. Clones share state: `t.wait()` updates every copy.
@@ -54,6 +56,7 @@ impl SemTask {
                 task,
                 template,
                 dry: false,
+                fetched: std::time::Instant::now(),
             })),
         }
     }
@@ -63,12 +66,31 @@ impl SemTask {
     fn dry(&self) -> bool {
         self.state.lock().dry
     }
+    fn template_id(&self) -> i64 {
+        self.state.lock().task.template_id
+    }
     fn label(&self) -> String {
         let s = self.state.lock();
         format!("task {} ({})", s.task.id, s.template)
     }
     fn update(&self, t: client::Task) {
-        self.state.lock().task = t;
+        let mut s = self.state.lock();
+        s.task = t;
+        s.fetched = std::time::Instant::now();
+    }
+
+    /// A handle shows the task as it is now: an unfinished task read more than a second ago is
+    /// read again (briefly; on an error the last known status stays).
+    fn live(&self, ctx: &NativeCallContext) {
+        let stale = {
+            let s = self.state.lock();
+            !s.dry && !s.task.is_terminal() && s.fetched.elapsed() > Duration::from_secs(1)
+        };
+        if stale {
+            if let Err(e) = refresh_impl(ctx, self) {
+                tracing::debug!(target: "ralf::semaphore", "could not refresh {}: {e}", self.label());
+            }
+        }
     }
 }
 
@@ -412,7 +434,16 @@ fn wait_impl(ctx: &NativeCallContext, t: &SemTask, opts: &Map) -> RResult<SemTas
         &format!("waiting for {}", t.label()),
         Some(timeout + Duration::from_secs(10)),
         async move { c.wait(id, &wo, &mut on).await },
-    )?;
+    )
+    .inspect_err(|e| {
+        if matches!(e.kind, ErrorKind::Cancelled | ErrorKind::Timeout) {
+            // Ctrl-C or a deadline stops the waiting, not the task: say where it runs and how to stop it.
+            tracing::warn!(target: "ralf::semaphore", task_id = id, template = template.as_str(),
+                "task {id} of `{template}` is still running on Semaphore ({}); stop it with \
+                 `ralf-sh -e 'semaphore::connect().task({id}).stop()'`, or let `ralf-sh resume` wait for it",
+                t.client.task_url(t.template_id(), id));
+        }
+    })?;
     tracing::info!(target: "ralf::semaphore", task_id = id, template = template.as_str(), status = fin.status.as_str(),
         duration = t0.elapsed().as_secs_f64(), "task {id} of `{template}` finished: {}", fin.status);
     t.update(fin);
@@ -873,7 +904,8 @@ mod semaphore_mod {
     /// print(t.refresh().status);
     /// ```
     #[rhai_fn(global, get = "status", pure)]
-    pub fn task_status(t: &mut SemTask) -> String {
+    pub fn task_status(ctx: NativeCallContext, t: &mut SemTask) -> String {
+        t.live(&ctx);
         t.state.lock().task.status.clone()
     }
 
@@ -884,7 +916,8 @@ mod semaphore_mod {
     /// if t.ok { print("smoke test passed"); }
     /// ```
     #[rhai_fn(global, get = "ok", pure)]
-    pub fn task_ok(t: &mut SemTask) -> bool {
+    pub fn task_ok(ctx: NativeCallContext, t: &mut SemTask) -> bool {
+        t.live(&ctx);
         let s = t.state.lock();
         s.dry || s.task.status == "success"
     }
@@ -897,7 +930,8 @@ mod semaphore_mod {
     /// assert(t.done);
     /// ```
     #[rhai_fn(global, get = "done", pure)]
-    pub fn task_done(t: &mut SemTask) -> bool {
+    pub fn task_done(ctx: NativeCallContext, t: &mut SemTask) -> bool {
+        t.live(&ctx);
         let s = t.state.lock();
         s.dry || s.task.is_terminal()
     }
@@ -1103,7 +1137,8 @@ mod semaphore_mod {
     /// print(semaphore::connect().run("RALF Vault Smoke"));
     /// ```
     #[rhai_fn(global, name = "to_string", pure)]
-    pub fn task_to_string(t: &mut SemTask) -> String {
+    pub fn task_to_string(ctx: NativeCallContext, t: &mut SemTask) -> String {
+        t.live(&ctx);
         let s = t.state.lock();
         format!("Task #{} {}: {}", s.task.id, s.template, s.task.status)
     }
@@ -1114,7 +1149,7 @@ mod semaphore_mod {
     /// debug(semaphore::connect().run("RALF Vault Smoke"));
     /// ```
     #[rhai_fn(global, name = "to_debug", pure)]
-    pub fn task_to_debug(t: &mut SemTask) -> String {
-        task_to_string(t)
+    pub fn task_to_debug(ctx: NativeCallContext, t: &mut SemTask) -> String {
+        task_to_string(ctx, t)
     }
 }
