@@ -104,8 +104,12 @@ impl ReplHelper {
                     (Some(_), None) => false,
                     (None, _) => true,
                 };
-                if matches_type {
-                    let name = f.name.strip_prefix("get$").unwrap_or(&f.name);
+                // Methods and properties only: no setters, indexers, operators or closures.
+                let name = f.name.strip_prefix("get$").unwrap_or(&f.name);
+                let public = !name.is_empty()
+                    && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+                    && !name.starts_with('_');
+                if matches_type && public {
                     out.insert(name.to_string());
                 }
             }

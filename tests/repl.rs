@@ -141,3 +141,28 @@ fn escape_sequences_never_reach_the_terminal_raw() {
     p.send_line(":quit").unwrap();
     p.exp_eof().unwrap();
 }
+
+#[test]
+fn method_completion_offers_no_setters_operators_or_closures() {
+    let home = tempfile::tempdir().unwrap();
+    let mut p = repl(home.path());
+    p.send_line("let s = \"abc\";").unwrap();
+    prompt(&mut p);
+    p.send("s.").unwrap();
+    p.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    p.send("\t\t").unwrap();
+    p.flush().unwrap();
+    // The list shows real methods (`trimmed`, `to_upper`, ...), and nothing with a `$` or an operator.
+    let (listed, _) = p.exp_regex("to_upper[^\\n]*").unwrap();
+    let listed = listed + &p.exp_string("ralf>").unwrap_or_default();
+    assert!(!listed.contains('$'), "{listed}");
+    assert!(
+        !listed.contains(" + ") && !listed.contains(" == "),
+        "{listed}"
+    );
+    p.send_control('c').unwrap();
+    prompt(&mut p);
+    p.send_line(":quit").unwrap();
+    p.exp_eof().unwrap();
+}
