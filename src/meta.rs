@@ -107,6 +107,13 @@ pub fn functions(engine: &Engine, standard: bool) -> Vec<FnDoc> {
         },
         standard,
     );
+    for f in &mut v {
+        if f.return_type == "any" {
+            if let Some(t) = declared_return(f) {
+                f.return_type = t.to_string();
+            }
+        }
+    }
     if standard {
         // Mark what comes only from Rhai's standard packages.
         let ours: std::collections::HashSet<(String, String, usize)> = engine
@@ -156,6 +163,9 @@ pub fn pretty_type(t: &str) -> String {
     }
     let t = t.trim_start_matches("&mut ").trim_start_matches('&').trim();
     let base = t.rsplit("::").next().unwrap_or(t);
+    if let Some((_, script, _)) = TYPES.iter().find(|(rust, _, _)| *rust == base) {
+        return (*script).to_string();
+    }
     match base {
         "str" | "ImmutableString" | "String" => "string".into(),
         "i64" | "INT" | "i32" | "usize" | "u64" => "int".into(),
@@ -217,3 +227,200 @@ pub const BUILTIN_FUNCTIONS: &[&str] = &[
     "export",
     "global",
 ];
+
+/// The handle types scripts see: (Rust type, script name, what it is).
+pub const TYPES: &[(&str, &str, &str)] = &[
+    (
+        "Semaphore",
+        "Semaphore",
+        "A connection to Semaphore UI and one project (`semaphore::connect()`).",
+    ),
+    (
+        "SemTask",
+        "Task",
+        "A Semaphore task: started by `sem.run(..)`, read by `sem.task(id)`.",
+    ),
+    (
+        "Pve",
+        "Proxmox",
+        "A connection to a Proxmox VE cluster (`proxmox::connect()`).",
+    ),
+    (
+        "Guest",
+        "Guest",
+        "An LXC container or QEMU VM on the cluster (`pve.guest(vmid)`).",
+    ),
+    (
+        "PveTask",
+        "PveTask",
+        "A Proxmox task (UPID), returned by guest actions and `pve.task(upid)`.",
+    ),
+    (
+        "SshHost",
+        "SshHost",
+        "A host reached over SSH, or the control machine (`ssh::connect(name)`).",
+    ),
+    (
+        "DockerHandle",
+        "Docker",
+        "The Docker engine on a host (`docker::on(host)`).",
+    ),
+    (
+        "ComposeHandle",
+        "Compose",
+        "A Compose project in a directory on a host (`docker.compose(dir)`).",
+    ),
+    (
+        "Exo",
+        "Exo",
+        "The LLM advisor: an OpenAI-compatible server (`exo::connect()`).",
+    ),
+    (
+        "CatalogRef",
+        "Catalog",
+        "The service catalog (`catalog::load()`).",
+    ),
+    (
+        "ServiceRef",
+        "Service",
+        "One service of the catalog (`cat.get(name)`).",
+    ),
+    (
+        "PlanRef",
+        "Plan",
+        "The services to deploy, in waves (`cat.plan(sel)`).",
+    ),
+];
+
+/// A property of a type.
+#[derive(Debug, Clone, Serialize)]
+pub struct PropDoc {
+    pub name: String,
+    pub ty: String,
+    pub doc: String,
+    pub writable: bool,
+}
+
+/// A handle type with its properties and methods.
+#[derive(Debug, Clone, Serialize)]
+pub struct TypeDoc {
+    pub name: String,
+    pub doc: String,
+    pub props: Vec<PropDoc>,
+    pub methods: Vec<FnDoc>,
+}
+
+/// The script type a function is a method of: its first parameter is a handle type and it is
+/// callable as a method.
+pub fn method_of(f: &FnDoc) -> Option<&'static str> {
+    if !f.global && !f.namespace.is_empty() {
+        return None;
+    }
+    let first = f.params.first()?;
+    let ty = first.split(':').nth(1).unwrap_or(first).trim();
+    TYPES
+        .iter()
+        .find(|(_, script, _)| *script == ty)
+        .map(|(_, script, _)| *script)
+}
+
+fn is_operator(name: &str) -> bool {
+    !name
+        .chars()
+        .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+}
+
+/// Every handle type with its typed, described properties and its methods, by name.
+pub fn types(engine: &Engine) -> Vec<TypeDoc> {
+    let fns = functions(engine, false);
+    TYPES
+        .iter()
+        .map(|(_, name, doc)| {
+            let mine: Vec<&FnDoc> = fns
+                .iter()
+                .filter(|f| method_of(f) == Some(name) && !is_operator(&f.name))
+                .collect();
+            let mut props: Vec<PropDoc> = mine
+                .iter()
+                .filter_map(|f| {
+                    let p = f.name.strip_prefix("get$")?;
+                    Some(PropDoc {
+                        name: p.to_string(),
+                        ty: f.return_type.clone(),
+                        doc: f.summary(),
+                        writable: mine.iter().any(|g| g.name == format!("set${p}")),
+                    })
+                })
+                .collect();
+            props.sort_by(|a, b| a.name.cmp(&b.name));
+            props.dedup_by(|a, b| a.name == b.name);
+            let methods = mine
+                .iter()
+                .filter(|f| !f.name.contains('$'))
+                .map(|f| (*f).clone())
+                .collect();
+            TypeDoc {
+                name: (*name).to_string(),
+                doc: (*doc).to_string(),
+                props,
+                methods,
+            }
+        })
+        .collect()
+}
+
+/// The public functions of the stdlib modules (`ralf/deploy` as namespace `deploy`), documented
+/// by their `///` comments.
+pub fn stdlib_fns(engine: &Engine) -> Vec<FnDoc> {
+    let mut out = Vec::new();
+    for (path, src) in crate::engine::resolver::embedded_stdlib() {
+        let ns = path.trim_start_matches("ralf/");
+        let Ok(ast) = engine.compile(src) else {
+            continue;
+        };
+        for f in ast.iter_functions() {
+            if f.access == rhai::FnAccess::Private || f.name.starts_with("anon$") {
+                continue;
+            }
+            out.push(FnDoc {
+                namespace: ns.to_string(),
+                name: f.name.to_string(),
+                params: f.params.iter().map(|p| p.to_string()).collect(),
+                return_type: String::new(),
+                doc: clean_comment(&f.comments),
+                global: false,
+                standard: false,
+            });
+        }
+    }
+    out.sort_by(|a, b| {
+        (&a.namespace, &a.name, a.params.len()).cmp(&(&b.namespace, &b.name, b.params.len()))
+    });
+    out
+}
+
+/// What functions registered as returning `Dynamic` really return (the binding returns `()`
+/// under `--dry-run` or builds the value at run time): (receiver type or namespace, name, type).
+const DECLARED_RETURNS: &[(&str, &str, &str)] = &[
+    ("Guest", "start", "PveTask"),
+    ("Guest", "stop", "PveTask"),
+    ("Guest", "shutdown", "PveTask"),
+    ("Guest", "reboot", "PveTask"),
+    ("Guest", "snapshot", "PveTask"),
+    ("Guest", "rollback", "PveTask"),
+    ("Guest", "delete_snapshot", "PveTask"),
+    ("Guest", "status", "map"),
+    ("Guest", "config", "map"),
+    ("Compose", "config", "map"),
+    ("Docker", "inspect", "map"),
+    ("Task", "info", "map"),
+    ("error", "make", "map"),
+];
+
+fn declared_return(f: &FnDoc) -> Option<&'static str> {
+    let owner = method_of(f).unwrap_or(f.namespace.as_str());
+    DECLARED_RETURNS
+        .iter()
+        .find(|(o, n, _)| *o == owner && *n == f.name)
+        .map(|(_, _, t)| *t)
+}

@@ -575,8 +575,13 @@ impl Repl {
             .iter()
             .filter(|f| f.qualified() == name || (f.global && f.name == name))
             .collect();
+        if matches.is_empty() && self.help_topic(&h.fns, name.trim_end_matches("::")) {
+            return;
+        }
         if matches.is_empty() {
-            let all: Vec<String> = h.fns.iter().map(|f| f.qualified()).collect();
+            let mut all: Vec<String> = h.fns.iter().map(|f| f.qualified()).collect();
+            all.extend(h.namespaces.iter().cloned());
+            all.extend(crate::meta::TYPES.iter().map(|t| t.1.to_string()));
             let hint = crate::text::did_you_mean(name, all.iter().map(|s| s.as_str()))
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
@@ -589,6 +594,62 @@ impl Repl {
                 println!("{}\n", f.doc);
             }
         }
+    }
+}
+
+impl Repl {
+    /// `:help` for a namespace (its functions), a type (properties and methods) or a stdlib
+    /// module or function (`deploy`, `deploy::run_plan`). False when `name` is none of them.
+    fn help_topic(&self, fns: &[FnDoc], name: &str) -> bool {
+        let engine = &self.se.engine;
+        if let Some(t) = crate::meta::types(engine)
+            .into_iter()
+            .find(|t| t.name == name)
+        {
+            println!("{}: {}", t.name, t.doc);
+            if !t.props.is_empty() {
+                println!("\nproperties:");
+                let rows: Vec<Vec<String>> = t
+                    .props
+                    .iter()
+                    .map(|p| vec![p.name.clone(), p.ty.clone(), p.doc.clone()])
+                    .collect();
+                let table = crate::text::table(&["name".into(), "type".into(), "".into()], &rows);
+                println!("{}", table.lines().skip(1).collect::<Vec<_>>().join("\n"));
+            }
+            println!("\nmethods:");
+            for f in &t.methods {
+                println!("  {}  {}", f.signature(), f.summary());
+            }
+            return true;
+        }
+        let in_ns: Vec<&FnDoc> = fns
+            .iter()
+            .filter(|f| f.namespace == name && crate::meta::method_of(f).is_none())
+            .collect();
+        if !in_ns.is_empty() {
+            for f in in_ns.iter().filter(|f| !f.name.contains('$')) {
+                println!("{}  {}", f.signature(), f.summary());
+            }
+            return true;
+        }
+        let stdlib = crate::meta::stdlib_fns(engine);
+        let hits: Vec<&FnDoc> = stdlib
+            .iter()
+            .filter(|f| f.namespace == name || f.qualified() == name)
+            .collect();
+        if hits.is_empty() {
+            return false;
+        }
+        let one = hits.iter().all(|f| f.qualified() == name);
+        for f in hits {
+            if one {
+                println!("{}\n{}\n", f.signature(), f.doc);
+            } else {
+                println!("{}  {}", f.signature(), f.summary());
+            }
+        }
+        true
     }
 }
 

@@ -722,3 +722,49 @@ fn shipped_scripts_and_modules_check_clean_and_stay_short() {
     assert!(lines("scripts/release.rhai") < 200);
     assert!(lines("scripts/deploy_all.rhai") < 40);
 }
+
+/// `ralf-sh docs`: namespaces, types with typed properties, stdlib modules; `.d.rhai` files with
+/// script types only (no Rust result types, no `?`).
+#[test]
+fn docs_by_namespace_type_and_stdlib_module() {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = cmd(home.path());
+    c.arg("docs");
+    let (code, md, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    for heading in [
+        "# Namespaces",
+        "## semaphore::",
+        "# Types",
+        "## Guest",
+        "## Task",
+        "# Stdlib modules",
+        "## ralf/deploy",
+        "## ralf/smoke",
+    ] {
+        assert!(md.lines().any(|l| l == heading), "no {heading}");
+    }
+    assert!(md.contains("| `vmid` | int | VMID. |"), "typed properties");
+    assert!(md.contains("### `snapshot(g: Guest, name: string) -> PveTask`"));
+    assert!(md.contains("### `deploy::run_plan("), "stdlib functions");
+    assert!(!md.contains("ralf_sh::") && !md.contains("RhaiResult"));
+    let dir = home.path().join("defs");
+    let mut c = cmd(home.path());
+    c.args(["docs", "--format", "defs", "--out"]).arg(&dir);
+    let (code, _, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        for l in text.lines().filter(|l| !l.starts_with("///")) {
+            assert!(!l.contains("RhaiResult") && !l.contains('?'), "{l}");
+            n += l.starts_with("fn ") as usize;
+        }
+    }
+    assert!(n > 100, "{n} declarations");
+    let stat = std::fs::read_to_string(dir.join("__static__.d.rhai")).unwrap();
+    assert!(
+        stat.contains("fn get vmid(this: Guest) -> int;"),
+        "getters typed"
+    );
+}

@@ -166,3 +166,26 @@ fn method_completion_offers_no_setters_operators_or_closures() {
     p.send_line(":quit").unwrap();
     p.exp_eof().unwrap();
 }
+
+#[test]
+fn help_finds_namespaces_types_and_stdlib_functions() {
+    let home = tempfile::tempdir().unwrap();
+    let mut p = repl(home.path());
+    p.send_line(":help semaphore").unwrap();
+    p.exp_string("semaphore::connect(").unwrap();
+    prompt(&mut p);
+    p.send_line(":help Guest").unwrap();
+    p.exp_string("Guest: An LXC container").unwrap();
+    p.exp_string("properties:").unwrap();
+    p.exp_string("vmid").unwrap();
+    p.exp_string("methods:").unwrap();
+    p.exp_string("snapshot(g: Guest, name: string) -> PveTask")
+        .unwrap();
+    prompt(&mut p);
+    p.send_line(":help smoke::run").unwrap();
+    p.exp_string("smoke::run(checks)").unwrap();
+    p.exp_string("Run every check").unwrap();
+    prompt(&mut p);
+    p.send_line(":quit").unwrap();
+    p.exp_eof().unwrap();
+}

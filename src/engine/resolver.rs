@@ -50,6 +50,11 @@ pub fn embedded(name: &str) -> Option<&'static str> {
         .map(|(_, s)| *s)
 }
 
+/// The embedded stdlib modules: (`ralf/<name>`, source).
+pub fn embedded_stdlib() -> &'static [(&'static str, &'static str)] {
+    EMBEDDED_STDLIB
+}
+
 /// Names of all stdlib modules (embedded ones plus overrides on disk).
 pub fn stdlib_names() -> Vec<&'static str> {
     EMBEDDED_STDLIB.iter().map(|(n, _)| *n).collect()
