@@ -15,7 +15,7 @@ use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::{DefaultHistory, History};
-use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -239,17 +239,14 @@ impl Highlighter for RlHelper {
     }
 }
 
-impl Validator for RlHelper {
-    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
-        if is_incomplete(ctx.input()) {
-            Ok(ValidationResult::Incomplete)
-        } else {
-            Ok(ValidationResult::Valid(None))
-        }
-    }
-}
+/// Input is complete line by line: an open block, call or string continues on the next line
+/// under the continuation prompt (see the read loop), so each line is edited on its own.
+impl Validator for RlHelper {}
 
 impl Helper for RlHelper {}
+
+/// The prompt of a line that continues the input above it.
+const CONTINUATION: &str = " ...> ";
 
 /// True while the input has an open block, call, index or string (outside comments).
 pub fn is_incomplete(input: &str) -> bool {
@@ -378,7 +375,7 @@ impl Repl {
         );
         loop {
             self.se.host.cancel.reset();
-            let line = match rl.readline("ralf> ") {
+            let mut line = match rl.readline("ralf> ") {
                 Ok(l) => l,
                 Err(ReadlineError::Interrupted) => continue,
                 Err(ReadlineError::Eof) => break,
@@ -387,6 +384,25 @@ impl Repl {
                     return exit::FAILED;
                 }
             };
+            // An open block, call or string continues under the continuation prompt; Ctrl-C drops
+            // the whole input, Ctrl-D evaluates what there is (and reports what is missing).
+            while is_incomplete(&line) {
+                match rl.readline(CONTINUATION) {
+                    Ok(more) => {
+                        line.push('\n');
+                        line.push_str(&more);
+                    }
+                    Err(ReadlineError::Interrupted) => {
+                        line.clear();
+                        break;
+                    }
+                    Err(ReadlineError::Eof) => break,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return exit::FAILED;
+                    }
+                }
+            }
             if line.trim().is_empty() {
                 continue;
             }

@@ -539,7 +539,10 @@ fn runbook_stops_at_the_first_failure_with_the_log_tail_and_guidance() {
         "{out}"
     );
     assert!(out.contains("[3/8] Automation apply"), "{out}");
-    assert!(out.contains("FAILED: RALF Automation Apply: task"), "{out}");
+    assert!(
+        out.contains("FAILED: RALF Automation Apply: Semaphore task"),
+        "{out}"
+    );
     assert!(!out.contains("\\n"), "no literal backslash-n: {out}");
     assert!(
         out.contains("Runbook stopped at \"Automation apply\"."),

@@ -32,10 +32,16 @@ fn multiline_function_and_variables_persist() {
     let mut p = repl(home.path());
     p.send_line("let base = 40;").unwrap();
     prompt(&mut p);
-    // A function definition over three lines: continues while the block is open.
+    // A function definition over three lines: continues while the block is open, each further
+    // line under the continuation prompt.
     p.send_line("fn add(x) {").unwrap();
+    p.exp_string(" ...> ").unwrap();
+    prompt(&mut p);
     p.send_line("  x + base_arg(x)").unwrap();
+    p.exp_string(" ...> ").unwrap();
+    prompt(&mut p);
     p.send_line("}").unwrap();
+    p.exp_string("ralf> ").unwrap();
     prompt(&mut p);
     p.send_line("fn base_arg(x) { 2 }").unwrap();
     prompt(&mut p);

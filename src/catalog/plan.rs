@@ -341,41 +341,26 @@ impl fmt::Display for Plan {
                 self.wave_count,
                 if self.wave_count == 1 { "" } else { "s" }
             )?;
-            let deps: Vec<String> = self
+            let rows: Vec<Vec<String>> = self
                 .entries
                 .iter()
                 .map(|e| {
-                    if e.depends_on.is_empty() {
+                    let deps = if e.depends_on.is_empty() {
                         "-".into()
                     } else {
                         e.depends_on.join(", ")
-                    }
+                    };
+                    vec![
+                        e.wave.to_string(),
+                        e.name.clone(),
+                        e.priority.as_str().to_string(),
+                        deps,
+                        e.reason.clone(),
+                    ]
                 })
                 .collect();
-            let wn = self
-                .entries
-                .iter()
-                .map(|e| e.name.len())
-                .max()
-                .unwrap_or(0)
-                .max(7);
-            let wd = deps.iter().map(|d| d.len()).max().unwrap_or(0).max(10);
-            writeln!(
-                f,
-                "{:<4}  {:<wn$}  {:<4}  {:<wd$}  WHY",
-                "WAVE", "SERVICE", "PRIO", "DEPENDS ON"
-            )?;
-            for (e, d) in self.entries.iter().zip(&deps) {
-                writeln!(
-                    f,
-                    "{:<4}  {:<wn$}  {:<4}  {:<wd$}  {}",
-                    e.wave,
-                    e.name,
-                    e.priority.as_str(),
-                    d,
-                    e.reason
-                )?;
-            }
+            let headers = ["wave", "service", "prio", "depends on", "why"].map(String::from);
+            writeln!(f, "{}", crate::text::table(&headers, &rows))?;
         }
         if !self.skipped.is_empty() {
             let names: Vec<&str> = self.skipped.iter().map(|(n, _)| n.as_str()).collect();

@@ -445,7 +445,7 @@ fn plan_reasons_exclude_and_only() {
     );
     let table = p.to_string();
     assert!(
-        table.contains("WAVE  SERVICE      PRIO  DEPENDS ON           WHY"),
+        table.contains("wave  service      prio  depends on           why"),
         "{table}"
     );
     let ex = PlanOpts {

@@ -13,29 +13,26 @@ fn print_runs(runs: &[RunRecord]) {
         crate::outln!("no runs recorded");
         return;
     }
-    crate::outln!(
-        "{:<22}  {:<24}  {:<9}  {:<11}  {:>4}  {:>3}  SCRIPT",
-        "RUN",
-        "STARTED",
-        "DURATION",
-        "STATUS",
-        "EXIT",
-        "TRY"
-    );
-    for r in runs {
-        crate::outln!(
-            "{:<22}  {:<24}  {:<9}  {:<11}  {:>4}  {:>3}  {}",
-            r.id,
-            r.started_at,
-            duration(&r.started_at, r.ended_at.as_deref()),
-            r.status,
-            r.exit_code
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "-".into()),
-            r.attempts,
-            one_line(&format!("{} {}", r.script, r.args.join(" ")), 70),
-        );
-    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.clone(),
+                r.started_at.clone(),
+                duration(&r.started_at, r.ended_at.as_deref()),
+                r.status.clone(),
+                r.exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                r.attempts.to_string(),
+                one_line(&format!("{} {}", r.script, r.args.join(" ")), 70),
+            ]
+        })
+        .collect();
+    let headers = [
+        "run", "started", "duration", "status", "exit", "try", "script",
+    ];
+    crate::outln!("{}", crate::text::table(&headers.map(String::from), &rows));
 }
 
 /// First line of `s`, at most `max` characters (marked with `…` when cut).
@@ -66,35 +63,31 @@ fn print_steps(steps: &[StepRecord]) {
         crate::outln!("no steps recorded");
         return;
     }
-    crate::outln!(
-        "{:<32}  {:<14}  {:>3}  {:<11}  {:<9}  DETAILS",
-        "STEP",
-        "SERVICE",
-        "TRY",
-        "STATUS",
-        "DURATION"
-    );
-    for s in steps {
-        let mut details = match &s.details {
-            Value::Object(o) if !o.is_empty() => Value::Object(o.clone()).to_string(),
-            _ => String::new(),
-        };
-        if let Some(e) = &s.error {
-            if !details.is_empty() {
-                details.push(' ');
+    let rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|s| {
+            let mut details = match &s.details {
+                Value::Object(o) if !o.is_empty() => Value::Object(o.clone()).to_string(),
+                _ => String::new(),
+            };
+            if let Some(e) = &s.error {
+                if !details.is_empty() {
+                    details.push(' ');
+                }
+                details.push_str(&format!("error: {}", e.lines().next().unwrap_or("")));
             }
-            details.push_str(&format!("error: {}", e.lines().next().unwrap_or("")));
-        }
-        crate::outln!(
-            "{:<32}  {:<14}  {:>3}  {:<11}  {:<9}  {}",
-            s.key,
-            s.service.as_deref().unwrap_or("-"),
-            s.attempt,
-            s.status,
-            duration(&s.started_at, s.ended_at.as_deref()),
-            details
-        );
-    }
+            vec![
+                s.key.clone(),
+                s.service.clone().unwrap_or_else(|| "-".into()),
+                s.attempt.to_string(),
+                s.status.clone(),
+                duration(&s.started_at, s.ended_at.as_deref()),
+                details,
+            ]
+        })
+        .collect();
+    let headers = ["step", "service", "try", "status", "duration", "details"];
+    crate::outln!("{}", crate::text::table(&headers.map(String::from), &rows));
 }
 
 fn history_impl(

@@ -45,7 +45,18 @@ pub struct Guest {
 pub struct PveTask {
     c: Arc<Client>,
     upid: String,
-    last: Option<TaskStatus>,
+    /// The status last read and when; shared by every copy of the handle.
+    last: Arc<parking_lot::Mutex<Option<(TaskStatus, Instant)>>>,
+}
+
+impl PveTask {
+    fn new(c: Arc<Client>, upid: String, st: Option<TaskStatus>) -> PveTask {
+        PveTask {
+            c,
+            upid,
+            last: Arc::new(parking_lot::Mutex::new(st.map(|s| (s, Instant::now())))),
+        }
+    }
 }
 
 /// Options of `proxmox::connect`; anything not given comes from the config's `proxmox:` section.
@@ -276,11 +287,7 @@ where
         "proxmox.task",
         serde_json::json!({"action": action, "upid": upid}),
     );
-    Ok(Dynamic::from(PveTask {
-        c: c.clone(),
-        upid,
-        last: st,
-    }))
+    Ok(Dynamic::from(PveTask::new(c.clone(), upid, st)))
 }
 
 /// The guest's current status object (one status call).
@@ -463,11 +470,7 @@ mod cluster_handles {
         pve::Upid::parse(upid)
             .map_err(RalfError::invalid)
             .at(&ctx)?;
-        Ok(PveTask {
-            c: p.c.clone(),
-            upid: upid.to_string(),
-            last: None,
-        })
+        Ok(PveTask::new(p.c.clone(), upid.to_string(), None))
     }
 }
 

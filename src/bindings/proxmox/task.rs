@@ -2,6 +2,34 @@
 
 use super::*;
 
+impl PveTask {
+    /// The task as it is now: read again when never read, or still running and read more than a
+    /// second ago (on an error the last known status stays).
+    fn live(&self, ctx: &NativeCallContext) -> Option<TaskStatus> {
+        let stale = match &*self.last.lock() {
+            None => true,
+            Some((s, at)) => s.status != "stopped" && at.elapsed() > Duration::from_secs(1),
+        };
+        if stale {
+            if let Ok(h) = host(ctx) {
+                let (c, upid) = (self.c.clone(), self.upid.clone());
+                match block_on(
+                    &h,
+                    "proxmox task status",
+                    Some(Duration::from_secs(30)),
+                    async move { c.task_status(&upid).await },
+                ) {
+                    Ok(st) => *self.last.lock() = Some((st, Instant::now())),
+                    Err(e) => {
+                        tracing::debug!(target: "ralf::proxmox", "could not read task {}: {e}", self.upid)
+                    }
+                }
+            }
+        }
+        self.last.lock().as_ref().map(|(s, _)| s.clone())
+    }
+}
+
 #[export_module]
 pub mod task_handles {
     use super::*;
@@ -17,8 +45,8 @@ pub mod task_handles {
     /// g.delete_snapshot("ex-print");
     /// ```
     #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
-    pub fn task_to_string(t: &mut PveTask) -> String {
-        match &t.last {
+    pub fn task_to_string(ctx: NativeCallContext, t: &mut PveTask) -> String {
+        match &t.live(&ctx) {
             Some(s) => format!(
                 "PveTask({}, {}, {})",
                 t.upid,
@@ -41,7 +69,7 @@ pub mod task_handles {
         t.upid.clone()
     }
 
-    /// "running" or "stopped" as last seen ("unknown" before the first `wait`).
+    /// "running" or "stopped", as it is now ("unknown" when the server cannot be asked).
     ///
     /// ```rhai
     /// let g = proxmox::connect().guest(2012);
@@ -49,10 +77,9 @@ pub mod task_handles {
     /// g.delete_snapshot("ex-status");
     /// ```
     #[rhai_fn(global, get = "status", pure)]
-    pub fn task_status(t: &mut PveTask) -> String {
-        t.last
-            .as_ref()
-            .map(|s| s.status.clone())
+    pub fn task_status(ctx: NativeCallContext, t: &mut PveTask) -> String {
+        t.live(&ctx)
+            .map(|s| s.status)
             .unwrap_or_else(|| "unknown".into())
     }
 
@@ -64,11 +91,8 @@ pub mod task_handles {
     /// g.delete_snapshot("ex-exit");
     /// ```
     #[rhai_fn(global, get = "exitstatus", pure)]
-    pub fn task_exitstatus(t: &mut PveTask) -> String {
-        t.last
-            .as_ref()
-            .and_then(|s| s.exitstatus.clone())
-            .unwrap_or_default()
+    pub fn task_exitstatus(ctx: NativeCallContext, t: &mut PveTask) -> String {
+        t.live(&ctx).and_then(|s| s.exitstatus).unwrap_or_default()
     }
 
     /// True when the task ended with `OK` or `WARNINGS: n`.
@@ -79,8 +103,8 @@ pub mod task_handles {
     /// g.delete_snapshot("ex-ok");
     /// ```
     #[rhai_fn(global, get = "ok", pure)]
-    pub fn task_ok(t: &mut PveTask) -> bool {
-        t.last.as_ref().is_some_and(|s| s.ok())
+    pub fn task_ok(ctx: NativeCallContext, t: &mut PveTask) -> bool {
+        t.live(&ctx).is_some_and(|s| s.ok())
     }
 
     /// Wait until the task stops (default deadline 10 minutes) and return it, failed or not (check
@@ -185,6 +209,6 @@ fn wait_impl(
         }
     })
     .at(ctx)?;
-    t.last = Some(st);
+    *t.last.lock() = Some((st, Instant::now()));
     Ok(t.clone())
 }
