@@ -123,7 +123,13 @@ pub fn markdown(engine: &rhai::Engine) -> String {
             }
         }
         for f in &t.methods {
-            function(&mut out, f);
+            out.push_str(&format!("\n### `{}`\n\n", f.method_signature()));
+            out.push_str(if f.doc.is_empty() {
+                "_(undocumented)_"
+            } else {
+                &f.doc
+            });
+            out.push('\n');
         }
     }
     out.push_str("\n# Stdlib modules\n");

@@ -29,12 +29,23 @@ impl FnDoc {
         }
     }
     pub fn signature(&self) -> String {
-        let ret = if self.return_type.is_empty() || self.return_type == "()" {
+        format!(
+            "{}({}){}",
+            self.qualified(),
+            self.params.join(", "),
+            self.ret()
+        )
+    }
+    /// The signature without the namespace, as a method of its type is called.
+    pub fn method_signature(&self) -> String {
+        format!("{}({}){}", self.name, self.params.join(", "), self.ret())
+    }
+    fn ret(&self) -> String {
+        if self.return_type.is_empty() || self.return_type == "()" {
             String::new()
         } else {
             format!(" -> {}", self.return_type)
-        };
-        format!("{}({}){}", self.qualified(), self.params.join(", "), ret)
+        }
     }
     /// Rhai examples from the doc comment: (code, runnable).
     pub fn examples(&self) -> Vec<(String, bool)> {
@@ -414,6 +425,8 @@ const DECLARED_RETURNS: &[(&str, &str, &str)] = &[
     ("Compose", "config", "map"),
     ("Docker", "inspect", "map"),
     ("Task", "info", "map"),
+    ("Semaphore", "template", "map"),
+    ("Semaphore", "ensure_template", "map"),
     ("error", "make", "map"),
 ];
 

@@ -635,7 +635,7 @@ impl Repl {
             }
             println!("\nmethods:");
             for f in &t.methods {
-                println!("  {}  {}", f.signature(), f.summary());
+                println!("  {}  {}", f.method_signature(), f.summary());
             }
             return true;
         }

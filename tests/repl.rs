@@ -35,14 +35,14 @@ fn multiline_function_and_variables_persist() {
     // A function definition over three lines: continues while the block is open, each further
     // line under the continuation prompt.
     p.send_line("fn add(x) {").unwrap();
-    p.exp_string(" ...> ").unwrap();
     prompt(&mut p);
+    p.exp_string(" ...> ").unwrap();
     p.send_line("  x + base_arg(x)").unwrap();
+    prompt(&mut p);
     p.exp_string(" ...> ").unwrap();
-    prompt(&mut p);
     p.send_line("}").unwrap();
-    p.exp_string("ralf> ").unwrap();
     prompt(&mut p);
+    p.exp_string("ralf> ").unwrap();
     p.send_line("fn base_arg(x) { 2 }").unwrap();
     prompt(&mut p);
     p.send_line("add(base)").unwrap();
