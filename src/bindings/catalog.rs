@@ -267,10 +267,12 @@ fn step_impl(
         tracing::Span::none()
     };
     let t0 = std::time::Instant::now();
-    let r = span.in_scope(|| f.call_within_context::<Dynamic>(ctx, ()));
-    let _g = span.enter();
-    tracing::debug!(target: "ralf::run", step = name, status = if r.is_ok() { "done" } else { "failed" },
-        duration = t0.elapsed().as_secs_f64(), "step `{name}` ended");
+    let r = span.in_scope(|| {
+        let r = f.call_within_context::<Dynamic>(ctx, ());
+        tracing::debug!(target: "ralf::run", step = name, status = if r.is_ok() { "done" } else { "failed" },
+            duration = t0.elapsed().as_secs_f64(), "step `{name}` ended");
+        r
+    });
     rc.journal.pop_step(id);
     match r {
         Ok(v) => {

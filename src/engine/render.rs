@@ -5,8 +5,9 @@ use crate::engine::error::RalfError;
 use crate::engine::resolver::SourceMap;
 use rhai::{Dynamic, EvalAltResult, ParseError, Position};
 
-/// Render a value for people: strings bare, maps/arrays as readable text, handles via to_string.
-pub fn display_value(v: &Dynamic) -> String {
+/// A thrown value in an error message: a ralf-sh error as `[kind] message`, anything else as Rhai
+/// displays it (results are shown by [`super::pretty`]).
+fn display_value(v: &Dynamic) -> String {
     if let Some(e) = RalfError::from_dynamic(v) {
         return e.to_string();
     }

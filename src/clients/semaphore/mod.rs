@@ -593,21 +593,9 @@ impl Client {
 
     /// Idempotent GET with retries (backoff 200ms, 400ms, 800ms) on `unavailable`.
     pub async fn get_json(&self, path: &str, what: &str) -> RResult<Value> {
-        self.get_parsed(path, what, |t| serde_json::from_str(t))
-            .await
-    }
-
-    /// GET with the retries of [`Client::get_json`], the body parsed by `parse` (e.g. into a
-    /// typed or bounded form instead of a whole `Value` tree).
-    pub async fn get_parsed<T>(
-        &self,
-        path: &str,
-        what: &str,
-        parse: impl Fn(&str) -> serde_json::Result<T>,
-    ) -> RResult<T> {
         self.get_retrying(path, || async {
             let (_, text) = self.request(Method::GET, path, None, what).await?;
-            parse(&text).map_err(|e| not_json(path, e))
+            serde_json::from_str(&text).map_err(|e| not_json(path, e))
         })
         .await
     }
