@@ -236,10 +236,35 @@ fn make_repo(repo: &Path, project: &str, secret: &str) -> RResult<()> {
         repo.join(".env"),
         format!("COMPOSE_PROJECT_NAME={project}\n"),
     )?;
-    std::fs::write(
-        repo.join("app.env"),
-        format!("APP_SECRET={secret}\nAPP_DB_URL=postgres://app@db/app\n"),
-    )?;
+    std::fs::write(repo.join("app.env"), app_env(secret))?;
+    Ok(())
+}
+
+/// The app's secrets file.
+fn app_env(secret: &str) -> String {
+    format!("APP_SECRET={secret}\nAPP_DB_URL=postgres://app@db/app\n")
+}
+
+fn write_private(path: &Path, text: &str) -> RResult<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// `secrets-drift`: the host's `app.env` holds a stale secret.
+pub fn drift_secrets(repo: &Path) -> RResult<()> {
+    let stale = hex::encode(rand::random::<[u8; 12]>());
+    std::fs::write(repo.join("app.env"), app_env(&format!("stale-{stale}")))?;
     Ok(())
 }
 
@@ -432,6 +457,10 @@ pub async fn start(lab: &mut super::Lab) -> RResult<()> {
         Value::Null
     };
     let secret = hex::encode(rand::random::<[u8; 12]>());
+    // The source of truth of the app's secrets on the control machine (mode 0600), from which a
+    // release synchronises every host's `app.env` (the config's secret `app_env`).
+    let source = dir.join("secrets").join("app.env");
+    write_private(&source, &app_env(&secret))?;
     let user = whoami();
     let mut hosts = serde_json::Map::new();
     for (name, role, addr) in HOSTS {
@@ -502,12 +531,14 @@ pub async fn start(lab: &mut super::Lab) -> RResult<()> {
         }
     }
     info["hosts"] = Value::Object(hosts);
+    info["secrets_file"] = json!(source);
     lab.info.insert("hosts".into(), info);
     lab.guards.push(Box::new(guard));
     Ok(())
 }
 
-/// The `hosts:` and `ssh:` config sections for the lab hosts described by `info` (`lab.info["hosts"]`).
+/// The `hosts:`, `ssh:` and `secrets:` (the app's secrets source, `app_env`) config sections for the
+/// lab hosts described by `info` (`lab.info["hosts"]`).
 pub fn config_yaml(info: &Value) -> String {
     let Some(hosts) = info.get("hosts").and_then(|h| h.as_object()) else {
         return String::new();
@@ -543,6 +574,9 @@ pub fn config_yaml(info: &Value) -> String {
     }
     if let Some(c) = s(info, "control_dir") {
         y.push_str(&format!("  control_dir: {c:?}\n"));
+    }
+    if let Some(f) = s(info, "secrets_file") {
+        y.push_str(&format!("secrets:\n  app_env:\n    file: {f:?}\n"));
     }
     y
 }

@@ -136,6 +136,11 @@ pub const SCENARIOS: &[&str] = &[
     "semaphore-flaky",
     "smoke-fails",
     "slow-tasks",
+    "tofu-fails",
+    "ansible-fails",
+    "semaphore-down",
+    "phase1-fails",
+    "secrets-drift",
 ];
 
 /// Inject a failure scenario into running stand-ins.
@@ -145,7 +150,17 @@ pub const SCENARIOS: &[&str] = &[
 /// - `semaphore-flaky`: the next 3 task creations are carried out but their answers are lost
 ///   (connection dropped), the ambiguous failure a client must not answer with a duplicate task.
 /// - `smoke-fails`: postgresql's smoke checks (`pg_isready`, port 5432) fail, so its snapshot is
-///   rolled back and its dependents are skipped.
+///   rolled back and its dependents are skipped; and the vault group's smoke fails the way a
+///   broken reverse proxy does: `RALF Vault Smoke` reports vaultwarden's TLS endpoint failing, and
+///   so does the check of `https://vault.example.net` itself.
+/// - `tofu-fails`: `RALF Vault Apply` fails in OpenTofu's state backend (MinIO refuses the
+///   connection), and the MinIO health URL fails too.
+/// - `ansible-fails`: `RALF Automation Apply` fails in Ansible on the n8n host (a `fatal:` line and
+///   a recap with `n8n ... failed=1`).
+/// - `semaphore-down`: Semaphore is unreachable (its URL in the run config is a closed port).
+/// - `phase1-fails`: the shared base's smoke (`RALF Phase1 Smoke`) fails.
+/// - `secrets-drift`: the app's `app.env` on rtx1080 holds a stale secret (the release's secrets
+///   phase repairs it from the control machine's source).
 /// - `slow-tasks`: every catalog template's task takes 3 s.
 /// - The five release scenarios rewrite the release target (`v1.2`) on one lab host so that it
 ///   fails at one phase, while the commit checked out now (`v1.1`) stays good (rollbacks succeed):
@@ -190,8 +205,45 @@ pub async fn apply_scenario(lab: &Lab, name: &str) -> RResult<()> {
             .and_then(|u| u.as_str())
             .map(str::to_string)
     };
+    if name == "secrets-drift" {
+        let info = lab.info.get("hosts").cloned().unwrap_or_default();
+        let dir = hosts::app_dir(&info, "rtx1080").ok_or_else(|| {
+            crate::engine::error::RalfError::unavailable(format!(
+                "scenario `{name}` needs the lab hosts, which are not running"
+            ))
+        })?;
+        hosts::drift_secrets(&dir)?;
+        return Ok(());
+    }
+    let behave = |template: &str, lines: &[&str]| {
+        let url = url("semaphore").map(|u| format!("{u}/_lab/templates/{template}/behaviour"));
+        let body = serde_json::json!({"duration_ms": 100, "lines": 2, "outcome": "error", "fail_lines": lines});
+        async move {
+            match url {
+                Some(u) => control(&u, body).await,
+                None => Ok(()),
+            }
+        }
+    };
+    let smoke_fail = |matches: &[&str]| {
+        let url = url("smoke").map(|u| format!("{u}/_lab/fail"));
+        let body = serde_json::json!({"match": matches});
+        async move {
+            match url {
+                Some(u) => control(&u, body).await,
+                None => Ok(()),
+            }
+        }
+    };
     match name {
         "exo-down" => lab.down.lock().push("exo".into()),
+        "semaphore-down" => lab.down.lock().push("semaphore".into()),
+        "tofu-fails" => {
+            behave("RALF Vault Apply", TOFU_FAILURE).await?;
+            smoke_fail(&["10.10.20.11:9000"]).await?;
+        }
+        "ansible-fails" => behave("RALF Automation Apply", ANSIBLE_FAILURE).await?,
+        "phase1-fails" => behave("RALF Phase1 Smoke", PHASE1_FAILURE).await?,
         "semaphore-flaky" => {
             if let Some(u) = url("semaphore") {
                 control(
@@ -202,13 +254,8 @@ pub async fn apply_scenario(lab: &Lab, name: &str) -> RResult<()> {
             }
         }
         "smoke-fails" => {
-            if let Some(u) = url("smoke") {
-                control(
-                    &format!("{u}/_lab/fail"),
-                    serde_json::json!({"match": ["pg_isready"]}),
-                )
-                .await?;
-            }
+            smoke_fail(&["pg_isready", "vault.example.net"]).await?;
+            behave("RALF Vault Smoke", VAULT_SMOKE_FAILURE).await?;
         }
         "slow-tasks" => {
             if let Some(u) = url("semaphore") {
@@ -225,6 +272,42 @@ pub async fn apply_scenario(lab: &Lab, name: &str) -> RResult<()> {
     }
     Ok(())
 }
+
+/// What `tofu-fails` makes `RALF Vault Apply` print: OpenTofu cannot reach its S3 state (MinIO).
+const TOFU_FAILURE: &[&str] = &[
+    "TASK [tofu : tofu init] *****",
+    "OpenTofu v1.8.5 on linux_amd64",
+    "Initializing the backend...",
+    "╷",
+    "│ Error: Failed to get existing workspaces: operation error S3: ListObjectsV2, https response error StatusCode: 0, RequestID: , HostID: , request send failed, Get \"http://10.10.20.11:9000/tofu-state?list-type=2&prefix=env%3A%2F\": dial tcp 10.10.20.11:9000: connect: connection refused",
+    "╵",
+    "fatal: [localhost]: FAILED! => {\"changed\": false, \"msg\": \"tofu init exited 1\"}",
+    "PLAY RECAP ***** localhost : ok=1 changed=0 failed=1",
+];
+
+/// What `ansible-fails` makes `RALF Automation Apply` print: a play that fails on the n8n host.
+const ANSIBLE_FAILURE: &[&str] = &[
+    "TASK [n8n : Start n8n] *****",
+    "ok: [gitea]",
+    "fatal: [n8n]: FAILED! => {\"changed\": false, \"msg\": \"Unable to start service n8n: Job for n8n.service failed because the control process exited with error code.\"}",
+    "PLAY RECAP *****",
+    "gitea                      : ok=14   changed=0    unreachable=0    failed=0    skipped=2",
+    "n8n                        : ok=9    changed=1    unreachable=0    failed=1    skipped=0",
+];
+
+/// What `smoke-fails` makes `RALF Vault Smoke` print.
+const VAULT_SMOKE_FAILURE: &[&str] = &[
+    "smoke: openbao http://10.10.20.21:8200/v1/sys/health -> 200 OK",
+    "smoke: vaultwarden https://vault.example.net/alive -> 502 Bad Gateway",
+    "smoke: FAILED 1 of 2 (vaultwarden)",
+];
+
+/// What `phase1-fails` makes `RALF Phase1 Smoke` print.
+const PHASE1_FAILURE: &[&str] = &[
+    "smoke: runner ssh-agent -> ok",
+    "smoke: seeders /opt/ralf/seed -> missing",
+    "smoke: FAILED 1 of 2 (phase1 base)",
+];
 
 /// POST a JSON body to a stand-in's control API (loopback only).
 pub async fn control(url: &str, body: Value) -> RResult<()> {

@@ -55,6 +55,18 @@ pub(super) async fn lab_fail_create(State(sh): State<Arc<Shared>>, body: Bytes) 
 }
 
 pub(super) async fn lab_tasks(State(sh): State<Arc<Shared>>) -> Response {
-    let list: Vec<Value> = sh.st.lock().tasks.iter().map(|t| t.v.clone()).collect();
+    let st = sh.st.lock();
+    let list: Vec<Value> = st
+        .tasks
+        .iter()
+        .map(|t| {
+            let mut v = t.v.clone();
+            // The template's name beside its id, so a test can read the order of what ran.
+            if let Some(tpl) = st.template(v["template_id"].as_i64().unwrap_or(0)) {
+                v["template_name"] = tpl["name"].clone();
+            }
+            v
+        })
+        .collect();
     json_resp(StatusCode::OK, &Value::Array(list))
 }

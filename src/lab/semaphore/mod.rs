@@ -10,7 +10,7 @@
 //! - `POST /_lab/templates/{name}/behaviour` with a [`Behaviour`] JSON object
 //! - `POST /_lab/fail_task_create` `{"count": N, "mode": "500" | "drop" | "delay", "ms": M}`: the next N task creations
 //!   create the task and THEN answer 500 (or drop the connection mid-answer)
-//! - `GET /_lab/tasks`: every task (for checking that nothing was started twice)
+//! - `GET /_lab/tasks`: every task, with its `template_name` (for checking that nothing was started twice)
 
 // Handlers return early with a ready `Response` as the error value; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
@@ -74,6 +74,12 @@ pub struct Behaviour {
     pub starting_ms: u64,
     /// Lines written all at once after the timed ones (a chatty task: 300,000 lines in a second).
     pub burst_lines: u32,
+    /// Output written when the task fails, instead of the generic Ansible `fatal:` line and recap
+    /// (an OpenTofu error, a smoke script's report).
+    pub fail_lines: Vec<String>,
+    /// The task fails unless its effective extra variables hold these values (a task that only
+    /// works once an operator, or an allowed fix, changes a setting).
+    pub require_env: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for Behaviour {
@@ -87,6 +93,8 @@ impl Default for Behaviour {
             confirm: false,
             starting_ms: 10,
             burst_lines: 0,
+            fail_lines: Vec::new(),
+            require_env: Default::default(),
         }
     }
 }

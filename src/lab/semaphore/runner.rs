@@ -162,7 +162,22 @@ pub(super) async fn run_task(sh: Arc<Shared>, id: i64, mut rx: watch::Receiver<S
     let (checkout, command, vars) = effective_run(&sh, id);
     log_line(&sh, id, format!("lab: {checkout}"));
     log_line(&sh, id, format!("lab: {command}"));
-    log_line(&sh, id, format!("lab: extra vars {vars}"));
+    log_line(
+        &sh,
+        id,
+        format!("lab: extra vars {}", Value::Object(vars.clone())),
+    );
+    // The first required variable the task does not carry with the required value.
+    let unmet = b.require_env.iter().find(|(k, want)| {
+        vars.get(k.as_str())
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .as_deref()
+            != Some(want.as_str())
+    });
     log_line(&sh, id, format!("PLAY [{name}] *****"));
     let lines = b.lines.max(1);
     let step = Duration::from_millis(b.duration_ms / lines as u64);
@@ -225,8 +240,29 @@ pub(super) async fn run_task(sh: Arc<Shared>, id: i64, mut rx: watch::Receiver<S
             }
         }
     }
-    let ok = b.outcome != "error" && run_no > b.fail_times;
-    if ok {
+    let ok = b.outcome != "error" && run_no > b.fail_times && unmet.is_none();
+    if let (false, Some((k, want))) = (ok, unmet) {
+        let got = vars
+            .get(k.as_str())
+            .map(|v| v.to_string())
+            .unwrap_or("unset".into());
+        log_line(
+            &sh,
+            id,
+            format!("fatal: [lab-host]: FAILED! => {{\"msg\": \"{k} must be {want} (is {got})\"}}"),
+        );
+        log_line(
+            &sh,
+            id,
+            "PLAY RECAP ***** lab-host : ok=2 changed=0 failed=1".into(),
+        );
+        set_status(&sh, id, "error").await;
+    } else if !ok && !b.fail_lines.is_empty() {
+        for l in &b.fail_lines {
+            log_line(&sh, id, l.clone());
+        }
+        set_status(&sh, id, "error").await;
+    } else if ok {
         log_line(
             &sh,
             id,
@@ -252,7 +288,7 @@ pub(super) async fn run_task(sh: Arc<Shared>, id: i64, mut rx: watch::Receiver<S
 /// command line and the extra variables. Overrides the template does not allow are dropped silently
 /// on ≥ 2.11; v2.10 applies limit, inventory and branch unchecked, has no tags, and lets the template
 /// environment win over the task's.
-fn effective_run(sh: &Shared, id: i64) -> (String, String, String) {
+fn effective_run(sh: &Shared, id: i64) -> (String, String, Map<String, Value>) {
     let st = sh.st.lock();
     let Some(t) = st.task(id) else {
         return Default::default();
@@ -350,9 +386,5 @@ fn effective_run(sh: &Shared, id: i64) -> (String, String, String) {
     };
     let mut vars = first;
     vars.extend(second);
-    (
-        format!("checkout {branch}"),
-        cmd.join(" "),
-        Value::Object(vars).to_string(),
-    )
+    (format!("checkout {branch}"), cmd.join(" "), vars)
 }

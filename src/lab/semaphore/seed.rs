@@ -12,6 +12,8 @@ pub const BUILTIN_TEMPLATES: &[&str] = &[
     "RALF Communication Smoke",
     "RALF AI Apply",
     "RALF AI Smoke",
+    "RALF Phase1 Config Apply",
+    "RALF Phase1 Smoke",
     "RALF PostgreSQL Apply",
     "RALF Gitea Apply",
     "RALF Traefik Apply",
