@@ -197,6 +197,69 @@ pub fn env_name(name: &str) -> String {
 
 /// Read a secret from a file, refusing files that the group or others can read.
 pub fn read_file(path: &Path, what: &str) -> RResult<String> {
+    check_private(path, what)?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        RalfError::config(format!(
+            "secret {what}: cannot read {}: {e}",
+            path.display()
+        ))
+    })?;
+    let v = text.trim_end_matches(['\n', '\r']).to_string();
+    check_value(&v, what)?;
+    register(&v);
+    Ok(v)
+}
+
+/// A secret that is a whole file, byte for byte (an app's env file): from the variable `env` or
+/// the file `file` (which must not be readable by group or others). The content and every value
+/// of its `KEY=VALUE` lines are registered with the redactor. None when neither is configured.
+pub fn load_file_secret(
+    env: Option<&str>,
+    file: Option<&Path>,
+    what: &str,
+) -> RResult<Option<Vec<u8>>> {
+    let text = match (env.map(|v| (v, std::env::var(v))), file) {
+        (Some((_, Ok(v))), _) => v,
+        (_, Some(p)) => {
+            check_private(p, what)?;
+            std::fs::read_to_string(p).map_err(|e| {
+                RalfError::config(format!("secret {what}: cannot read {}: {e}", p.display()))
+            })?
+        }
+        (Some((var, Err(_))), None) => {
+            return Err(RalfError::config(format!(
+                "secret {what}: the config names the environment variable {var}, which is not set"
+            )))
+        }
+        (None, None) => return Ok(None),
+    };
+    check_value(text.trim_end_matches(['\n', '\r']), what)?;
+    register(&text);
+    register_env_values(&text);
+    Ok(Some(text.into_bytes()))
+}
+
+/// Register the value of every `KEY=VALUE` line (quotes removed) of an env file.
+pub fn register_env_values(text: &str) {
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') {
+            continue;
+        }
+        if let Some((_, v)) = line.split_once('=') {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|x| x.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
+                .unwrap_or(v);
+            register(v);
+        }
+    }
+}
+
+/// Refuse a secret file that the group or others can read.
+fn check_private(path: &Path, what: &str) -> RResult<()> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| {
         RalfError::config(format!(
@@ -216,16 +279,7 @@ pub fn read_file(path: &Path, what: &str) -> RResult<String> {
             ),
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        RalfError::config(format!(
-            "secret {what}: cannot read {}: {e}",
-            path.display()
-        ))
-    })?;
-    let v = text.trim_end_matches(['\n', '\r']).to_string();
-    check_value(&v, what)?;
-    register(&v);
-    Ok(v)
+    Ok(())
 }
 
 /// Read a secret from an environment variable (None when unset).
@@ -279,6 +333,25 @@ pub fn load_ref(env: Option<&str>, file: Option<&Path>, what: &str) -> RResult<O
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_secret_is_read_exactly_and_its_values_are_scrubbed() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("app.env");
+        std::fs::write(&p, "# app\nAPP_SECRET=\"canary-file-7391\"\nMODE=x\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = load_file_secret(None, Some(&p), "app_env").unwrap_err();
+        assert!(e.message.contains("chmod 600"), "{}", e.message);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let b = load_file_secret(None, Some(&p), "app_env")
+            .unwrap()
+            .unwrap();
+        assert_eq!(b, std::fs::read(&p).unwrap(), "byte for byte, newline kept");
+        assert_eq!(redact("got canary-file-7391"), format!("got {MASK}"));
+        assert_eq!(redact("MODE=x"), "MODE=x", "short values are left alone");
+        assert!(load_file_secret(None, None, "x").unwrap().is_none());
+    }
 
     #[test]
     fn redacts_registered_values() {

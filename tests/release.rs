@@ -435,10 +435,11 @@ fn preflight_and_secrets_failures_change_nothing() {
     // The other hosts' locks were released.
     assert!(!lab.app_dir("thinkpad").join(".ralf-release.lock").exists());
 
-    // Secrets out of sync: aborted, and neither values nor checksums are printed.
+    // Secrets out of sync and only compared (--env-secret none): aborted, and neither values nor
+    // checksums are printed.
     let env = lab.app_dir("rtx1080").join("app.env");
     std::fs::write(&env, "APP_SECRET=different-value\n").unwrap();
-    let (code, r, err) = lab.release(&[]);
+    let (code, r, err) = lab.release(&["--env-secret", "none"]);
     assert_eq!(r["status"], "aborted", "{r}\n{err}");
     assert_eq!(r["phase"], "secrets");
     assert_eq!(code, 1);
@@ -579,6 +580,93 @@ fn no_rollback_leaves_the_failed_phase_as_it_is() {
     }
     assert_eq!(lab.running("thinkpad"), ["1.2"]);
     assert_eq!(lab.head("vps"), lab.commit("vps", "v1.1"));
+}
+
+/// The secrets phase synchronises: a host whose app.env drifted gets the control machine's source
+/// (mode 0600 there and on the host), verified; the others are left alone; the result says which
+/// host was repaired; the secret's value appears in no output, log line or journal entry. A source
+/// that others can read stops the release before anything changes.
+#[test]
+fn drifted_secrets_are_repaired_from_the_source_and_never_shown() {
+    if !docker_common::available_for("release tests") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let lab = RunningLab::start(Some("secrets-drift"));
+    let source = PathBuf::from(lab.info()["hosts"]["secrets_file"].as_str().unwrap());
+    let truth = std::fs::read_to_string(&source).unwrap();
+    let canary = truth
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("APP_SECRET=")
+        .unwrap()
+        .to_string();
+    let drifted = std::fs::read_to_string(lab.app_dir("rtx1080").join("app.env")).unwrap();
+    assert_ne!(drifted, truth, "the scenario drifts rtx1080");
+    let stale = drifted
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("APP_SECRET=")
+        .unwrap()
+        .to_string();
+    let untouched = std::fs::metadata(lab.app_dir("vps").join("app.env"))
+        .unwrap()
+        .modified()
+        .unwrap();
+
+    let mut c = lab.ralf_sh();
+    c.args(["--log-format", "json", "-v", "scripts/release.rhai"])
+        .args(ARGS);
+    let (code, out, err) = common::run(c);
+    let r = result_of(&out, &err);
+    assert_eq!(r["status"], "success", "{r}\n{err}");
+    assert_eq!(code, 0);
+    assert_eq!(
+        r["warnings"],
+        serde_json::json!([
+            "secrets: app.env was out of date on rtx1080; replaced from app_env and verified"
+        ]),
+        "{r}"
+    );
+    for h in ["thinkpad", "rtx1080", "vps"] {
+        let f = lab.app_dir(h).join("app.env");
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), truth, "{h}'s app.env");
+    }
+    let mode = std::fs::metadata(lab.app_dir("rtx1080").join("app.env"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the repaired file is private");
+    assert_eq!(
+        std::fs::metadata(lab.app_dir("vps").join("app.env"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        untouched,
+        "a host in sync is not rewritten"
+    );
+    let journal = std::fs::read(lab.home.path().join("state.db")).unwrap();
+    let journal = String::from_utf8_lossy(&journal);
+    for (what, text) in [
+        ("stdout", out.as_str()),
+        ("stderr", err.as_str()),
+        ("journal", &*journal),
+    ] {
+        assert!(!text.contains(&canary), "the secret appears in {what}");
+        assert!(!text.contains(&stale), "the stale secret appears in {what}");
+    }
+
+    // A source readable by others: aborted at the secrets phase, nothing deployed.
+    std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, r, err) = lab.release(&[]);
+    assert_eq!(
+        (r["status"].as_str(), r["phase"].as_str(), code),
+        (Some("aborted"), Some("secrets"), 1),
+        "{r}\n{err}"
+    );
+    assert!(r["error"].as_str().unwrap().contains("chmod 600"), "{r}");
 }
 
 #[test]

@@ -251,7 +251,7 @@ pub fn failed(host_name: &str, cmd: &str, o: &Output) -> RalfError {
         .with("stdout", o.stdout_text())
 }
 
-fn simple(
+pub(crate) fn simple(
     h: &Host,
     s: &SshHost,
     cmd: String,
@@ -284,6 +284,18 @@ fn file_error(host_name: &str, action: &str, path: &str, o: &Output) -> RalfErro
 }
 
 fn put_bytes(h: &Host, s: &SshHost, remote: &str, data: Vec<u8>, what: &str) -> RResult<()> {
+    put_file(h, s, remote, data, what, false)
+}
+
+/// Write `data` to `remote` atomically; `private` creates it readable by its owner only (0600).
+pub(crate) fn put_file(
+    h: &Host,
+    s: &SshHost,
+    remote: &str,
+    data: Vec<u8>,
+    what: &str,
+    private: bool,
+) -> RResult<()> {
     if remote.is_empty() {
         return Err(RalfError::invalid(format!(
             "{what}: the remote path is empty"
@@ -292,7 +304,8 @@ fn put_bytes(h: &Host, s: &SshHost, remote: &str, data: Vec<u8>, what: &str) -> 
     // Write to a temporary name beside the target, then rename: readers never see half a file.
     let tmp = format!("{remote}.ralf-tmp-{:08x}", rand::random::<u32>());
     let cmd = format!(
-        "cat > {t} && mv -f -- {t} {r} || {{ rc=$?; rm -f -- {t}; exit $rc; }}",
+        "{umask}cat > {t} && mv -f -- {t} {r} || {{ rc=$?; rm -f -- {t}; exit $rc; }}",
+        umask = if private { "umask 077 && " } else { "" },
         t = client::quote(&tmp),
         r = client::quote(remote)
     );
