@@ -132,6 +132,7 @@ fn service_map(s: &Service) -> Map {
     m.insert("snapshot".into(), to_json(&s.snapshot));
     m.insert("smoke".into(), to_json(&s.smoke));
     m.insert("tags".into(), to_json(&s.tags));
+    m.insert("self_heal".into(), to_json(&s.self_heal));
     m.insert("file".into(), s.file.display().to_string().into());
     m
 }
@@ -686,6 +687,18 @@ mod catalog_mod {
     #[rhai_fn(global, get = "snapshot", pure)]
     pub fn svc_snapshot(s: &mut ServiceRef) -> Dynamic {
         to_json(&s.svc().snapshot)
+    }
+
+    /// What a fix proposed by the advisor may do (`self_heal:` in the catalog): `#{ env: [keys],
+    /// restart: bool }`, or `()` when the service allows no automatic fix.
+    ///
+    /// ```rhai
+    /// let h = catalog::load().get("n8n").self_heal;
+    /// if h != () { print(`a retry may change ${h.env}`); }
+    /// ```
+    #[rhai_fn(global, get = "self_heal", pure)]
+    pub fn svc_self_heal(s: &mut ServiceRef) -> Dynamic {
+        to_json(&s.svc().self_heal)
     }
 
     /// Tags.

@@ -26,9 +26,10 @@ pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Exo>("Exo");
     engine.register_static_module("exo", exported_module!(exo_mod).into());
     engine.register_global_module(exported_module!(exo_methods).into());
+    crate::bindings::exo_fix::register(engine);
 }
 
-/// Default token budget of `suggest_fix`: five short lines need about 150 tokens; the rest is room
+/// Default token budget of `suggest_fix` and `propose_fix`: five short lines need about 150 tokens; the rest is room
 /// for a model that thinks although asked not to.
 pub const DEFAULT_FIX_TOKENS: u64 = 1024;
 
@@ -67,7 +68,7 @@ impl Exo {
             if self.0.enabled { "" } else { ", disabled" }
         )
     }
-    fn model(&self) -> &str {
+    pub(crate) fn model(&self) -> &str {
         &self.0.client.options().model
     }
     fn require_enabled(&self, what: &str) -> RResult<()> {
@@ -112,15 +113,6 @@ pub struct AskOpts {
     pub max_tokens: Option<u64>,
     pub stream: Option<bool>,
     pub model: Option<String>,
-}
-
-/// Options of `suggest_fix`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FixOpts {
-    /// Characters of log to send at most (default 6000; the tail is kept).
-    pub max_chars: Option<usize>,
-    pub max_tokens: Option<u64>,
 }
 
 fn connect_impl(h: &Host, o: ConnectOpts) -> RResult<Exo> {
@@ -221,7 +213,7 @@ fn decision_map(d: &Decision) -> Map {
     m
 }
 
-fn run_chat(
+pub(crate) fn run_chat(
     h: &Arc<Host>,
     ai: &Exo,
     op: &str,
@@ -396,55 +388,6 @@ fn decide_impl(
         ),
     );
     Ok(decision_map(&d))
-}
-
-fn log_lines(v: &Dynamic) -> RResult<Vec<String>> {
-    if let Some(s) = v.read_lock::<rhai::ImmutableString>() {
-        return Ok(s.lines().map(String::from).collect());
-    }
-    if let Some(a) = v.read_lock::<Array>() {
-        let mut out = Vec::new();
-        for x in a.iter() {
-            let s = x.to_string();
-            out.extend(s.lines().map(String::from));
-        }
-        return Ok(out);
-    }
-    Err(RalfError::invalid(format!(
-        "ai.suggest_fix: log_lines must be a string or an array of strings, got {}",
-        v.type_name()
-    )))
-}
-
-fn fix_impl(
-    ctx: &NativeCallContext,
-    ai: &Exo,
-    service: &str,
-    log: Dynamic,
-    opts: &Map,
-) -> RhaiResult<String> {
-    let h = host(ctx)?;
-    let o: FixOpts = decode(opts, "ai.suggest_fix").at(ctx)?;
-    let budget = o.max_chars.unwrap_or(DEFAULT_LOG_BUDGET);
-    if budget < 100 {
-        return Err(crate::bindings::at(
-            ctx,
-            RalfError::invalid(format!(
-                "ai.suggest_fix: max_chars must be at least 100, got {budget}"
-            )),
-        ));
-    }
-    let lines = log_lines(&log).at(ctx)?;
-    let trimmed = advisor::trim_log(&lines, budget);
-    let req = ChatRequest {
-        messages: advisor::fix_messages(service, &trimmed),
-        temperature: Some(0.2),
-        max_tokens: Some(o.max_tokens.unwrap_or(DEFAULT_FIX_TOKENS)),
-        thinking: Some(false),
-        ..Default::default()
-    };
-    let r = run_chat(&h, ai, "suggest_fix", req, false).at(ctx)?;
-    Ok(crate::secrets::redact(&r.text))
 }
 
 #[export_module]
@@ -733,42 +676,5 @@ mod exo_methods {
         context: Dynamic,
     ) -> RhaiResult<Map> {
         decide_impl(&ctx, ai, question, context)
-    }
-
-    /// Ask for a likely cause and first fix of a failed service, given its log (a string or an
-    /// array of lines). The log is trimmed to fit a budget of 6000 characters, keeping the tail.
-    /// Throws like `ask` when the server cannot answer.
-    ///
-    /// ```rhai
-    /// let ai = exo::connect();
-    /// let hint = ai.suggest_fix("vaultwarden", ["starting", "error: database connection refused (postgresql:5432)"]);
-    /// print(hint);
-    /// ```
-    #[rhai_fn(global, name = "suggest_fix", return_raw, pure)]
-    pub fn suggest_fix2(
-        ctx: NativeCallContext,
-        ai: &mut Exo,
-        service: &str,
-        log_lines: Dynamic,
-    ) -> RhaiResult<String> {
-        fix_impl(&ctx, ai, service, log_lines, &Map::new())
-    }
-
-    /// `suggest_fix` with options: `max_chars` (log budget, default 6000), `max_tokens` (default 1024, room for a model that thinks).
-    ///
-    /// ```rhai
-    /// let ai = exo::connect();
-    /// let hint = ai.suggest_fix("gitea", "line 1\nline 2\nfatal: port 3000 already in use", #{ max_chars: 2000 });
-    /// assert(hint.len() > 0);
-    /// ```
-    #[rhai_fn(global, name = "suggest_fix", return_raw, pure)]
-    pub fn suggest_fix3(
-        ctx: NativeCallContext,
-        ai: &mut Exo,
-        service: &str,
-        log_lines: Dynamic,
-        opts: Map,
-    ) -> RhaiResult<String> {
-        fix_impl(&ctx, ai, service, log_lines, &opts)
     }
 }

@@ -395,6 +395,32 @@ fn service_checks(s: &Service, text: &str, problems: &mut Vec<Problem>) {
             ));
         }
     }
+    if let Some(h) = &s.self_heal {
+        let line = top_key_line(text, "self_heal").unwrap_or(s.line);
+        for k in &h.env {
+            let ok = k
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !ok {
+                problems.push(problem(
+                    f,
+                    line,
+                    None,
+                    format!("self_heal.env: `{k}` is not an environment variable name (letters, digits, `_`)"),
+                ));
+            }
+        }
+        if h.restart && s.guest.is_none() {
+            problems.push(problem(
+                f,
+                line,
+                None,
+                "self_heal.restart needs a `guest` to restart".to_string(),
+            ));
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     for d in &s.depends_on {
         if !seen.insert(d) {

@@ -80,12 +80,28 @@ pub struct Service {
     pub smoke: Vec<SmokeCheck>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// What a fix proposed by the advisor may do after a failed deployment (off when absent).
+    #[serde(default)]
+    pub self_heal: Option<SelfHeal>,
     /// File the service was read from (not part of the YAML).
     #[serde(skip)]
     pub file: PathBuf,
     /// Line of the `name:` key in that file.
     #[serde(skip)]
     pub line: usize,
+}
+
+/// The allow-list for fixes the advisor proposes: one adjusted retry may change only these
+/// `semaphore.env` keys; a restart of the guest only when `restart` is true.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SelfHeal {
+    /// Environment keys a retry may set (names only; values come from the proposal).
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Whether the service's guest may be restarted.
+    #[serde(default)]
+    pub restart: bool,
 }
 
 /// A Proxmox guest reference.
@@ -260,6 +276,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "snapshot",
     "smoke",
     "tags",
+    "self_heal",
 ];
 
 /// Parse a `"7/10"` threshold.

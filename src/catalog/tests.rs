@@ -267,7 +267,7 @@ fn every_problem_is_reported_at_once() {
         )
         .unwrap_err(),
     );
-    assert_eq!(e.message, "catalog cat: 1 problem\n  a.yaml:3: unknown key `colour`; expected one of: name, description, priority, group, depends_on, host, guest, semaphore, snapshot, smoke, tags");
+    assert_eq!(e.message, "catalog cat: 1 problem\n  a.yaml:3: unknown key `colour`; expected one of: name, description, priority, group, depends_on, host, guest, semaphore, snapshot, smoke, tags, self_heal");
 }
 
 #[test]
@@ -506,5 +506,44 @@ fn template_id_guest_map_and_snapshot_forms() {
     assert!(
         p[0].starts_with("b.yaml:3:") && p[0].contains("unknown key `nod`"),
         "{p:?}"
+    );
+}
+
+#[test]
+fn self_heal_is_checked_where_it_is_written() {
+    let p = problems(&[
+        (
+            "a.yaml",
+            "name: a\npriority: P0\nself_heal:\n  env: [GOOD_KEY, \"bad key\"]\n  restart: true\n",
+        ),
+        (
+            "b.yaml",
+            "name: b\npriority: P0\nself_heal: { env: [X], retries: 3 }\n",
+        ),
+    ]);
+    let text = p;
+    assert!(
+        text.contains(&"a.yaml:3: self_heal.env: `bad key` is not an environment variable name (letters, digits, `_`)".to_string()),
+        "{text:#?}"
+    );
+    assert!(
+        text.contains(&"a.yaml:3: self_heal.restart needs a `guest` to restart".to_string()),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter()
+            .any(|t| t.starts_with("b.yaml:3") && t.contains("retries")),
+        "{text:#?}"
+    );
+    let c = ok(&[(
+        "n.yaml",
+        "name: n\npriority: P0\nguest: 200\nself_heal: { env: [N_LIMIT], restart: true }\n",
+    )]);
+    assert_eq!(
+        c.get("n").unwrap().self_heal,
+        Some(crate::catalog::model::SelfHeal {
+            env: vec!["N_LIMIT".into()],
+            restart: true
+        })
     );
 }

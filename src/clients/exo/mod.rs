@@ -17,6 +17,7 @@
 pub mod advisor;
 pub mod parse;
 pub mod probe;
+pub mod proposal;
 mod retry;
 pub mod sse;
 
