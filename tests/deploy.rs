@@ -517,41 +517,6 @@ fn dag_schedule_starts_services_without_waiting_for_the_wave_and_still_skips_dep
     );
 }
 
-/// The runbook's failure path: the failed template's log tail on its own lines, the guidance for
-/// the failure's kind, exit 1.
-#[test]
-fn runbook_stops_at_the_first_failure_with_the_log_tail_and_guidance() {
-    let home = tempfile::tempdir().unwrap();
-    let lab = Served::start(home.path());
-    lab.post(
-        &format!(
-            "{}/_lab/templates/RALF Automation Apply/behaviour",
-            lab.url("semaphore")
-        ),
-        serde_json::json!({"duration_ms": 50, "lines": 3, "outcome": "error"}),
-    );
-    let mut c = lab.cmd(home.path());
-    c.arg(script("runbook.rhai"));
-    let (code, out, err) = run(c);
-    assert_eq!(code, 1, "{out}\n{err}");
-    assert!(
-        out.contains("[1/8] Vault apply") && out.contains("    ok (task"),
-        "{out}"
-    );
-    assert!(out.contains("[3/8] Automation apply"), "{out}");
-    assert!(
-        out.contains("FAILED: RALF Automation Apply: Semaphore task"),
-        "{out}"
-    );
-    assert!(!out.contains("\\n"), "no literal backslash-n: {out}");
-    assert!(
-        out.contains("Runbook stopped at \"Automation apply\"."),
-        "{out}"
-    );
-    assert!(out.contains("Guidance: The playbook failed"), "{out}");
-    assert!(!out.contains("[4/8]"), "stops at the first failure: {out}");
-}
-
 #[test]
 fn stdlib_seams_from_a_user_script() {
     let home = tempfile::tempdir().unwrap();
