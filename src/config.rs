@@ -48,6 +48,29 @@ pub struct Config {
     /// Engine limits for scripts.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Approval gates (`gate()`): which chat channels ask, who may answer.
+    #[serde(default)]
+    pub gates: GatesConfig,
+}
+
+/// `gates:`: where `gate()` asks and who may answer. Channels have the shape of `notify.channels`
+/// (ntfy, telegram, matrix; their tokens from `token_env`); without any, the gate-capable notify
+/// channels are used.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatesConfig {
+    #[serde(default)]
+    pub channels: Vec<NotifyChannel>,
+    /// Channel identities whose answer counts: `telegram:@name` or `telegram:<user id>`,
+    /// `matrix:@user:server`, `ntfy:<name>` (the `approver` of an ntfy channel).
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// How long a gate waits (default 4h); `default` decides then.
+    pub timeout: Option<Secs>,
+    /// How often the channels are read (default 2s; Telegram long-polls this long).
+    pub poll: Option<Secs>,
+    /// The ntfy topic the phone's buttons post answers to (default `<topic>-answers`).
+    pub reply_topic: Option<String>,
 }
 
 /// `limits:`: how much a script may compute and build. Exceeding one is an error at the line
@@ -306,6 +329,9 @@ pub enum NotifyChannel {
         url: String,
         topic: String,
         token_env: Option<String>,
+        /// Gates: the name of the person whose phone subscribes to this topic (`ntfy:<name>`).
+        #[serde(default)]
+        approver: Option<String>,
     },
     Matrix {
         homeserver: String,

@@ -228,6 +228,19 @@ fn step_impl(
     service: Option<String>,
     f: &FnPtr,
 ) -> RhaiResult<Dynamic> {
+    run_step(ctx, name, service, || {
+        f.call_within_context::<Dynamic>(ctx, ())
+    })
+}
+
+/// `run::step` for a binding: `body` runs as the journal step `name` (skipped with its recorded
+/// result when this run finished it already; its details readable by a resumed attempt).
+pub fn run_step(
+    ctx: &NativeCallContext,
+    name: &str,
+    service: Option<String>,
+    body: impl FnOnce() -> RhaiResult<Dynamic>,
+) -> RhaiResult<Dynamic> {
     let h = host(ctx)?;
     if name.trim().is_empty() {
         return Err(RalfError::invalid("run::step: step name is empty").into());
@@ -236,7 +249,7 @@ fn step_impl(
         // A dry run changes nothing, so its steps are not recorded as done (a later real run or
         // resume must not skip them).
         tracing::info!(target: "ralf::run", "dry run: step `{name}` (not recorded)");
-        return f.call_within_context::<Dynamic>(ctx, ());
+        return body();
     }
     let rc = crate::state::run_ctx(&h).at(ctx)?;
     if let Some(done) = rc.store.step_done(&rc.run_id, name).at(ctx)? {
@@ -269,7 +282,7 @@ fn step_impl(
     };
     let t0 = std::time::Instant::now();
     let r = span.in_scope(|| {
-        let r = f.call_within_context::<Dynamic>(ctx, ());
+        let r = body();
         tracing::debug!(target: "ralf::run", step = name, status = if r.is_ok() { "done" } else { "failed" },
             duration = t0.elapsed().as_secs_f64(), "step `{name}` ended");
         r

@@ -10,6 +10,7 @@ pub mod dag;
 pub mod docker;
 pub mod exo;
 pub mod exo_fix;
+pub mod gate;
 pub mod inventory;
 pub mod limits;
 pub mod net;
@@ -77,5 +78,6 @@ pub fn register_all(engine: &mut Engine) {
     docker::register(engine);
     exo::register(engine);
     notify::register(engine);
+    gate::register(engine);
     net::register(engine);
 }

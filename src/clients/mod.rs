@@ -2,6 +2,7 @@
 
 pub mod docker;
 pub mod exo;
+pub mod gate;
 pub mod notify;
 pub mod proxmox;
 pub mod semaphore;

@@ -1,6 +1,7 @@
 //! Local stand-ins of the APIs that cannot run here (Semaphore, Proxmox, an OpenAI-compatible LLM),
 //! used by `ralf-sh lab` and by the tests. Each stand-in listens on loopback only.
 
+pub mod gates;
 pub mod hosts;
 pub mod image;
 pub mod llm;
@@ -100,6 +101,13 @@ pub fn client_config(info: &Value) -> (String, Vec<(String, String)>) {
             if let Some(t) = s(n, "token") {
                 yaml.push_str("      token_env: RALF_LAB_NOTIFY_TOKEN\n");
                 env.push(("RALF_LAB_NOTIFY_TOKEN".to_string(), t));
+                // Approval gates ask on all three chat channels of the sink; `admin` answers.
+                yaml.push_str(&format!(
+                    "gates:\n  poll: 0.2\n  approvers: [\"telegram:@admin\", \"matrix:@admin:lab\", \"ntfy:admin\"]\n  channels:\n    \
+                     - {{ type: telegram, chat_id: \"4242\", api_url: \"{url}/telegram\", token_env: RALF_LAB_NOTIFY_TOKEN }}\n    \
+                     - {{ type: matrix, homeserver: \"{url}\", room: \"!ralf:lab\", token_env: RALF_LAB_NOTIFY_TOKEN }}\n    \
+                     - {{ type: ntfy, url: \"{url}/ntfy\", topic: ralf-gates, approver: admin, token_env: RALF_LAB_NOTIFY_TOKEN }}\n"
+                ));
             }
         }
     }

@@ -28,16 +28,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 #[derive(Default)]
-struct Inner {
-    records: Vec<Value>,
+pub(super) struct Inner {
+    pub(super) records: Vec<Value>,
     matrix_txns: HashMap<String, String>,
-    next_id: u64,
+    pub(super) next_id: u64,
+    /// Gates: what phones and chat clients have answered (see `super::gates`).
+    pub(super) gates: super::gates::GateState,
 }
 
 #[derive(Clone)]
-struct AppState {
-    inner: Arc<Mutex<Inner>>,
-    token: Arc<String>,
+pub(super) struct AppState {
+    pub(super) inner: Arc<Mutex<Inner>>,
+    pub(super) token: Arc<String>,
+    /// Wakes Telegram long polls when an update arrives.
+    pub(super) updates: Arc<tokio::sync::Notify>,
 }
 
 /// A running sink. Dropping it stops the server.
@@ -77,6 +81,7 @@ pub async fn spawn() -> RResult<NotifySink> {
     let state = AppState {
         inner: Arc::new(Mutex::new(Inner::default())),
         token: Arc::new(token.clone()),
+        updates: Arc::new(tokio::sync::Notify::new()),
     };
     let app = Router::new()
         .route("/ntfy", post(ntfy_json))
@@ -90,8 +95,8 @@ pub async fn spawn() -> RResult<NotifySink> {
         .route("/webhook", post(webhook))
         .route("/webhook/{*rest}", post(webhook))
         .route("/status/{code}", any(status))
-        .route("/_lab/notifications", get(list).delete(clear_records))
-        .with_state(state.clone());
+        .route("/_lab/notifications", get(list).delete(clear_records));
+    let app = super::gates::routes(app).with_state(state.clone());
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -128,12 +133,15 @@ fn check_bearer(st: &AppState, headers: &HeaderMap) -> Result<&'static str, Resp
     }
 }
 
-fn record(st: &AppState, kind: &str, path: String, auth: &str, body: Value) -> u64 {
+pub(super) fn record(st: &AppState, kind: &str, path: String, auth: &str, body: Value) -> u64 {
     let mut g = st.inner.lock();
     g.next_id += 1;
-    g.records
-        .push(json!({"kind": kind, "path": path, "auth": auth, "body": body}));
-    g.next_id
+    let id = g.next_id;
+    g.records.push(
+        json!({"kind": kind, "path": path, "auth": auth, "body": body, "id": id,
+        "time": chrono::Utc::now().timestamp()}),
+    );
+    id
 }
 
 #[allow(clippy::result_large_err)]
@@ -195,6 +203,31 @@ async fn ntfy_topic(
         .into_response()
 }
 
+/// The Matrix access token check: `None` when the Bearer token is the sink's.
+pub(super) fn matrix_auth(st: &AppState, headers: &HeaderMap) -> Option<Response> {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")) {
+        None => Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"errcode": "M_MISSING_TOKEN", "error": "Missing access token"})),
+            )
+                .into_response(),
+        ),
+        Some(t) if t != st.token.as_str() => Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"errcode": "M_UNKNOWN_TOKEN", "error": "Unknown access token"})),
+            )
+                .into_response(),
+        ),
+        Some(_) => None,
+    }
+}
+
 async fn matrix_send(
     State(st): State<AppState>,
     Path((room, txn)): Path<(String, String)>,
@@ -248,16 +281,23 @@ async fn matrix_send(
     Json(json!({"event_id": ev})).into_response()
 }
 
-async fn telegram_send(State(st): State<AppState>, Path(bot): Path<String>, b: Bytes) -> Response {
+/// The Telegram token check: `None` when `bot<token>` is the sink's.
+pub(super) fn telegram_auth(st: &AppState, bot: &str) -> Option<Response> {
     match bot.strip_prefix("bot") {
-        Some(t) if t == st.token.as_str() => {}
-        _ => {
-            return (
+        Some(t) if t == st.token.as_str() => None,
+        _ => Some(
+            (
                 StatusCode::UNAUTHORIZED,
                 Json(json!({"ok": false, "error_code": 401, "description": "Unauthorized"})),
             )
-                .into_response()
-        }
+                .into_response(),
+        ),
+    }
+}
+
+async fn telegram_send(State(st): State<AppState>, Path(bot): Path<String>, b: Bytes) -> Response {
+    if let Some(r) = telegram_auth(&st, &bot) {
+        return r;
     }
     let v = match body_json(&b) {
         Ok(v) => v,
@@ -277,7 +317,8 @@ async fn telegram_send(State(st): State<AppState>, Path(bot): Path<String>, b: B
             .into_response();
     }
     let id = record(&st, "telegram", "/sendMessage".into(), "token", v.clone());
-    Json(json!({"ok": true, "result": {"message_id": id, "chat": {"id": v["chat_id"]}, "text": v["text"]}}))
+    Json(json!({"ok": true, "result": {"message_id": id, "chat": {"id": v["chat_id"]}, "text": v["text"],
+        "date": chrono::Utc::now().timestamp(), "reply_markup": v.get("reply_markup")}}))
         .into_response()
 }
 

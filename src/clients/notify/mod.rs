@@ -160,6 +160,11 @@ impl Channel {
     pub fn describe(&self) -> String {
         describe(&self.spec)
     }
+
+    /// The loaded token (registered with the redactor).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
 }
 
 /// A short, secret-free name of a channel: `ntfy:http://host/topic`, `matrix:!room:server`, ...
