@@ -137,7 +137,7 @@ pub enum Command {
     /// Run a script against local stand-ins of Semaphore, Proxmox and the LLM (and lab hosts)
     #[command(
         args_conflicts_with_subcommands = true,
-        after_help = "Scenarios (--scenario):\n  staging-fails, tests-fail, production-fails, vps-fails, verify-fails: the release target fails at that phase on one lab host\n  exo-down: the LLM is unreachable (decisions fall back)\n  semaphore-flaky: the next 3 task creations lose their answers\n  smoke-fails: postgresql's smoke checks fail (rollback, dependents skipped), and the vault group's smoke\n  slow-tasks: every catalog template's task takes 3 s\n  tofu-fails, ansible-fails, semaphore-down, phase1-fails: the runbook's failure domains\n  secrets-drift: rtx1080's app.env is stale (the release repairs it)\n\nNothing leaves loopback; nothing is pulled or downloaded."
+        after_help = "Scenarios (--scenario):\n  staging-fails, tests-fail, production-fails, vps-fails, verify-fails: the release target fails at that phase on one lab host\n  exo-down: the LLM is unreachable (decisions fall back)\n  semaphore-flaky: the next 3 task creations lose their answers\n  smoke-fails: postgresql's smoke checks fail (rollback, dependents skipped), and the vault group's smoke\n  slow-tasks: every catalog template's task takes 3 s\n  tofu-fails, ansible-fails, semaphore-down, phase1-fails: the runbook's failure domains\n  secrets-drift: rtx1080's app.env is stale (the release repairs it)\n  gate-approve, gate-deny: approval gates are answered by the lab's approver; gate-timeout: nobody answers (3 s)\n\nNothing leaves loopback; nothing is pulled or downloaded."
     )]
     Lab {
         #[command(subcommand)]

@@ -241,9 +241,11 @@ fn deny_and_timeout_both_deny() {
         "{r}"
     );
 
-    let child = spawn(&lab, home.path(), "t.rhai",
-        "let g = gate(\"Rotate the keys?\", #{ timeout: 1, via: [\"ntfy\"] });\nprint(json::stringify(g));\n");
-    let (code, out, err) = finish(child);
+    // `--yes` answers confirm(), never a gate.
+    std::fs::write(home.path().join("t.rhai"), "let g = gate(\"Rotate the keys?\", #{ timeout: 1, via: [\"ntfy\"] });\nprint(json::stringify(g));\n").unwrap();
+    let mut c = lab.cmd(home.path());
+    c.arg("--yes").arg(home.path().join("t.rhai"));
+    let (code, out, err) = common::run(c);
     assert_eq!(code, 0, "{out}\n{err}");
     let r = result_line(&out);
     assert_eq!(r["approved"], false, "{r}");
@@ -352,7 +354,11 @@ print(json::stringify(g));
         (Some(true), Some("matrix:@admin:lab"), Some(id.as_str())),
         "{r}"
     );
-    assert_eq!(asked(&lab, "telegram"), vec![id.clone()], "no second question");
+    assert_eq!(
+        asked(&lab, "telegram"),
+        vec![id.clone()],
+        "no second question"
+    );
     assert_eq!(asked(&lab, "matrix").len(), 1, "no second question");
     let ev: Vec<String> = gate_events(&lab.state)
         .iter()
@@ -372,4 +378,125 @@ print(json::stringify(g));
     assert!(steps(&lab.state)
         .iter()
         .any(|s| s.2 == "after" && s.3 == "done"));
+}
+
+fn auto(lab: &Served, answer: &str) {
+    lab.post(
+        &format!("{}/_lab/gates/auto", lab.url("notify")),
+        serde_json::json!({"answer": answer, "user": "admin"}),
+    );
+}
+
+/// Plan -> approve -> apply against a template that waits for confirmation: approved, the task is
+/// confirmed and succeeds; denied, it is rejected and the run ends failed with the reason.
+#[test]
+fn plan_approve_apply_confirms_or_rejects_the_semaphore_task() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = Served::start(home.path());
+    auto(&lab, "approve");
+    let mut c = lab.cmd(home.path());
+    c.arg(script("plan_apply.rhai"));
+    let (code, out, err) = common::run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("RALF Infra Plan: applied (task 1), approved by telegram:@admin via telegram"),
+        "{out}"
+    );
+    let t = &lab.tasks()[0];
+    assert_eq!(t["status"], "success", "{t}");
+    // The approver saw the plan with the question.
+    let q = notifications(&lab)
+        .into_iter()
+        .find(|n| n["kind"] == "telegram")
+        .unwrap();
+    assert!(
+        q["body"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Plan: 1 to add, 0 to change, 0 to destroy."),
+        "{q}"
+    );
+
+    auto(&lab, "deny");
+    let mut c = lab.cmd(home.path());
+    c.arg(script("plan_apply.rhai"));
+    let (code, out, err) = common::run(c);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("RALF Infra Plan: plan of task 2 not approved (denied by telegram:@admin via telegram); the task was rejected"), "{err}");
+    let t = &lab.tasks()[1];
+    assert_eq!(t["status"], "error", "rejected: {t}");
+    let last = runs(&lab.state).pop().unwrap();
+    assert_eq!(last.1, "failed", "{last:?}");
+}
+
+/// `deploy_all --gate P0`: every P0 service waits for an approval; denied, it is held and its
+/// dependents are skipped, nothing of it is changed.
+#[test]
+fn deploy_all_gates_the_chosen_priority() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = Served::start(home.path());
+    auto(&lab, "deny");
+    let mut c = lab.cmd(home.path());
+    c.arg(script("deploy_all.rhai"))
+        .args(["--gate", "P0", "--no-advisor"]);
+    let (code, out, err) = common::run(c);
+    assert_eq!(code, 3, "{out}\n{err}");
+    let st = statuses(&lab.state);
+    assert!(
+        !st.contains_key("postgresql") || st["postgresql"] != "deployed",
+        "{st:?}"
+    );
+    assert_eq!(st["exo"], "deployed", "P2 is not gated: {st:?}");
+    assert!(
+        out.contains("not approved: denied by telegram:@admin via telegram"),
+        "{out}"
+    );
+    let started: Vec<String> = lab
+        .tasks()
+        .iter()
+        .map(|t| t["template_name"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        !started.iter().any(|t| t == "RALF Postgresql Apply"),
+        "{started:?}"
+    );
+    assert_eq!(
+        asked(&lab, "telegram").len(),
+        3,
+        "one question per P0 service (postgresql, redis, traefik)"
+    );
+}
+
+/// On a terminal the gate asks there too (the first answer wins); `script` gives the run a pty.
+#[test]
+fn on_a_terminal_the_gate_asks_there() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = Served::start(home.path());
+    let f = home.path().join("tty.rhai");
+    std::fs::write(&f, "let g = gate(\"Go?\", #{ timeout: 30, via: [\"terminal\", \"matrix\"] });\nprint(json::stringify(g));\n").unwrap();
+    let ralf = env!("CARGO_BIN_EXE_ralf-sh");
+    let cmdline = format!("{ralf} --config {} {}", lab.config.display(), f.display());
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &cmdline, "/dev/null"])
+        .env("HOME", home.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in &lab.env {
+        c.env(k, v);
+    }
+    let mut child = c
+        .spawn()
+        .expect("util-linux `script` runs the gate on a pty");
+    wait_for_question(&lab, "matrix", 1);
+    use std::io::Write;
+    child.stdin.as_mut().unwrap().write_all(b"y\n").unwrap();
+    let (code, out, err) = finish(child);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r = result_line(&out.replace('\r', ""));
+    assert_eq!(
+        (r["approved"].as_bool(), r["via"].as_str(), r["by"].as_str()),
+        (Some(true), Some("terminal"), Some("terminal")),
+        "{r}"
+    );
 }

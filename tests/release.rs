@@ -669,6 +669,40 @@ fn drifted_secrets_are_repaired_from_the_source_and_never_shown() {
     assert!(r["error"].as_str().unwrap().contains("chmod 600"), "{r}");
 }
 
+/// `--gate production`: the production phase waits for an approval; denied (scenario
+/// `gate-deny`), it fails before changing production, and staging is rolled back as for any
+/// production failure.
+#[test]
+fn a_denied_gate_stops_the_release_before_production() {
+    if !docker_common::available_for("release tests") {
+        return;
+    }
+    let lab = RunningLab::start(Some("gate-deny"));
+    let (code, r, err) = lab.release(&["--gate", "production"]);
+    assert_eq!(
+        (r["status"].as_str(), r["phase"].as_str(), code),
+        (Some("rolled_back"), Some("production"), 1),
+        "{r}\n{err}"
+    );
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("production not approved: denied by telegram:@admin via telegram"),
+        "{r}"
+    );
+    assert_eq!(r["hosts"]["rtx1080"]["deployed"], false, "{r}");
+    lab.assert_host(&r, "thinkpad", "v1.1", &[], true);
+    assert_eq!(lab.head("rtx1080"), lab.commit("rtx1080", "v1.1"));
+    let mut c = lab.ralf_sh();
+    c.arg("scripts/release.rhai")
+        .args(ARGS)
+        .args(["--gate", "prod"]);
+    let (code, _, err) = common::run(c);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--gate: no phase prod; phases: preflight, secrets, snapshots, staging, tests, production, vps, verification"), "{err}");
+}
+
 #[test]
 fn skip_tests_skips_phase_5_and_says_so() {
     if !docker_common::available_for("release tests") {

@@ -1,6 +1,6 @@
 //! `gate(question, opts)`: a human approval that works from cron. The question goes to the chat
 //! channels of `gates:` (and the terminal when there is one); the first answer of a listed approver
-//! with the gate's nonce decides; on timeout `default` decides ("deny" unless set). The gate is the
+//! with the gate's nonce decides; on timeout `on_timeout` decides ("deny" unless set). The gate is the
 //! journal step `gate/NAME`: the pending question and its nonce are its detail, so after a kill -9
 //! `ralf-sh resume` does not ask again but reads the answers given meanwhile. `--yes` never
 //! approves a gate. Every question, answer (accepted or ignored, and why) and outcome is journaled.
@@ -34,8 +34,10 @@ struct GateOpts {
     via: Option<Vec<String>>,
     /// Extra text shown with the question (e.g. a plan's tail).
     details: Option<String>,
-    /// "deny" (default) or "approve": what a timeout decides.
-    default: Option<String>,
+    /// "deny" (default) or "approve": what a timeout decides. (`default` is a Rhai keyword; it
+    /// works only quoted.)
+    #[serde(alias = "default")]
+    on_timeout: Option<String>,
 }
 
 /// The pending gate, kept as the step detail `gate`.
@@ -197,12 +199,12 @@ fn gate_body(h: &Host, question: &str, o: &GateOpts) -> RResult<Map> {
             )));
         }
     }
-    let default_approve = match o.default.as_deref().unwrap_or("deny") {
+    let default_approve = match o.on_timeout.as_deref().unwrap_or("deny") {
         "deny" => false,
         "approve" => true,
         other => {
             return Err(RalfError::invalid(format!(
-                "gate: default must be \"deny\" or \"approve\", got `{other}`"
+                "gate: on_timeout must be \"deny\" or \"approve\", got `{other}`"
             )))
         }
     };
@@ -496,9 +498,10 @@ mod gate_fns {
 
     /// `gate` with options: `timeout` ("30m"), `approvers` (identities, overriding the config),
     /// `via` (["telegram", "matrix", "ntfy", "terminal"]), `details` (text shown with the question,
-    /// e.g. a plan), `default` ("deny" or "approve" on timeout), `name` (the step `gate/NAME`).
+    /// e.g. a plan), `on_timeout` ("deny", the default, or "approve"), `name` (the step `gate/NAME`).
     ///
     /// ```rhai,no_run
+    /// let plan_tail = "Plan: 1 to add, 0 to change, 0 to destroy.";
     /// let g = gate("Deploy v1.2 to production?", #{ timeout: "2h", details: plan_tail, via: ["telegram"] });
     /// print(g.reason);
     /// ```

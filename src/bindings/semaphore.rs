@@ -264,7 +264,14 @@ struct WaitOpts {
     timeout: Option<Secs>,
     /// Ceiling of the polling interval when the websocket is not used (default 5s).
     max_poll: Option<Secs>,
+    /// Also stop at this status: "waiting_confirmation" (a plan waiting for approval). (`until` is
+    /// a Rhai keyword: it works only quoted, `#{ "until": .. }`.)
+    #[serde(alias = "until")]
+    stop_at: Option<String>,
 }
+
+/// Statuses a wait may stop at besides the final ones.
+const UNTIL: &[&str] = &["starting", "running", "waiting_confirmation"];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -408,6 +415,15 @@ fn wait_impl(ctx: &NativeCallContext, t: &SemTask, opts: &Map) -> RResult<SemTas
     if let Some(m) = o.max_poll {
         wo.poll_max = m.0.max(wo.poll_min);
     }
+    if let Some(u) = &o.stop_at {
+        if !UNTIL.contains(&u.as_str()) {
+            return Err(RalfError::invalid(format!(
+                "task.wait: stop_at must be one of {}, got `{u}`",
+                UNTIL.join(", ")
+            )));
+        }
+        wo.until = Some(u.clone());
+    }
     let (id, template) = {
         let s = t.state.lock();
         (s.task.id, s.template.clone())
@@ -445,7 +461,8 @@ fn wait_impl(ctx: &NativeCallContext, t: &SemTask, opts: &Map) -> RResult<SemTas
         }
     })?;
     tracing::info!(target: "ralf::semaphore", task_id = id, template = template.as_str(), status = fin.status.as_str(),
-        duration = t0.elapsed().as_secs_f64(), "task {id} of `{template}` finished: {}", fin.status);
+        duration = t0.elapsed().as_secs_f64(), "task {id} of `{template}` {}: {}",
+        if fin.is_terminal() { "finished" } else { "is waiting" }, fin.status);
     t.update(fin);
     Ok(t.clone())
 }
@@ -466,10 +483,14 @@ fn refresh_impl(ctx: &NativeCallContext, t: &SemTask) -> RResult<SemTask> {
 
 fn wait_ok_impl(ctx: &NativeCallContext, t: &SemTask, opts: &Map) -> RResult<SemTask> {
     let t = wait_impl(ctx, t, opts)?;
+    let until: Option<String> = opts
+        .get("stop_at")
+        .or_else(|| opts.get("until"))
+        .and_then(|u| u.clone().into_string().ok());
     let (ok, id, status, template, tid) = {
         let s = t.state.lock();
         (
-            s.dry || s.task.status == "success",
+            s.dry || s.task.status == "success" || until.as_deref() == Some(s.task.status.as_str()),
             s.task.id,
             s.task.status.clone(),
             s.template.clone(),
@@ -1006,7 +1027,9 @@ mod semaphore_mod {
     }
 
     /// Wait with options: `timeout` (deadline, e.g. "30m"; a `timeout` error leaves the task running),
-    /// `max_poll` (ceiling of the polling interval when the websocket is not available).
+    /// `max_poll` (ceiling of the polling interval when the websocket is not available), `until`
+    /// `stop_at` (also stop at this status: "waiting_confirmation" for a plan that waits for
+    /// approval, "running", "starting"; `wait_ok` then counts it as ok; `"until"` works as a quoted key).
     ///
     /// ```rhai
     /// let t = semaphore::connect().run("RALF Vault Apply");
@@ -1015,6 +1038,9 @@ mod semaphore_mod {
     /// } catch (e) {
     ///     if e.kind == "timeout" { t.stop(); }
     /// }
+    /// let plan = semaphore::connect().run("Lab Confirm").wait(#{ stop_at: "waiting_confirmation" });
+    /// assert(plan.status == "waiting_confirmation");
+    /// plan.reject();
     /// ```
     #[rhai_fn(global, name = "wait", return_raw)]
     pub fn wait1(ctx: NativeCallContext, t: &mut SemTask, opts: Map) -> RhaiResult<SemTask> {

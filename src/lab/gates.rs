@@ -13,6 +13,8 @@
 //!   `@NAME:lab`). `nonce` replaces the button's nonce (a replayed or forged answer); for Matrix it
 //!   names the event to react to instead of the gate's. 404 when no question of that gate was sent
 //!   on that channel.
+//! - `POST /_lab/gates/auto {"answer": "approve"|"deny"|"none", "user": NAME}`: every later Telegram
+//!   question is answered so (scenarios `gate-approve`, `gate-deny`).
 
 use super::notify::{matrix_auth, record, telegram_auth, AppState};
 use axum::body::Bytes;
@@ -35,6 +37,8 @@ pub struct GateState {
     poll_gen: u64,
     /// Matrix reaction events.
     reactions: Vec<Value>,
+    /// Scenarios `gate-approve` / `gate-deny`: every Telegram question is answered so by this user.
+    auto: Option<(bool, String)>,
 }
 
 pub(super) fn routes(r: Router<AppState>) -> Router<AppState> {
@@ -47,6 +51,54 @@ pub(super) fn routes(r: Router<AppState>) -> Router<AppState> {
         )
         .route("/ntfy/{topic}/json", get(ntfy_poll))
         .route("/_lab/gates/{id}/answer", post(answer))
+        .route("/_lab/gates/auto", post(set_auto))
+}
+
+/// `POST /_lab/gates/auto {"answer": "approve"|"deny"|"none", "user": "admin"}`: from now on every
+/// gate question sent on Telegram is answered so, 300 ms later, as that user presses the button.
+async fn set_auto(State(st): State<AppState>, b: Bytes) -> Response {
+    let v: Value = serde_json::from_slice(&b).unwrap_or(json!({}));
+    let user = v["user"].as_str().unwrap_or("admin").to_string();
+    st.inner.lock().gates.auto = match v["answer"].as_str() {
+        Some("approve") => Some((true, user)),
+        Some("deny") => Some((false, user)),
+        _ => None,
+    };
+    Json(json!({"ok": true})).into_response()
+}
+
+/// Called by `sendMessage` for every message: answers a gate question when a scenario says so.
+pub(super) fn after_send(st: &AppState, body: &Value, message_id: u64) {
+    let Some((approve, user)) = st.inner.lock().gates.auto.clone() else {
+        return;
+    };
+    let buttons = &body["reply_markup"]["inline_keyboard"][0];
+    let Some(data) = buttons[if approve { 0 } else { 1 }]["callback_data"]
+        .as_str()
+        .map(str::to_string)
+    else {
+        return;
+    };
+    if !data.starts_with("rg:") {
+        return;
+    }
+    let message =
+        json!({"message_id": message_id, "chat": {"id": body["chat_id"]}, "text": body["text"]});
+    let st = st.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        push_callback(&mut st.inner.lock().gates, &user, data, message);
+        st.updates.notify_waiters();
+    });
+}
+
+/// A button press as Telegram delivers it: a `callback_query` update.
+fn push_callback(g: &mut GateState, user: &str, data: String, message: Value) {
+    g.next_update += 1;
+    let uid = 500_000 + g.next_update;
+    g.updates.push(json!({"update_id": uid, "callback_query": {
+        "id": format!("cq{uid}"), "from": {"id": user_id(user), "is_bot": false, "first_name": user, "username": user},
+        "message": message, "chat_instance": "-42", "data": data}}));
 }
 
 fn bad(code: u16, description: &str) -> Response {
@@ -248,11 +300,7 @@ async fn answer(State(st): State<AppState>, Path(id): Path<String>, b: Bytes) ->
                 data = format!("{}:{}:{n}:{}", p[0], p[1], p[3]);
             }
             let message = json!({"message_id": m["id"], "chat": {"id": m["body"]["chat_id"]}, "text": m["body"]["text"]});
-            g.gates.next_update += 1;
-            let uid = 500_000 + g.gates.next_update;
-            g.gates.updates.push(json!({"update_id": uid, "callback_query": {
-                "id": format!("cq{uid}"), "from": {"id": user_id(&user), "is_bot": false, "first_name": user, "username": user},
-                "message": message, "chat_instance": "-42", "data": data}}));
+            push_callback(&mut g.gates, &user, data, message);
             drop(g);
             st.updates.notify_waiters();
         }

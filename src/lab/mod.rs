@@ -27,6 +27,8 @@ pub struct Lab {
     pub down: parking_lot::Mutex<Vec<String>>,
     /// Versions, LLM profile and catalog the stand-ins were started with.
     pub setup: LabSetup,
+    /// `gates.timeout` of the run config in seconds (scenario `gate-timeout`).
+    pub gate_timeout: parking_lot::Mutex<Option<u64>>,
 }
 
 impl Lab {
@@ -102,8 +104,13 @@ pub fn client_config(info: &Value) -> (String, Vec<(String, String)>) {
                 yaml.push_str("      token_env: RALF_LAB_NOTIFY_TOKEN\n");
                 env.push(("RALF_LAB_NOTIFY_TOKEN".to_string(), t));
                 // Approval gates ask on all three chat channels of the sink; `admin` answers.
+                if let Some(t) = n.get("gate_timeout").and_then(|t| t.as_u64()) {
+                    yaml.push_str(&format!("gates:\n  timeout: {t}\n"));
+                } else {
+                    yaml.push_str("gates:\n");
+                }
                 yaml.push_str(&format!(
-                    "gates:\n  poll: 0.2\n  approvers: [\"telegram:@admin\", \"matrix:@admin:lab\", \"ntfy:admin\"]\n  channels:\n    \
+                    "  poll: 0.2\n  approvers: [\"telegram:@admin\", \"matrix:@admin:lab\", \"ntfy:admin\"]\n  channels:\n    \
                      - {{ type: telegram, chat_id: \"4242\", api_url: \"{url}/telegram\", token_env: RALF_LAB_NOTIFY_TOKEN }}\n    \
                      - {{ type: matrix, homeserver: \"{url}\", room: \"!ralf:lab\", token_env: RALF_LAB_NOTIFY_TOKEN }}\n    \
                      - {{ type: ntfy, url: \"{url}/ntfy\", topic: ralf-gates, approver: admin, token_env: RALF_LAB_NOTIFY_TOKEN }}\n"
@@ -149,6 +156,9 @@ pub const SCENARIOS: &[&str] = &[
     "semaphore-down",
     "phase1-fails",
     "secrets-drift",
+    "gate-approve",
+    "gate-deny",
+    "gate-timeout",
 ];
 
 /// Inject a failure scenario into running stand-ins.
@@ -169,6 +179,9 @@ pub const SCENARIOS: &[&str] = &[
 /// - `phase1-fails`: the shared base's smoke (`RALF Phase1 Smoke`) fails.
 /// - `secrets-drift`: the app's `app.env` on rtx1080 holds a stale secret (the release's secrets
 ///   phase repairs it from the control machine's source).
+/// - `gate-approve` / `gate-deny`: every approval gate's Telegram question is answered (approve /
+///   deny) by the approver `admin` 300 ms after it is asked.
+/// - `gate-timeout`: nobody answers, and gates time out after 3 s.
 /// - `slow-tasks`: every catalog template's task takes 3 s.
 /// - The five release scenarios rewrite the release target (`v1.2`) on one lab host so that it
 ///   fails at one phase, while the commit checked out now (`v1.1`) stays good (rollbacks succeed):
@@ -246,6 +259,21 @@ pub async fn apply_scenario(lab: &Lab, name: &str) -> RResult<()> {
     match name {
         "exo-down" => lab.down.lock().push("exo".into()),
         "semaphore-down" => lab.down.lock().push("semaphore".into()),
+        "gate-approve" | "gate-deny" => {
+            if let Some(u) = url("notify") {
+                let answer = if name == "gate-approve" {
+                    "approve"
+                } else {
+                    "deny"
+                };
+                control(
+                    &format!("{u}/_lab/gates/auto"),
+                    serde_json::json!({"answer": answer, "user": "admin"}),
+                )
+                .await?;
+            }
+        }
+        "gate-timeout" => *lab.gate_timeout.lock() = Some(3),
         "tofu-fails" => {
             behave("RALF Vault Apply", TOFU_FAILURE).await?;
             smoke_fail(&["10.10.20.11:9000"]).await?;
@@ -362,6 +390,9 @@ pub fn run_config(
                 Value::String(format!("http://127.0.0.1:{port}")),
             );
         }
+    }
+    if let (Some(t), Some(Value::Object(n))) = (*lab.gate_timeout.lock(), info.get_mut("notify")) {
+        n.insert("gate_timeout".into(), Value::from(t));
     }
     let info = Value::Object(info);
     let (mut yaml, mut env) = client_config(&info);

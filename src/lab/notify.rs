@@ -317,6 +317,7 @@ async fn telegram_send(State(st): State<AppState>, Path(bot): Path<String>, b: B
             .into_response();
     }
     let id = record(&st, "telegram", "/sendMessage".into(), "token", v.clone());
+    super::gates::after_send(&st, &v, id);
     Json(json!({"ok": true, "result": {"message_id": id, "chat": {"id": v["chat_id"]}, "text": v["text"],
         "date": chrono::Utc::now().timestamp(), "reply_markup": v.get("reply_markup")}}))
         .into_response()

@@ -37,6 +37,15 @@ pub struct WaitOptions {
     pub follow_output: bool,
     /// Use the websocket when available.
     pub websocket: bool,
+    /// Also stop at this (non-final) status, e.g. `waiting_confirmation` for a plan.
+    pub until: Option<String>,
+}
+
+impl WaitOptions {
+    /// The task is where the wait ends: finished, or at the `until` status.
+    fn reached(&self, t: &Task) -> bool {
+        t.is_terminal() || self.until.as_deref() == Some(t.status.as_str())
+    }
 }
 
 impl Default for WaitOptions {
@@ -47,6 +56,7 @@ impl Default for WaitOptions {
             poll_max: Duration::from_secs(5),
             follow_output: true,
             websocket: true,
+            until: None,
         }
     }
 }
@@ -197,6 +207,9 @@ impl Client {
         // Socket first, then REST: nothing between the two is lost.
         let t = self.task(task_id).await?;
         self.note_status(&t.status, on, last);
+        if opts.reached(&t) && !t.is_terminal() {
+            return Ok(Some(t));
+        }
         let mut seen_lines: HashSet<(String, String)> = HashSet::new();
         if opts.follow_output {
             for l in self.output(task_id).await.unwrap_or_default() {
@@ -244,6 +257,12 @@ impl Client {
                                 }
                             } else {
                                 self.note_status(status, on, last);
+                                if opts.until.as_deref() == Some(status) {
+                                    let t = self.task(task_id).await?;
+                                    if opts.reached(&t) {
+                                        return Ok(Some(t));
+                                    }
+                                }
                             }
                         }
                         _ => {}
@@ -252,7 +271,7 @@ impl Client {
                 _ = reconcile.tick() => {
                     let t = self.task(task_id).await?;
                     self.note_status(&t.status, on, last);
-                    if t.is_terminal() {
+                    if opts.reached(&t) {
                         return Ok(Some(t));
                     }
                 }
@@ -275,7 +294,7 @@ impl Client {
             let t = self.task(task_id).await?;
             let mut changed = self.note_status(&t.status, on, last);
             let due = fetched.is_none_or(|f| f.elapsed() >= OUTPUT_EVERY);
-            if (opts.follow_output && due) || t.is_terminal() {
+            if (opts.follow_output && due) || opts.reached(&t) {
                 fetched = Some(Instant::now());
                 if let Ok(lines) = self.new_output(task_id, &mut seen).await {
                     changed |= !lines.is_empty();
@@ -284,7 +303,7 @@ impl Client {
                     }
                 }
             }
-            if t.is_terminal() {
+            if opts.reached(&t) {
                 return Ok(t);
             }
             tokio::time::sleep(interval).await;
