@@ -27,12 +27,12 @@ fn main() {
         let k = if i == 0 {
             0
         } else {
-            rng.gen_range(0..=3.min(i))
+            rng.random_range(0..=3.min(i))
         };
-        let mut d: Vec<usize> = (0..k).map(|_| rng.gen_range(0..i)).collect();
+        let mut d: Vec<usize> = (0..k).map(|_| rng.random_range(0..i)).collect();
         d.sort();
         d.dedup();
-        let ms = rng.gen_range(1000..=3000);
+        let ms = rng.random_range(1000..=3000);
         let name = format!("svc{i:02}");
         let dl = d
             .iter()

@@ -502,13 +502,13 @@ pub fn parse(text: &str, path: &Path) -> RResult<Config> {
             e.message
         ))
     })?;
-    let cfg: Config = serde_yaml::from_str(text).map_err(|e| yaml_error(&e, path, "config"))?;
+    let cfg: Config = crate::yaml::from_str(text).map_err(|e| yaml_error(&e, path, "config"))?;
     validate(&cfg, path, text)?;
     Ok(cfg)
 }
 
 /// Render a serde_yaml error as `file:line:col: message` with did-you-mean for unknown keys.
-pub fn yaml_error(e: &serde_yaml::Error, path: &Path, what: &str) -> RalfError {
+pub fn yaml_error(e: &crate::yaml::Error, path: &Path, what: &str) -> RalfError {
     let raw = e.to_string();
     // serde_yaml appends " at line L column C"; we put the position in front instead.
     let body = match raw.find(" at line ") {
@@ -653,7 +653,7 @@ pub fn render_effective(loaded: &LoadedConfig) -> String {
         Some(p) => out.push_str(&format!("# config: {}\n", p.display())),
         None => out.push_str("# config: none found (defaults)\n"),
     }
-    out.push_str(&serde_yaml::to_string(&loaded.config).unwrap_or_default());
+    out.push_str(&crate::yaml::to_string(&loaded.config).unwrap_or_default());
     crate::secrets::redact(&out)
 }
 

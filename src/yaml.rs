@@ -2,6 +2,11 @@
 //! check with the position of the first bad byte, a leading byte-order mark dropped, and size and
 //! nesting limits checked in one linear pass, since the YAML parser takes quadratic time on deep
 //! nesting (40,000 levels took 15 s).
+//!
+//! It is also the one place that names the YAML crate: `serde_yaml_ng`, the maintained fork of the
+//! deprecated `serde_yaml` with the same `Value` API. Everything else uses `crate::yaml::*`.
+
+pub use serde_yaml_ng::{from_str, to_string, Deserializer, Error, Value};
 
 /// Largest YAML file read (config or one catalog file).
 pub const MAX_BYTES: usize = 1024 * 1024;

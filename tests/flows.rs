@@ -140,9 +140,9 @@ fn sink_url(w: &World) -> String {
 /// and one to a sink URL answering 500.
 fn config(w: &World, home: &Path) -> (PathBuf, Vec<(String, String)>) {
     let (yaml, mut env) = ralf_sh::lab::client_config(&w.info);
-    let mut v: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+    let mut v: ralf_sh::yaml::Value = ralf_sh::yaml::from_str(&yaml).unwrap();
     let sink = sink_url(w);
-    let extra: serde_yaml::Value = serde_yaml::from_str(&format!(
+    let extra: ralf_sh::yaml::Value = ralf_sh::yaml::from_str(&format!(
         "- type: matrix\n  homeserver: {sink}\n  room: \"!ops:lab\"\n  token_env: RALF_LAB_NOTIFY_TOKEN\n\
          - type: telegram\n  chat_id: \"42\"\n  api_url: {sink}/telegram\n  token_env: RALF_LAB_NOTIFY_TOKEN\n\
          - type: webhook\n  url: http://127.0.0.1:{}/hook\n\
@@ -158,7 +158,7 @@ fn config(w: &World, home: &Path) -> (PathBuf, Vec<(String, String)>) {
     );
     chans.extend(extra.as_sequence().unwrap().iter().cloned());
     let path = home.join("ralf.yaml");
-    std::fs::write(&path, serde_yaml::to_string(&v).unwrap()).unwrap();
+    std::fs::write(&path, ralf_sh::yaml::to_string(&v).unwrap()).unwrap();
     env.push(("RALF_TEST_SINK".into(), sink));
     env.push(("RALF_TEST_HTTP".into(), w.http.clone()));
     env.push(("RALF_TEST_HTTPS".into(), w.https.clone()));

@@ -31,18 +31,18 @@ fn seeds(dir: &str, ext: &str) -> Vec<Vec<u8>> {
 /// One mutation of `input`.
 fn mutate(rng: &mut StdRng, input: &[u8], punct: &[u8]) -> Vec<u8> {
     let mut b = input.to_vec();
-    let rounds = rng.gen_range(1..6);
+    let rounds = rng.random_range(1..6);
     for _ in 0..rounds {
         let at = if b.is_empty() {
             0
         } else {
-            rng.gen_range(0..b.len())
+            rng.random_range(0..b.len())
         };
-        match rng.gen_range(0..9) {
-            0 if !b.is_empty() => b[at] ^= 1 << rng.gen_range(0..8),
-            1 => b.insert(at, punct[rng.gen_range(0..punct.len())]),
+        match rng.random_range(0..9) {
+            0 if !b.is_empty() => b[at] ^= 1 << rng.random_range(0..8),
+            1 => b.insert(at, punct[rng.random_range(0..punct.len())]),
             2 if !b.is_empty() => {
-                let end = (at + rng.gen_range(1..40)).min(b.len());
+                let end = (at + rng.random_range(1..40)).min(b.len());
                 b.drain(at..end);
             }
             3 => {
@@ -61,14 +61,14 @@ fn mutate(rng: &mut StdRng, input: &[u8], punct: &[u8]) -> Vec<u8> {
                 drop(b.splice(start..start, line));
             }
             4 => {
-                let n = rng.gen_range(10..3000);
-                let open = punct[rng.gen_range(0..punct.len())];
+                let n = rng.random_range(10..3000);
+                let open = punct[rng.random_range(0..punct.len())];
                 drop(b.splice(at..at, std::iter::repeat_n(open, n)));
             }
             5 => drop(b.splice(0..0, *b"\xef\xbb\xbf")),
             6 => b.insert(at, 0xff),
             7 => {
-                let n = rng.gen_range(0..400);
+                let n = rng.random_range(0..400);
                 drop(b.splice(at..at, std::iter::repeat_n(b' ', n)));
             }
             _ => b.truncate(at),

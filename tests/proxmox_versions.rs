@@ -444,7 +444,7 @@ fn script_tests_on(version: PveVersion) {
     };
     std::fs::write(
         home.path().join("ralf.yaml"),
-        serde_yaml::to_string(&cfg).unwrap(),
+        ralf_sh::yaml::to_string(&cfg).unwrap(),
     )
     .unwrap();
     let mut c = common::cmd(home.path());

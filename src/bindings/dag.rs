@@ -506,18 +506,18 @@ mod tests {
         use rand::{Rng, SeedableRng};
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
         for _ in 0..50 {
-            let n = rng.gen_range(1..40);
+            let n = rng.random_range(1..40);
             let deps: Vec<Vec<usize>> = (0..n)
                 .map(|i| {
-                    let mut d: Vec<usize> = (0..rng.gen_range(0..=3.min(i)))
-                        .map(|_| rng.gen_range(0..i))
+                    let mut d: Vec<usize> = (0..rng.random_range(0..=3.min(i)))
+                        .map(|_| rng.random_range(0..i))
                         .collect();
                     d.sort();
                     d.dedup();
                     d
                 })
                 .collect();
-            let w: Vec<f64> = (0..n).map(|_| rng.gen_range(1..4) as f64).collect();
+            let w: Vec<f64> = (0..n).map(|_| rng.random_range(1..4) as f64).collect();
             let g = Graph::new(deps.clone(), &w).unwrap();
             let mut r = Ready::new(&g);
             let mut done = vec![false; n];
@@ -532,7 +532,7 @@ mod tests {
                 if running.is_empty() {
                     break;
                 }
-                let i = running.remove(rng.gen_range(0..running.len()));
+                let i = running.remove(rng.random_range(0..running.len()));
                 done[i] = true;
                 count += 1;
                 r.finish(&g, i);

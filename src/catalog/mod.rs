@@ -254,7 +254,7 @@ fn parse_file(file: &Path, bytes: &[u8]) -> FileResult {
         return out;
     }
     // Fast path: a valid file parses strictly in one pass (unknown keys would fail it).
-    if let Ok(mut s) = serde_yaml::from_str::<Service>(&text) {
+    if let Ok(mut s) = crate::yaml::from_str::<Service>(&text) {
         s.file = file.to_path_buf();
         s.line = top_key_line(&text, "name").unwrap_or(1);
         service_checks(&s, &text, &mut out.problems);
@@ -264,7 +264,7 @@ fn parse_file(file: &Path, bytes: &[u8]) -> FileResult {
         out.text = text;
         return out;
     }
-    let value: serde_yaml::Value = match serde_yaml::from_str(&text) {
+    let value: crate::yaml::Value = match crate::yaml::from_str(&text) {
         Ok(v) => v,
         Err(e) => {
             out.problems.push(yaml_problem(file, &e, None));
@@ -272,14 +272,14 @@ fn parse_file(file: &Path, bytes: &[u8]) -> FileResult {
         }
     };
     let map = match &value {
-        serde_yaml::Value::Mapping(m) => m,
+        crate::yaml::Value::Mapping(m) => m,
         other => {
             let what = match other {
-                serde_yaml::Value::Sequence(_) => "a list",
-                serde_yaml::Value::String(_) => "a string",
-                serde_yaml::Value::Number(_) => "a number",
-                serde_yaml::Value::Bool(_) => "a boolean",
-                serde_yaml::Value::Null => "nothing",
+                crate::yaml::Value::Sequence(_) => "a list",
+                crate::yaml::Value::String(_) => "a string",
+                crate::yaml::Value::Number(_) => "a number",
+                crate::yaml::Value::Bool(_) => "a boolean",
+                crate::yaml::Value::Null => "nothing",
                 _ => "a tagged value",
             };
             out.problems.push(problem(
@@ -291,7 +291,7 @@ fn parse_file(file: &Path, bytes: &[u8]) -> FileResult {
             return out;
         }
     };
-    if let Some(serde_yaml::Value::String(n)) = map.get("name") {
+    if let Some(crate::yaml::Value::String(n)) = map.get("name") {
         out.name = Some(n.clone());
     }
     // Every unknown top-level key at once (serde stops at the first).
@@ -331,7 +331,7 @@ fn parse_file(file: &Path, bytes: &[u8]) -> FileResult {
     } else {
         blank_top_keys(&text, &unknown)
     };
-    match serde_yaml::from_str::<Service>(&strict_text) {
+    match crate::yaml::from_str::<Service>(&strict_text) {
         Ok(mut s) => {
             s.file = file.to_path_buf();
             s.line = top_key_line(&text, "name").unwrap_or(1);
@@ -351,7 +351,7 @@ fn parse_file(file: &Path, bytes: &[u8]) -> FileResult {
     out
 }
 
-fn yaml_problem(file: &Path, e: &serde_yaml::Error, _text: Option<&str>) -> Problem {
+fn yaml_problem(file: &Path, e: &crate::yaml::Error, _text: Option<&str>) -> Problem {
     let raw = e.to_string();
     let body = match raw.find(" at line ") {
         Some(i) => raw[..i].to_string(),

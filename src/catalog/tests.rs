@@ -228,12 +228,12 @@ fn garbage_bytes_never_panic() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let alphabet: &[u8] = b"name:priority P0[]{}-#&*!|>'\"\n  \t,?%@`\\depends_on";
     for i in 0..400 {
-        let len = rng.gen_range(0..200);
+        let len = rng.random_range(0..200);
         let bytes: Vec<u8> = if i % 2 == 0 {
-            (0..len).map(|_| rng.gen()).collect()
+            (0..len).map(|_| rng.random()).collect()
         } else {
             (0..len)
-                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
                 .collect()
         };
         let r = Catalog::from_sources(
@@ -301,15 +301,15 @@ fn random_catalog(seed: u64, n: usize) -> Catalog {
     for i in 0..n {
         let mut deps = Vec::new();
         if i > 0 {
-            for _ in 0..rng.gen_range(0..4) {
-                let j = rng.gen_range(0..i);
+            for _ in 0..rng.random_range(0..4) {
+                let j = rng.random_range(0..i);
                 if !deps.contains(&j) {
                     deps.push(j);
                 }
             }
         }
         let min_p = deps.iter().map(|&j| prios[j]).max().unwrap_or(0);
-        let p = rng.gen_range(min_p..=4usize);
+        let p = rng.random_range(min_p..=4usize);
         prios.push(p);
         let d: Vec<String> = deps.iter().map(|j| format!("s{j:03}")).collect();
         files.push((
@@ -332,9 +332,9 @@ fn planner_orders_after_deps_with_minimal_waves_and_skips_deployed() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed + 100);
         let mut status = HashMap::new();
         for s in &cat.services {
-            if rng.gen_bool(0.3) {
+            if rng.random_bool(0.3) {
                 status.insert(s.name.clone(), "deployed".to_string());
-            } else if rng.gen_bool(0.1) {
+            } else if rng.random_bool(0.1) {
                 status.insert(s.name.clone(), "failed".to_string());
             }
         }

@@ -47,7 +47,7 @@ pub fn catalog_bodies(dir: &std::path::Path) -> HashMap<String, String> {
         let Ok(text) = std::fs::read_to_string(&f) else {
             continue;
         };
-        let Ok(v) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+        let Ok(v) = crate::yaml::from_str::<crate::yaml::Value>(&text) else {
             continue;
         };
         for c in v

@@ -141,7 +141,7 @@ impl Spec {
             "/tests/data/semaphore-api-docs.yml"
         );
         let text = std::fs::read_to_string(path).expect("read spec");
-        let y: serde_yaml::Value = serde_yaml::from_str(&text).expect("parse spec");
+        let y: ralf_sh::yaml::Value = ralf_sh::yaml::from_str(&text).expect("parse spec");
         let mut doc = serde_json::to_value(y).expect("spec as json");
         // Pointer fields of the Go structs are `null` when unset (UPSTREAM.md §1.2, the JSON tags in
         // db/*.go); the OpenAPI file does not mark them x-nullable.

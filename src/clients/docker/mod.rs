@@ -751,7 +751,7 @@ impl Compose<'_> {
             }
         }
         let o = self.run("config", "config", CALL_TIMEOUT).await?;
-        serde_yaml::from_str::<Value>(&o.stdout_text()).map_err(|e| {
+        crate::yaml::from_str::<Value>(&o.stdout_text()).map_err(|e| {
             RalfError::internal(format!(
                 "{}: compose config printed invalid YAML: {e}",
                 self.host()

@@ -150,7 +150,7 @@ mod tests {
 
     #[test]
     fn builds_argv_from_alias() {
-        let cfg: Config = serde_yaml::from_str(
+        let cfg: Config = crate::yaml::from_str(
             "proxmox: { url: 'https://x:8006', node_hosts: { pve: pve-root } }\nhosts:\n  pve-root: { address: 10.0.0.5, user: root, port: 2222 }\n",
         )
         .unwrap();

@@ -207,9 +207,9 @@ pub(super) fn num(v: &Value) -> Option<i64> {
 
 pub(super) fn rand_hex(n: usize) -> String {
     use rand::Rng;
-    let mut r = rand::thread_rng();
+    let mut r = rand::rng();
     (0..n)
-        .map(|_| format!("{:x}", r.gen_range(0..16u8)))
+        .map(|_| format!("{:x}", r.random_range(0..16u8)))
         .collect()
 }
 
@@ -272,8 +272,8 @@ pub(super) fn builtin_seeds() -> Vec<Seed> {
 }
 
 /// Walk any YAML shape and collect `guest:` entries (an integer vmid, or a map with `vmid` and `node`).
-pub(super) fn collect_guests(v: &serde_yaml::Value, key_name: Option<&str>, out: &mut Vec<Seed>) {
-    use serde_yaml::Value as Y;
+pub(super) fn collect_guests(v: &crate::yaml::Value, key_name: Option<&str>, out: &mut Vec<Seed>) {
+    use crate::yaml::Value as Y;
     match v {
         Y::Mapping(m) => {
             if let Some(g) = m.get(Y::from("guest")) {
@@ -365,8 +365,8 @@ pub(super) fn seeds(catalog_dir: Option<&PathBuf>) -> Vec<Seed> {
                 let Ok(text) = std::fs::read_to_string(&f) else {
                     continue;
                 };
-                for doc in serde_yaml::Deserializer::from_str(&text) {
-                    match <serde_yaml::Value as serde::Deserialize>::deserialize(doc) {
+                for doc in crate::yaml::Deserializer::from_str(&text) {
+                    match <crate::yaml::Value as serde::Deserialize>::deserialize(doc) {
                         Ok(v) => collect_guests(&v, None, &mut out),
                         Err(_) => break,
                     }

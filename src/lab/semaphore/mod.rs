@@ -284,8 +284,12 @@ fn random_token() -> String {
 }
 
 fn random_password() -> String {
-    use rand::distributions::{Alphanumeric, DistString};
-    Alphanumeric.sample_string(&mut rand::thread_rng(), 24)
+    use rand::Rng;
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect()
 }
 
 /// Start the stand-in on 127.0.0.1 (ephemeral port).

@@ -46,12 +46,12 @@ pub(super) fn builtin_behaviour(name: &str) -> Option<Behaviour> {
 
 /// Template names named by catalog YAML files (`semaphore.template`, `semaphore.smoke_template`).
 pub fn catalog_templates(dir: &std::path::Path) -> Vec<String> {
-    fn walk(v: &serde_yaml::Value, out: &mut Vec<String>) {
+    fn walk(v: &crate::yaml::Value, out: &mut Vec<String>) {
         match v {
-            serde_yaml::Value::Mapping(m) => {
+            crate::yaml::Value::Mapping(m) => {
                 for (k, val) in m {
                     if k.as_str() == Some("semaphore") {
-                        if let serde_yaml::Value::Mapping(sm) = val {
+                        if let crate::yaml::Value::Mapping(sm) = val {
                             for key in ["template", "smoke_template", "apply_template"] {
                                 if let Some(s) = sm.get(key).and_then(|x| x.as_str()) {
                                     out.push(s.to_string());
@@ -62,7 +62,7 @@ pub fn catalog_templates(dir: &std::path::Path) -> Vec<String> {
                     walk(val, out);
                 }
             }
-            serde_yaml::Value::Sequence(s) => s.iter().for_each(|x| walk(x, out)),
+            crate::yaml::Value::Sequence(s) => s.iter().for_each(|x| walk(x, out)),
             _ => {}
         }
     }
@@ -79,8 +79,8 @@ pub fn catalog_templates(dir: &std::path::Path) -> Vec<String> {
         let Ok(text) = std::fs::read_to_string(&f) else {
             continue;
         };
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            if let Ok(v) = serde_yaml::Value::deserialize(doc) {
+        for doc in crate::yaml::Deserializer::from_str(&text) {
+            if let Ok(v) = crate::yaml::Value::deserialize(doc) {
                 walk(&v, &mut out);
             }
         }
