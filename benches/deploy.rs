@@ -93,7 +93,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let c = reqwest::Client::new();
+        let c = ralf_sh::clients::http_builder().build().unwrap();
         for (i, ms) in dur_ms.iter().enumerate() {
             let r = c
                 .post(format!(

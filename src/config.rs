@@ -502,13 +502,19 @@ pub fn parse(text: &str, path: &Path) -> RResult<Config> {
             e.message
         ))
     })?;
-    let cfg: Config = crate::yaml::from_str(text).map_err(|e| yaml_error(&e, path, "config"))?;
+    let cfg: Config =
+        crate::yaml::from_str(text).map_err(|e| yaml_error(&e, path, "config", Some(text)))?;
     validate(&cfg, path, text)?;
     Ok(cfg)
 }
 
 /// Render a serde_yaml error as `file:line:col: message` with did-you-mean for unknown keys.
-pub fn yaml_error(e: &crate::yaml::Error, path: &Path, what: &str) -> RalfError {
+pub fn yaml_error(
+    e: &crate::yaml::Error,
+    path: &Path,
+    what: &str,
+    text: Option<&str>,
+) -> RalfError {
     let raw = e.to_string();
     // serde_yaml appends " at line L column C"; we put the position in front instead.
     let body = match raw.find(" at line ") {
@@ -518,7 +524,12 @@ pub fn yaml_error(e: &crate::yaml::Error, path: &Path, what: &str) -> RalfError 
     let body = rewrite_unknown_key(&body);
     let loc = match e.location() {
         Some(l) => format!("{}:{}:{}", path.display(), l.line(), l.column()),
-        None => path.display().to_string(),
+        None => format!(
+            "{}:{}",
+            path.display(),
+            text.map(|t| crate::yaml::unlocated_line(t, &body))
+                .unwrap_or(1)
+        ),
     };
     RalfError::config(format!("{loc}: {body}"))
         .with("file", path.display().to_string())
@@ -660,6 +671,17 @@ pub fn render_effective(loaded: &LoadedConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_document_is_named_by_its_line() {
+        let e = parse("notify: {}\n# two\n---\nstate: {}\n", Path::new("/c.yaml")).unwrap_err();
+        assert!(e.message.starts_with("/c.yaml:3: "), "{}", e.message);
+        assert!(
+            e.message.contains("more than one document"),
+            "{}",
+            e.message
+        );
+    }
 
     #[test]
     fn unknown_key_has_line_and_suggestion() {

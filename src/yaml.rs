@@ -8,6 +8,24 @@
 
 pub use serde_yaml_ng::{from_str, to_string, Deserializer, Error, Value};
 
+/// The line to name for a parser error that carries no position: the second document's marker
+/// for "more than one document", else line 1.
+pub fn unlocated_line(text: &str, message: &str) -> usize {
+    if message.contains("more than one document") {
+        let mut content = false;
+        for (i, l) in text.lines().enumerate() {
+            let marker = l.starts_with("---") || l.starts_with("...");
+            if marker && content {
+                return i + 1;
+            }
+            if !marker && !l.trim().is_empty() && !l.trim_start().starts_with('#') {
+                content = true;
+            }
+        }
+    }
+    1
+}
+
 /// Largest YAML file read (config or one catalog file).
 pub const MAX_BYTES: usize = 1024 * 1024;
 /// Deepest nesting allowed (flow brackets plus block indentation, see [`check`]).

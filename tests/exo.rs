@@ -520,7 +520,7 @@ fn lab_control_api_over_http() {
     let s = stand();
     let url = s.lab.url.clone();
     s.rt.block_on(async {
-        let http = reqwest::Client::new();
+        let http = ralf_sh::clients::http_builder().build().unwrap();
         let r = http
             .post(format!("{url}/_lab/script"))
             .json(&json!({"rules": [{"match": "ping", "reply": "pong"}]}))

@@ -194,7 +194,11 @@ fn run_script_tests(file: &str, min_tests: usize) -> String {
 fn sink_records(w: &World) -> Vec<Value> {
     let url = format!("{}/_lab/notifications", sink_url(w));
     w.rt.block_on(async {
-        reqwest::get(url)
+        ralf_sh::clients::http_builder()
+            .build()
+            .unwrap()
+            .get(url)
+            .send()
             .await
             .unwrap()
             .json::<Vec<Value>>()
@@ -399,7 +403,7 @@ fn sink_answers_like_the_services() {
     let sink = sink_url(w);
     let token = w.info["notify"]["token"].as_str().unwrap().to_string();
     w.rt.block_on(async {
-        let c = reqwest::Client::new();
+        let c = ralf_sh::clients::http_builder().build().unwrap();
         let r = c
             .post(format!("{sink}/ntfy/alerts"))
             .header("Title", "hi")

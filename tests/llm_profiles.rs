@@ -82,7 +82,7 @@ fn llamacpp_not_available_while_loading() {
         let h = c.health(lim).await;
         assert_eq!((h.ready, h.server.as_str()), (false, "llama.cpp"));
         assert!(h.error.unwrap().contains("Loading model"));
-        let http = reqwest::Client::new();
+        let http = ralf_sh::clients::http_builder().build().unwrap();
         let r = http
             .post(format!("{}/_lab/load", s.lab.url))
             .json(&json!({"delay": 0.5}))
@@ -225,7 +225,7 @@ fn enforced_schema_turns_garbage_into_a_decision() {
 fn llamacpp_rejects_unknown_response_format_types() {
     let s = stand_profile(LlmProfile::Llamacpp);
     s.rt.block_on(async {
-        let r = reqwest::Client::new()
+        let r = ralf_sh::clients::http_builder().build().unwrap()
             .post(format!("{}/v1/chat/completions", s.lab.url))
             .json(&json!({"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "grammar"}}))
             .send()

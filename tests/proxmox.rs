@@ -401,7 +401,7 @@ fn control_api_over_https() {
     rt().block_on(async {
         let h = spawn(SpawnOpts::fast()).await.unwrap();
         // test-only client: the lab's certificate is trusted via its PEM
-        let http = reqwest::Client::builder()
+        let http = ralf_sh::clients::http_builder()
             .add_root_certificate(reqwest::Certificate::from_pem(h.cert_pem.as_bytes()).unwrap())
             .danger_accept_invalid_certs(true)
             .build()

@@ -18,7 +18,7 @@ fn pve(lab: &Served, method: &str, path: &str, body: Option<Value>) -> Value {
         .build()
         .unwrap();
     rt.block_on(async {
-        let http = ::reqwest::Client::builder()
+        let http = ralf_sh::clients::http_builder()
             .danger_accept_invalid_certs(true)
             .build()
             .unwrap();

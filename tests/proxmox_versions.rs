@@ -100,7 +100,7 @@ fn old_profiles_send_no_message_in_the_body() {
             })
             .await
             .unwrap();
-            let http = reqwest::Client::builder()
+            let http = ralf_sh::clients::http_builder()
                 .danger_accept_invalid_certs(true)
                 .build()
                 .unwrap();

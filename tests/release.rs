@@ -382,9 +382,18 @@ fn vps_fails_rolls_back_vps_only_partial_success_with_alert() {
         "{}/_lab/notifications",
         lab.info()["notify"]["url"].as_str().unwrap()
     );
-    let got: Value = lab
-        .rt
-        .block_on(async { reqwest::get(&url).await.unwrap().json().await.unwrap() });
+    let got: Value = lab.rt.block_on(async {
+        ralf_sh::clients::http_builder()
+            .build()
+            .unwrap()
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
     assert!(
         got.to_string().contains("VPS deploy failed"),
         "no alert in the sink: {got}"

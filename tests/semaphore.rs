@@ -363,7 +363,7 @@ fn ensure_template_creates_updates_and_validates() {
 fn stand_in_speaks_like_the_real_server() {
     rt().block_on(async {
         let h = lab().await;
-        let http = reqwest::Client::new();
+        let http = ralf_sh::clients::http_builder().build().unwrap();
         let auth = format!("bearer {}", h.token.to_uppercase().to_lowercase());
         let get = |p: &str| {
             http.get(format!("{}/api{p}", h.url))
@@ -510,7 +510,7 @@ fn contract_every_exchange_matches_the_openapi_spec() {
             c.resource_id(kind, &IdOrName::Id(1)).await.unwrap();
         }
         // Raw calls for routes the client does not use.
-        let http = reqwest::Client::new();
+        let http = ralf_sh::clients::http_builder().build().unwrap();
         let auth = format!("Bearer {}", h.token);
         for p in ["/project/1/tasks", "/project/1/inventory/1", "/project/1/keys/1", "/user/tokens", "/auth/login"] {
             http.get(format!("{}/api{p}", h.url)).header("Authorization", &auth).send().await.unwrap();

@@ -300,7 +300,9 @@ fn stand_in_confirms_a_running_task_like_the_real_server() {
             .unwrap();
         let t = c.run(&tpl, &RunRequest::default()).await.unwrap();
         until_status(&c, t.id, "running").await;
-        let r = reqwest::Client::new()
+        let r = ralf_sh::clients::http_builder()
+            .build()
+            .unwrap()
             .post(format!("{}/api/project/1/tasks/{}/confirm", h.url, t.id))
             .bearer_auth(&h.token)
             .json(&json!({}))
@@ -439,7 +441,9 @@ fn stop_of_a_finished_task_changes_nothing() {
             assert_eq!(count(&h, "POST", "/stop"), 0);
             assert_eq!(c.task(t.id).await.unwrap().status, "success");
             // The stand-in models the overwrite (only the newest release refuses).
-            reqwest::Client::new()
+            ralf_sh::clients::http_builder()
+                .build()
+                .unwrap()
                 .post(format!("{}/api/project/1/tasks/{}/stop", h.url, t.id))
                 .bearer_auth(&h.token)
                 .json(&json!({"force": false}))
@@ -530,7 +534,7 @@ fn objects_and_routes_have_the_real_shapes() {
                 .unwrap();
             let t = c.run(&tpl, &RunRequest::default()).await.unwrap();
             c.wait(t.id, &wo(), &mut |_| {}).await.unwrap();
-            let http = reqwest::Client::new();
+            let http = ralf_sh::clients::http_builder().build().unwrap();
             let get = |p: String| {
                 let http = http.clone();
                 let url = format!("{}/api{p}", h.url);

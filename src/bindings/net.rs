@@ -77,7 +77,7 @@ fn build_client(insecure: bool, only_loopback: bool) -> RResult<reqwest::Client>
     } else {
         reqwest::redirect::Policy::default()
     };
-    reqwest::Client::builder()
+    crate::clients::http_builder()
         .use_rustls_tls()
         .danger_accept_invalid_certs(insecure)
         .redirect(policy)

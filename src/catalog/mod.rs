@@ -351,7 +351,7 @@ fn parse_file(file: &Path, bytes: &[u8]) -> FileResult {
     out
 }
 
-fn yaml_problem(file: &Path, e: &crate::yaml::Error, _text: Option<&str>) -> Problem {
+fn yaml_problem(file: &Path, e: &crate::yaml::Error, text: Option<&str>) -> Problem {
     let raw = e.to_string();
     let body = match raw.find(" at line ") {
         Some(i) => raw[..i].to_string(),
@@ -361,7 +361,12 @@ fn yaml_problem(file: &Path, e: &crate::yaml::Error, _text: Option<&str>) -> Pro
     let body = body.replace("unknown variant", "unknown value");
     match e.location() {
         Some(l) => problem(file, l.line(), Some(l.column()), body),
-        None => problem(file, 1, None, body),
+        None => {
+            let line = text
+                .map(|t| crate::yaml::unlocated_line(t, &body))
+                .unwrap_or(1);
+            problem(file, line, None, body)
+        }
     }
 }
 

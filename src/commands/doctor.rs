@@ -291,7 +291,7 @@ async fn notify(cfg: &Config) -> Vec<Row> {
 /// Reachability of a channel, and for Telegram and Matrix a read-only call that proves the token
 /// (ntfy and webhooks cannot check a token without posting a message).
 async fn notify_row(i: usize, c: &NotifyChannel) -> Row {
-    let http = match reqwest::Client::builder().timeout(LIMIT).build() {
+    let http = match crate::clients::http_builder().timeout(LIMIT).build() {
         Ok(h) => h,
         Err(e) => return Row::fail(format!("notify[{i}]"), e.to_string(), ""),
     };

@@ -40,6 +40,7 @@ impl Lab {
 
 /// Start every stand-in on 127.0.0.1 with ephemeral ports. Must be called within a tokio runtime.
 pub async fn start_all(setup: &LabSetup) -> RResult<Lab> {
+    crate::clients::ensure_crypto();
     let mut lab = Lab {
         setup: setup.clone(),
         ..Lab::default()
@@ -355,6 +356,7 @@ pub async fn control(url: &str, body: Value) -> RResult<()> {
             "lab: control URL {url} is not loopback"
         )));
     }
+    crate::clients::ensure_crypto();
     let r = reqwest::Client::new()
         .post(u)
         .json(&body)

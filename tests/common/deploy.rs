@@ -104,7 +104,7 @@ pub mod reqwest {
         rt().block_on(async {
             // The Proxmox stand-in's certificate is self-signed; this only ever talks to loopback.
             assert!(url.starts_with("http://127.0.0.1") || url.starts_with("https://127.0.0.1"));
-            ::reqwest::Client::builder()
+            ralf_sh::clients::http_builder()
                 .danger_accept_invalid_certs(true)
                 .build()
                 .unwrap()
@@ -118,7 +118,11 @@ pub mod reqwest {
     }
     pub fn blocking_get(url: &str) -> String {
         rt().block_on(async {
-            ::reqwest::get(url)
+            ralf_sh::clients::http_builder()
+                .build()
+                .unwrap()
+                .get(url)
+                .send()
                 .await
                 .expect("GET")
                 .text()

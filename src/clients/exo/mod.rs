@@ -176,7 +176,7 @@ impl Client {
                 "exo: no model given (llm.model in the config)",
             ));
         }
-        let http = reqwest::Client::builder()
+        let http = crate::clients::http_builder()
             .connect_timeout(opts.connect_timeout)
             .user_agent(concat!("ralf-sh/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -114,7 +114,7 @@ impl Channels {
             }
             list.push(Channel::load(s)?);
         }
-        let http = reqwest::Client::builder()
+        let http = crate::clients::http_builder()
             .use_rustls_tls()
             .connect_timeout(Duration::from_secs(5))
             .timeout(poll + Duration::from_secs(15))

@@ -198,7 +198,7 @@ pub struct Notifier {
 
 impl Notifier {
     pub fn new(channels: Vec<NotifyChannel>) -> RResult<Notifier> {
-        let http = reqwest::Client::builder()
+        let http = crate::clients::http_builder()
             .use_rustls_tls()
             .connect_timeout(Duration::from_secs(5))
             .timeout(SEND_TIMEOUT)

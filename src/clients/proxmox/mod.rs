@@ -189,7 +189,7 @@ impl Client {
             ),
             _ => None,
         };
-        let mut b = reqwest::Client::builder()
+        let mut b = crate::clients::http_builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("ralf-sh/", env!("CARGO_PKG_VERSION")));
@@ -724,7 +724,7 @@ pub async fn probe_fingerprint(url: &str) -> Option<String> {
     let v = Arc::new(tls::PinVerifier::new(None));
     let seen = v.seen.clone();
     let cfg = tls::client_config(v).ok()?;
-    let http = reqwest::Client::builder()
+    let http = crate::clients::http_builder()
         .use_preconfigured_tls(cfg)
         .timeout(Duration::from_secs(10))
         .build()

@@ -231,7 +231,22 @@ pub struct Client {
     ca_pem: Option<Vec<u8>>,
     insecure: bool,
     pub timeout: Duration,
+    /// Templates read once and reused (see [`TemplateCache`]).
+    template_cache: parking_lot::Mutex<Option<TemplateCache>>,
 }
+
+/// The project's templates by name and id, as last read. A run starts many tasks of the same
+/// templates; reading the whole list for each would make every task cost as much as the project
+/// is large. Kept for [`TEMPLATE_TTL`]; a name or id that is not in it is read again before it is
+/// reported missing, and a task creation that finds the template gone drops it.
+pub(crate) struct TemplateCache {
+    at: std::time::Instant,
+    by_name: std::collections::HashMap<String, Template>,
+    by_id: std::collections::HashMap<i64, Template>,
+}
+
+/// How long the template list is reused.
+pub const TEMPLATE_TTL: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -385,7 +400,7 @@ impl Client {
             )));
         }
         let root = root.strip_suffix("/api").unwrap_or(&root).to_string();
-        let mut b = reqwest::Client::builder()
+        let mut b = crate::clients::http_builder()
             .timeout(opts.timeout)
             .connect_timeout(opts.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("ralf-sh/", env!("CARGO_PKG_VERSION")));
@@ -427,6 +442,7 @@ impl Client {
             ca_pem,
             insecure: opts.insecure,
             timeout: opts.timeout,
+            template_cache: parking_lot::Mutex::new(None),
         };
         if let Auth::Login { .. } = c.auth {
             c.login().await?;

@@ -303,6 +303,10 @@ impl Client {
                 }
                 Err(e) => e,
             };
+            if err.kind == ErrorKind::NotFound || empty_500(&err) {
+                // The template may be gone or changed: the next lookup reads the list again.
+                self.forget_templates();
+            }
             if empty_500(&err) {
                 // AddTask's answer to invalid input (and to a task it created and then failed):
                 // deterministic, so one look-up and no retry.

@@ -8,16 +8,53 @@ impl Client {
         let v = self
             .get_json(&format!("{}/templates", self.p()), "templates")
             .await?;
-        v.as_array()
-            .cloned()
-            .unwrap_or_default()
+        let list = match v {
+            Value::Array(a) => a,
+            _ => Vec::new(),
+        };
+        let all: Vec<Template> = list
             .into_iter()
             .map(Template::from_value)
-            .collect()
+            .collect::<RResult<_>>()?;
+        let mut by_name = std::collections::HashMap::with_capacity(all.len());
+        let mut by_id = std::collections::HashMap::with_capacity(all.len());
+        for t in &all {
+            by_name.entry(t.name.clone()).or_insert_with(|| t.clone());
+            by_id.insert(t.id, t.clone());
+        }
+        *self.template_cache.lock() = Some(TemplateCache {
+            at: std::time::Instant::now(),
+            by_name,
+            by_id,
+        });
+        Ok(all)
     }
 
-    /// A template by name or numeric id (a numeric string counts as an id if no template has that name).
+    /// Drop the cached template list (a template was found gone or changed).
+    pub fn forget_templates(&self) {
+        *self.template_cache.lock() = None;
+    }
+
+    /// A template from the cache while it is fresh: by name, else a numeric name as an id.
+    fn cached_template(&self, name_or_id: &IdOrName) -> Option<Template> {
+        let g = self.template_cache.lock();
+        let c = g.as_ref().filter(|c| c.at.elapsed() < TEMPLATE_TTL)?;
+        match name_or_id {
+            IdOrName::Id(id) => c.by_id.get(id).cloned(),
+            IdOrName::Name(n) => c
+                .by_name
+                .get(n)
+                .or_else(|| n.parse::<i64>().ok().and_then(|id| c.by_id.get(&id)))
+                .cloned(),
+        }
+    }
+
+    /// A template by name or numeric id (a numeric string counts as an id if no template has that
+    /// name). Served from the template cache while it is fresh; a miss reads the list again.
     pub async fn template(&self, name_or_id: &IdOrName) -> RResult<Template> {
+        if let Some(t) = self.cached_template(name_or_id) {
+            return Ok(t);
+        }
         match name_or_id {
             IdOrName::Id(id) => {
                 let v = self
@@ -90,6 +127,17 @@ impl Client {
     /// in) are compared, absent and empty alike, so an unchanged template is not written again.
     /// Returns the template and whether anything was created/changed ("created" | "updated" | "unchanged").
     pub async fn ensure_template(
+        &self,
+        spec: &Map<String, Value>,
+    ) -> RResult<(Template, &'static str)> {
+        // Compared with the server's current state, and changed: the cache is not to be trusted.
+        self.forget_templates();
+        let r = self.ensure_template_inner(spec).await;
+        self.forget_templates();
+        r
+    }
+
+    async fn ensure_template_inner(
         &self,
         spec: &Map<String, Value>,
     ) -> RResult<(Template, &'static str)> {
@@ -226,6 +274,7 @@ impl Client {
                     &format!("template {}", t.id),
                 )
                 .await?;
+                self.forget_templates();
                 Ok((self.template(&IdOrName::Id(t.id)).await?, "updated"))
             }
             None => {

@@ -29,7 +29,10 @@ pub const OUTPUT_EVERY: Duration = Duration::from_secs(5);
 pub struct WaitOptions {
     /// Deadline of the whole wait.
     pub timeout: Duration,
-    /// First poll interval (and the one used again after a change).
+    /// The interval right after the start, growing by a quarter per poll up to `poll_min`: a short
+    /// task is seen soon after it ends, and once the ramp is over polling is as frequent as before.
+    pub poll_first: Duration,
+    /// Poll interval used again after a change (status or output).
     pub poll_min: Duration,
     /// Ceiling of the poll interval.
     pub poll_max: Duration,
@@ -52,6 +55,7 @@ impl Default for WaitOptions {
     fn default() -> Self {
         WaitOptions {
             timeout: Duration::from_secs(30 * 60),
+            poll_first: Duration::from_millis(20),
             poll_min: Duration::from_millis(100),
             poll_max: Duration::from_secs(5),
             follow_output: true,
@@ -288,6 +292,7 @@ impl Client {
         shown: usize,
     ) -> RResult<Task> {
         let mut interval = opts.poll_min;
+        let mut ramp = opts.poll_first;
         let mut seen = shown;
         let mut fetched: Option<Instant> = None;
         loop {
@@ -306,12 +311,19 @@ impl Client {
             if opts.reached(&t) {
                 return Ok(t);
             }
-            tokio::time::sleep(interval).await;
-            interval = if changed {
+            let next = if changed {
                 opts.poll_min
             } else {
                 interval.mul_f64(1.5).min(opts.poll_max)
             };
+            interval = if ramp < opts.poll_min {
+                let r = ramp;
+                ramp = ramp.mul_f64(1.25);
+                r.min(next)
+            } else {
+                next
+            };
+            tokio::time::sleep(interval).await;
         }
     }
 
