@@ -140,6 +140,14 @@ pub fn run(cli: Cli) -> i32 {
         Some(Command::Resume { run_id, abandon }) => {
             crate::commands::history::cli_resume(&host, &run_id, abandon)
         }
+        Some(Command::State {
+            command:
+                crate::cli::StateCommand::Migrate {
+                    to,
+                    password_env,
+                    from,
+                },
+        }) => crate::commands::state::migrate(&host, &to, password_env.as_deref(), from),
         Some(Command::Lab {
             command,
             setup,

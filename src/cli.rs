@@ -134,6 +134,11 @@ pub enum Command {
         #[arg(long)]
         abandon: bool,
     },
+    /// Manage the state store
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
     /// Run a script against local stand-ins of Semaphore, Proxmox and the LLM (and lab hosts)
     #[command(
         args_conflicts_with_subcommands = true,
@@ -157,6 +162,23 @@ pub enum Command {
             allow_hyphen_values = true
         )]
         args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StateCommand {
+    /// Copy the SQLite state store (runs, steps, status, history, events) into an empty
+    /// PostgreSQL database and verify every table's row count; then point `state.url` at it
+    Migrate {
+        /// The PostgreSQL store: postgres://USER@HOST:PORT/DB (no password in the URL)
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Variable holding the PostgreSQL password
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
+        /// The SQLite file to copy (default: the configured `state.path`)
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
     },
 }
 

@@ -312,7 +312,21 @@ pub struct CatalogConfig {
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
     /// SQLite file (default `$XDG_STATE_HOME/ralf/state.db`).
-    pub path: PathBuf,
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// A PostgreSQL store shared by several controllers: `postgres://USER@HOST:PORT/DB`
+    /// (`?sslmode=...` as libpq; TLS verified against the web PKI roots and `ca_file`). The password
+    /// never goes in the URL: `password_env` names the variable that holds it.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// PEM file of extra CAs to trust for the PostgreSQL TLS connection.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Seconds a controller's run lease lasts without a heartbeat (PostgreSQL; default 30).
+    #[serde(default)]
+    pub lease_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -565,6 +579,64 @@ fn key_line(text: &str, section: &str, key: &str) -> usize {
     1
 }
 
+/// The `state` section: a SQLite `path` or a PostgreSQL `url` (without a password), not both.
+pub(crate) fn validate_state(st: &StateConfig) -> Result<(), (&'static str, String)> {
+    let Some(url) = st.url.as_deref() else {
+        for (key, set) in [
+            ("password_env", st.password_env.is_some()),
+            ("ca_file", st.ca_file.is_some()),
+            ("lease_seconds", st.lease_seconds.is_some()),
+        ] {
+            if set {
+                return Err((
+                    key,
+                    "only applies to a PostgreSQL store (`state.url`)".into(),
+                ));
+            }
+        }
+        return Ok(());
+    };
+    if st.path.is_some() {
+        return Err((
+            "url",
+            "give either `path` (SQLite) or `url` (PostgreSQL), not both".into(),
+        ));
+    }
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    else {
+        return Err((
+            "url",
+            "must start with postgres:// (e.g. postgres://ralf@db.lan:5432/ralf)".into(),
+        ));
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        if userinfo.contains(':') {
+            return Err((
+                "url",
+                "carries a password; remove it from the URL and name the variable that holds it in `state.password_env`".into(),
+            ));
+        }
+    }
+    if url.contains("password=") {
+        return Err((
+            "url",
+            "carries a password parameter; name the variable that holds it in `state.password_env` instead".into(),
+        ));
+    }
+    if let Some(s) = st.lease_seconds {
+        if !(1.0..=3600.0).contains(&s) {
+            return Err((
+                "lease_seconds",
+                format!("must be between 1 and 3600 seconds, got {s}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn validate(cfg: &Config, path: &Path, text: &str) -> RResult<()> {
     let p = path.display();
     let tls = [
@@ -615,6 +687,14 @@ fn validate(cfg: &Config, path: &Path, text: &str) -> RResult<()> {
                 }
             }
         }
+    }
+    if let Some(st) = &cfg.state {
+        validate_state(st).map_err(|(key, msg)| {
+            RalfError::config(format!(
+                "{p}:{}: state.{key}: {msg}",
+                key_line(text, "state", key)
+            ))
+        })?;
     }
     match cfg.ssh.known_hosts.as_str() {
         "strict" | "accept_new" => {}

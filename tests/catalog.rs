@@ -314,7 +314,8 @@ fn script_level_tests() {
     let rt = ralf_sh::app::runtime();
     let cfg = ralf_sh::config::Config {
         state: Some(ralf_sh::config::StateConfig {
-            path: dir.path().join("state.db"),
+            path: Some(dir.path().join("state.db")),
+            ..Default::default()
         }),
         catalog: Some(ralf_sh::config::CatalogConfig {
             path: Path::new(env!("CARGO_MANIFEST_DIR")).join("catalog/projects"),
@@ -352,7 +353,8 @@ fn journal_records_events_and_step_details() {
     let rt = ralf_sh::app::runtime();
     let cfg = ralf_sh::config::Config {
         state: Some(ralf_sh::config::StateConfig {
-            path: dir.path().join("state.db"),
+            path: Some(dir.path().join("state.db")),
+            ..Default::default()
         }),
         ..Default::default()
     };

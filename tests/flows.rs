@@ -277,7 +277,7 @@ fn smoke_script_tests() {
 
 #[test]
 fn release_script_tests() {
-    run_script_tests("release.rhai", 10);
+    run_script_tests("release.rhai", 13);
 }
 
 /// The client against the sink: wrong tokens fail without leaking them, Matrix transaction ids are

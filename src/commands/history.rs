@@ -3,7 +3,7 @@
 
 use crate::engine::error::{RResult, RalfError};
 use crate::host::Host;
-use crate::state::{existing_store, lock, lock_path, state_path, RunRecord, StepRecord};
+use crate::state::{existing_store, lock_holder, store_location, RunRecord, StepRecord};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -96,24 +96,18 @@ fn history_impl(
     run: Option<String>,
     json: bool,
 ) -> RResult<()> {
-    let path = state_path(host);
+    let path = store_location(host);
     let Some(st) = existing_store(host)? else {
         if json {
             crate::outln!("[]");
         } else {
-            crate::outln!(
-                "no runs recorded yet (no state store at {})",
-                path.display()
-            );
+            crate::outln!("no runs recorded yet (no state store at {path})");
         }
         return Ok(());
     };
     if let Some(id) = run {
         let r = st.run(&id)?.ok_or_else(|| {
-            RalfError::not_found(format!(
-                "no run `{id}` in the state store at {}",
-                path.display()
-            ))
+            RalfError::not_found(format!("no run `{id}` in the state store at {path}"))
         })?;
         let steps = st.steps(&id)?;
         let events = st.events(&id)?;
@@ -195,7 +189,7 @@ fn history_impl(
             serde_json::to_string_pretty(&runs).unwrap_or_default()
         );
     } else {
-        if let Some(h) = lock::current_holder(&lock_path(host)) {
+        if let Some(h) = lock_holder(host, &st) {
             crate::outln!("run lock held by {h}\n");
         }
         print_runs(&runs);
@@ -222,7 +216,7 @@ pub fn cli_history(
 /// `ralf-sh resume RUN_ID`: re-run the recorded script with its args under the same run id;
 /// steps already done are skipped by `run::step`.
 pub fn cli_resume(host: &Arc<Host>, run_id: &str, abandon: bool) -> i32 {
-    let path = state_path(host);
+    let path = store_location(host);
     let fail = |msg: String, code: i32| {
         eprintln!("error: {}", crate::secrets::redact(&msg));
         code
@@ -231,7 +225,7 @@ pub fn cli_resume(host: &Arc<Host>, run_id: &str, abandon: bool) -> i32 {
         Ok(Some(s)) => s,
         Ok(None) => {
             return fail(
-                format!("no state store at {}: nothing to resume", path.display()),
+                format!("no state store at {path}: nothing to resume"),
                 crate::engine::exit::FAILED,
             )
         }
@@ -241,10 +235,7 @@ pub fn cli_resume(host: &Arc<Host>, run_id: &str, abandon: bool) -> i32 {
         Ok(Some(r)) => r,
         Ok(None) => {
             return fail(
-                format!(
-                    "no run `{run_id}` in the state store at {} (see `ralf-sh history`)",
-                    path.display()
-                ),
+                format!("no run `{run_id}` in the state store at {path} (see `ralf-sh history`)"),
                 crate::engine::exit::FAILED,
             )
         }

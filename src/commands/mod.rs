@@ -3,3 +3,4 @@
 pub mod doctor;
 pub mod history;
 pub mod lab;
+pub mod state;

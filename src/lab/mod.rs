@@ -6,6 +6,7 @@ pub mod hosts;
 pub mod image;
 pub mod llm;
 pub mod notify;
+pub mod postgres;
 pub mod profiles;
 pub mod proxmox;
 pub mod semaphore;

@@ -1,6 +1,7 @@
-//! State store (SQLite): runs, steps, service status, events; the run lock; the run journal.
+//! State store: runs, steps, service status, events; the run lock; the run journal.
 //!
-//! Where: config `state.path` (relative to the config file), else `$XDG_STATE_HOME/ralf/state.db`.
+//! Where: config `state.url` (a PostgreSQL store shared by several controllers), else `state.path`
+//! (a SQLite file, relative to the config file), else `$XDG_STATE_HOME/ralf/state.db`.
 //!
 //! When the journal is attached: a script run ([`begin_run`], called by `app`) opens the store at
 //! once when the config has a `state` or `catalog` section or the database already exists, so
@@ -8,7 +9,10 @@
 //! run uses it (`run::step`, `run::lock`, `catalog::mark`, ...). Read-only use (`svc.status`,
 //! `catalog::history`, `ralf-sh history`) opens the store without recording a run.
 
+pub mod lease;
 pub mod lock;
+pub mod postgres;
+pub mod sqlite;
 pub mod store;
 
 use crate::engine::error::RResult;
@@ -19,14 +23,64 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::ThreadId;
-pub use store::{EventRecord, RunRecord, ServiceRecord, StepRecord, Store};
+pub use store::{Dump, EventRecord, RunRecord, ServiceRecord, StepRecord, Store};
 
-/// The state database path for this host's config.
+/// The SQLite state file for this host's config (meaningless when the store is PostgreSQL).
 pub fn state_path(host: &Host) -> PathBuf {
-    match host.cfg().state.as_ref() {
-        Some(s) => relative_to_config(host, &s.path),
+    match host.cfg().state.as_ref().and_then(|s| s.path.as_ref()) {
+        Some(p) => relative_to_config(host, p),
         None => crate::config::xdg_state_home().join("ralf/state.db"),
     }
+}
+
+/// Where the store is, for messages: the PostgreSQL URL or the SQLite file.
+pub fn store_location(host: &Host) -> String {
+    match host.cfg().state.as_ref().and_then(|s| s.url.clone()) {
+        Some(url) => url,
+        None => state_path(host).display().to_string(),
+    }
+}
+
+/// Who holds the run lock now (read-only: the lease of a shared store, else the lock file).
+pub fn lock_holder(host: &Host, st: &Store) -> Option<lock::Holder> {
+    match st.lease() {
+        Some(l) => l.current().ok().flatten(),
+        None => lock::current_holder(&lock_path(host)),
+    }
+}
+
+/// The PostgreSQL store of this host's config, if it names one (`state.url`).
+pub fn pg_options(host: &Host) -> Option<RResult<postgres::PgOptions>> {
+    let st = host.cfg().state.clone()?;
+    let url = st.url.clone()?;
+    Some(
+        pg_options_for(&url, st.password_env.as_deref(), &st).map(|mut o| {
+            o.ca_file = st.ca_file.as_ref().map(|p| relative_to_config(host, p));
+            o
+        }),
+    )
+}
+
+/// Options for `url`, the password read from `password_env` (an unset variable is an error).
+pub fn pg_options_for(
+    url: &str,
+    password_env: Option<&str>,
+    st: &crate::config::StateConfig,
+) -> RResult<postgres::PgOptions> {
+    let password = match password_env {
+        None => None,
+        Some(var) => Some(std::env::var(var).map_err(|_| {
+            crate::engine::error::RalfError::config(format!(
+                "state.password_env: the variable {var} (the PostgreSQL password) is not set"
+            ))
+        })?),
+    };
+    Ok(postgres::PgOptions {
+        url: url.to_string(),
+        password,
+        ca_file: st.ca_file.clone(),
+        lease: std::time::Duration::from_secs_f64(st.lease_seconds.unwrap_or(30.0)),
+    })
 }
 
 /// A path from the config, relative to the config file's folder.
@@ -74,7 +128,24 @@ pub struct RunCtx {
     pub store: Arc<Store>,
     pub journal: Arc<RunJournal>,
     pub run_id: String,
-    lock: Mutex<Option<lock::RunLock>>,
+    lock: Mutex<Option<Held>>,
+    /// Shared stores: the run's heartbeat (and lease renewal).
+    heartbeat: Mutex<Option<lease::Heartbeat>>,
+}
+
+/// The run lock as held: a file lock (SQLite) or the store's lease (PostgreSQL).
+enum Held {
+    File(lock::RunLock),
+    Lease(lock::Holder),
+}
+
+impl Held {
+    fn holder(&self) -> &lock::Holder {
+        match self {
+            Held::File(l) => &l.holder,
+            Held::Lease(h) => h,
+        }
+    }
 }
 
 impl RunCtx {
@@ -82,7 +153,7 @@ impl RunCtx {
     pub fn lock(&self, host: &Host) -> RResult<lock::Holder> {
         let mut l = self.lock.lock();
         if let Some(held) = l.as_ref() {
-            return Ok(held.holder.clone());
+            return Ok(held.holder().clone());
         }
         let me = lock::Holder {
             pid: std::process::id() as i64,
@@ -96,9 +167,17 @@ impl RunCtx {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
         };
+        if self.store.is_shared() {
+            lease::acquire(&self.store, &me)?;
+            if let Some(hb) = self.heartbeat.lock().as_ref() {
+                hb.hold_lease();
+            }
+            *l = Some(Held::Lease(me.clone()));
+            return Ok(me);
+        }
         let held = lock::acquire(&lock_path(host), me)?;
         let h = held.holder.clone();
-        *l = Some(held);
+        *l = Some(Held::File(held));
         Ok(h)
     }
 
@@ -114,14 +193,20 @@ pub fn store(host: &Host) -> RResult<Arc<Store>> {
     if let Some(st) = g.as_ref() {
         return Ok(st.clone());
     }
-    let st = Arc::new(Store::open(&state_path(host))?);
+    let st = Arc::new(match pg_options(host) {
+        Some(o) => Store::connect(&o?)?,
+        None => Store::open(&state_path(host))?,
+    });
     *g = Some(st.clone());
     Ok(st)
 }
 
-/// The store only if its file already exists (never creates it).
+/// The store only if it already exists (never creates a SQLite file; a PostgreSQL store always exists).
 pub fn existing_store(host: &Host) -> RResult<Option<Arc<Store>>> {
-    if slot(host).0.store.lock().is_none() && !state_path(host).exists() {
+    if slot(host).0.store.lock().is_none()
+        && pg_options(host).is_none()
+        && !state_path(host).exists()
+    {
         return Ok(None);
     }
     store(host).map(Some)
@@ -164,11 +249,16 @@ pub fn run_ctx(host: &Host) -> RResult<Arc<RunCtx>> {
         current: Mutex::new(HashMap::new()),
     });
     host.set_journal(journal.clone());
+    let heartbeat = st.is_shared().then(|| {
+        let cancel = host.cancel.clone();
+        lease::Heartbeat::start(st.clone(), &host.run_id, move || cancel.cancel())
+    });
     let ctx = Arc::new(RunCtx {
         store: st,
         journal,
         run_id: host.run_id.clone(),
         lock: Mutex::new(None),
+        heartbeat: Mutex::new(heartbeat),
     });
     *g = Some(ctx.clone());
     Ok(ctx)
@@ -201,7 +291,11 @@ pub fn interrupted_run(host: &Host, script: &str, args: &[String]) -> Option<Run
         .ok()?
         .into_iter()
         .find(|r| r.script == script && r.args == args)?;
-    if !matches!(r.status.as_str(), "interrupted" | "cancelled") || r.host != lock::hostname() {
+    // A shared store's run may be resumed by any controller (its lease tells it is dead); a
+    // SQLite store's only on the machine whose process it was.
+    if !matches!(r.status.as_str(), "interrupted" | "cancelled")
+        || (!st.is_shared() && r.host != lock::hostname())
+    {
         return None;
     }
     let steps = st.steps(&r.id).ok()?;
@@ -233,6 +327,8 @@ pub fn finish_run(host: &Host, exit_code: i32) {
         tracing::warn!(target: "ralf::state", "could not record the end of run {}: {e}", ctx.run_id);
     }
     drop(ctx.lock.lock().take());
+    // Stops the heartbeat and releases a held lease.
+    drop(ctx.heartbeat.lock().take());
 }
 
 /// The journal of one run: events and step details go to the store.

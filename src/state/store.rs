@@ -1,73 +1,14 @@
-//! The SQLite state store: runs, steps, service status, events.
+//! The state store: runs, steps, service status, events, the run lease; one interface over two
+//! backends, a SQLite file ([`super::sqlite`]) and a PostgreSQL database ([`super::postgres`]).
 //!
-//! WAL mode, a busy timeout, and one short transaction per write, so `kill -9` at any instant
-//! leaves a consistent record (a step's start row is committed before the work begins).
+//! Both keep the same schema and migrations and the same guarantees: one short transaction per
+//! write, so `kill -9` at any instant leaves a consistent record (a step's start row is committed
+//! before the work begins).
 
-use crate::engine::error::{RResult, RalfError};
-use parking_lot::Mutex;
-use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use crate::engine::error::RResult;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-
-/// Versioned migrations; `PRAGMA user_version` holds the number applied.
-const MIGRATIONS: &[&str] = &[
-    // v1
-    "CREATE TABLE runs (
-        id TEXT PRIMARY KEY,
-        script TEXT NOT NULL,
-        args TEXT NOT NULL DEFAULT '[]',
-        user TEXT NOT NULL DEFAULT '',
-        host TEXT NOT NULL DEFAULT '',
-        pid INTEGER NOT NULL DEFAULT 0,
-        started_at TEXT NOT NULL,
-        ended_at TEXT,
-        status TEXT NOT NULL,
-        exit_code INTEGER,
-        attempts INTEGER NOT NULL DEFAULT 1
-    );
-    CREATE TABLE steps (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        run_id TEXT NOT NULL REFERENCES runs(id),
-        key TEXT NOT NULL,
-        service TEXT,
-        attempt INTEGER NOT NULL,
-        started_at TEXT NOT NULL,
-        ended_at TEXT,
-        status TEXT NOT NULL,
-        result TEXT,
-        details TEXT NOT NULL DEFAULT '{}',
-        error TEXT
-    );
-    CREATE INDEX steps_run ON steps(run_id, key);
-    CREATE TABLE service_status (
-        service TEXT PRIMARY KEY,
-        status TEXT NOT NULL,
-        at TEXT NOT NULL,
-        run_id TEXT,
-        version TEXT,
-        details TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE TABLE service_history (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        service TEXT NOT NULL,
-        status TEXT NOT NULL,
-        at TEXT NOT NULL,
-        run_id TEXT,
-        version TEXT,
-        details TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE INDEX service_history_name ON service_history(service, id);
-    CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT,
-        run_id TEXT,
-        at TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        data TEXT NOT NULL
-    );
-    CREATE INDEX events_run ON events(run_id, id);",
-];
 
 /// Service statuses `catalog::mark` accepts.
 pub const SERVICE_STATUSES: &[&str] = &["deployed", "failed", "rolled_back", "pending"];
@@ -76,21 +17,8 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn db_err(path: &Path, e: rusqlite::Error) -> RalfError {
-    let kind_busy = matches!(
-        &e,
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::DatabaseBusy || f.code == rusqlite::ErrorCode::DatabaseLocked
-    );
-    let msg = format!("state store {}: {e}", path.display());
-    if kind_busy {
-        RalfError::unavailable(msg)
-    } else {
-        RalfError::io(msg)
-    }
-}
-
 /// One run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub id: String,
     pub script: String,
@@ -108,7 +36,7 @@ pub struct RunRecord {
 }
 
 /// One step attempt.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     pub id: i64,
     pub run_id: String,
@@ -125,7 +53,7 @@ pub struct StepRecord {
 }
 
 /// A service status record (current or historical).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRecord {
     pub service: String,
     pub status: String,
@@ -136,7 +64,7 @@ pub struct ServiceRecord {
 }
 
 /// An event (LLM prompt/answer, notification, ...).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
     pub id: i64,
     pub run_id: Option<String>,
@@ -145,231 +73,154 @@ pub struct EventRecord {
     pub data: Value,
 }
 
+/// Every row of a store (what `state migrate` copies), ids kept.
+#[derive(Debug, Default, PartialEq, Serialize)]
+pub struct Dump {
+    pub runs: Vec<RunRecord>,
+    pub steps: Vec<StepRecord>,
+    pub service_status: Vec<ServiceRecord>,
+    /// (id, record)
+    pub service_history: Vec<(i64, ServiceRecord)>,
+    pub events: Vec<EventRecord>,
+}
+
+impl Dump {
+    /// Every table in key order (the backends read rows back in different orders).
+    pub fn sorted(mut self) -> Dump {
+        self.runs.sort_by(|a, b| a.id.cmp(&b.id));
+        self.steps.sort_by_key(|s| s.id);
+        self.service_status
+            .sort_by(|a, b| a.service.cmp(&b.service));
+        self.service_history.sort_by_key(|(id, _)| *id);
+        self.events.sort_by_key(|e| e.id);
+        self
+    }
+
+    /// Rows per table, in a fixed order.
+    pub fn counts(&self) -> Vec<(&'static str, usize)> {
+        vec![
+            ("runs", self.runs.len()),
+            ("steps", self.steps.len()),
+            ("service_status", self.service_status.len()),
+            ("service_history", self.service_history.len()),
+            ("events", self.events.len()),
+        ]
+    }
+}
+
+/// What a backend does; [`Store`] is the one type the rest of ralf-sh sees.
+pub(crate) trait Backend: Send + Sync {
+    fn schema_version(&self) -> i64;
+    /// Record the start of a run, or of a new attempt of an existing run (resume): the run goes
+    /// back to `running` and steps left `running` by the dead attempt become `interrupted`.
+    fn begin_run(&self, r: &RunRecord) -> RResult<()>;
+    fn end_run(&self, id: &str, status: &str, exit_code: i32) -> RResult<()>;
+    /// The run is alive (shared stores: a run whose heartbeat is older than the lease reads as
+    /// `interrupted`). A no-op where liveness is the process itself (SQLite on one machine).
+    fn heartbeat(&self, _run_id: &str) -> RResult<()> {
+        Ok(())
+    }
+    fn run(&self, id: &str) -> RResult<Option<RunRecord>>;
+    fn runs(&self, limit: usize) -> RResult<Vec<RunRecord>>;
+    fn runs_for_service(&self, service: &str, limit: usize) -> RResult<Vec<RunRecord>>;
+    fn step_start(&self, run_id: &str, key: &str, service: Option<&str>) -> RResult<i64>;
+    fn step_end(
+        &self,
+        id: i64,
+        status: &str,
+        result: Option<&Value>,
+        error: Option<&str>,
+    ) -> RResult<()>;
+    fn step_add_detail(&self, id: i64, key: &str, value: &Value) -> RResult<()>;
+    fn step_done(&self, run_id: &str, key: &str) -> RResult<Option<StepRecord>>;
+    fn earlier_attempts(&self, run_id: &str, key: &str, before: i64) -> RResult<Vec<StepRecord>>;
+    fn steps(&self, run_id: &str) -> RResult<Vec<StepRecord>>;
+    fn mark(&self, rec: &ServiceRecord) -> RResult<()>;
+    fn statuses(&self) -> RResult<HashMap<String, String>>;
+    fn service_status(&self, service: &str) -> RResult<Option<ServiceRecord>>;
+    fn service_history(&self, service: &str, limit: usize) -> RResult<Vec<ServiceRecord>>;
+    fn event(&self, run_id: Option<&str>, kind: &str, data: &Value) -> RResult<()>;
+    fn events(&self, run_id: &str) -> RResult<Vec<EventRecord>>;
+    fn dump(&self) -> RResult<Dump>;
+    /// Copy every row in (ids kept) into an empty store, in one transaction.
+    fn load(&self, d: &Dump) -> RResult<()>;
+    /// Whether any run, step, status or event is recorded.
+    fn is_empty(&self) -> RResult<bool>;
+    /// The shared run lease (PostgreSQL); `None` where the run lock is a file lock.
+    fn lease(&self) -> Option<&dyn super::lease::Lease> {
+        None
+    }
+}
+
+/// The state store.
 pub struct Store {
-    pub path: PathBuf,
-    conn: Mutex<Connection>,
+    /// Where it is, for messages: the SQLite file or the PostgreSQL URL without its password.
+    pub location: String,
+    pub(crate) b: Box<dyn Backend>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Store({})", self.path.display())
+        write!(f, "Store({})", self.location)
     }
-}
-
-fn parse_json(s: Option<String>) -> Option<Value> {
-    s.and_then(|s| serde_json::from_str(&s).ok())
 }
 
 impl Store {
-    /// Open (creating the file and its folder if needed) and migrate.
-    pub fn open(path: &Path) -> RResult<Store> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    RalfError::from(e)
-                        .context(format!("state store: cannot create {}", dir.display()))
-                })?;
-            }
-        }
-        let conn = Connection::open(path).map_err(|e| db_err(path, e))?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(|e| db_err(path, e))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| db_err(path, e))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| db_err(path, e))?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(|e| db_err(path, e))?;
-        let store = Store {
-            path: path.to_path_buf(),
-            conn: Mutex::new(conn),
-        };
-        store.migrate()?;
-        Ok(store)
+    /// Open (creating the file and its folder if needed) and migrate a SQLite store.
+    pub fn open(path: &std::path::Path) -> RResult<Store> {
+        let b = super::sqlite::Sqlite::open(path)?;
+        Ok(Store {
+            location: path.display().to_string(),
+            b: Box::new(b),
+        })
     }
 
-    /// Open only if the file exists (read-only callers such as `history`).
-    pub fn open_existing(path: &Path) -> RResult<Option<Store>> {
-        if !path.exists() {
-            return Ok(None);
-        }
-        Self::open(path).map(Some)
+    /// Connect to and migrate a PostgreSQL store.
+    pub fn connect(pg: &super::postgres::PgOptions) -> RResult<Store> {
+        let b = super::postgres::Pg::connect(pg)?;
+        Ok(Store {
+            location: pg.display(),
+            b: Box::new(b),
+        })
     }
 
-    fn migrate(&self) -> RResult<()> {
-        let mut conn = self.conn.lock();
-        let p = &self.path;
-        let v: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|e| db_err(p, e))?;
-        let known = MIGRATIONS.len() as i64;
-        if v > known {
-            return Err(RalfError::config(format!(
-                "state store {}: schema version {v} is newer than this ralf-sh understands ({known}); upgrade ralf-sh",
-                p.display()
-            )));
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(v as usize) {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| db_err(p, e))?;
-            // Another process may have migrated while we waited for the write lock.
-            let now_v: i64 = tx
-                .pragma_query_value(None, "user_version", |r| r.get(0))
-                .map_err(|e| db_err(p, e))?;
-            if now_v > i as i64 {
-                continue;
-            }
-            tx.execute_batch(sql).map_err(|e| db_err(p, e))?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)
-                .map_err(|e| db_err(p, e))?;
-            tx.commit().map_err(|e| db_err(p, e))?;
-        }
-        Ok(())
+    pub fn is_shared(&self) -> bool {
+        self.b.lease().is_some()
     }
 
     pub fn schema_version(&self) -> i64 {
-        self.conn
-            .lock()
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap_or(0)
+        self.b.schema_version()
     }
 
-    pub(crate) fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> RResult<T> {
-        let conn = self.conn.lock();
-        f(&conn).map_err(|e| db_err(&self.path, e))
-    }
-
-    // ---- runs -------------------------------------------------------------------------
-
-    /// Record the start of a run, or of a new attempt of an existing run (resume): the run goes
-    /// back to `running` and steps left `running` by the dead attempt become `interrupted`.
     pub fn begin_run(&self, r: &RunRecord) -> RResult<()> {
-        self.with(|c| {
-            let exists: bool = c
-                .query_row("SELECT 1 FROM runs WHERE id = ?1", [&r.id], |_| Ok(true))
-                .optional()?
-                .unwrap_or(false);
-            if exists {
-                c.execute(
-                    "UPDATE runs SET status = 'running', ended_at = NULL, exit_code = NULL, pid = ?2, host = ?3,
-                     attempts = attempts + 1 WHERE id = ?1",
-                    params![r.id, r.pid, r.host],
-                )?;
-                c.execute(
-                    "UPDATE steps SET status = 'interrupted', ended_at = ?2 WHERE run_id = ?1 AND status = 'running'",
-                    params![r.id, now()],
-                )?;
-            } else {
-                c.execute(
-                    "INSERT INTO runs (id, script, args, user, host, pid, started_at, status, attempts)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', 1)",
-                    params![
-                        r.id,
-                        r.script,
-                        serde_json::to_string(&r.args).unwrap_or_else(|_| "[]".into()),
-                        r.user,
-                        r.host,
-                        r.pid,
-                        r.started_at
-                    ],
-                )?;
-            }
-            Ok(())
-        })
+        self.b.begin_run(r)
     }
 
     pub fn end_run(&self, id: &str, status: &str, exit_code: i32) -> RResult<()> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE steps SET status = 'interrupted', ended_at = ?2 WHERE run_id = ?1 AND status = 'running'",
-                params![id, now()],
-            )?;
-            c.execute(
-                "UPDATE runs SET status = ?2, exit_code = ?3, ended_at = ?4 WHERE id = ?1",
-                params![id, status, exit_code, now()],
-            )?;
-            Ok(())
-        })
+        self.b.end_run(id, status, exit_code)
     }
 
-    fn run_from_row(r: &rusqlite::Row) -> rusqlite::Result<RunRecord> {
-        let args: String = r.get(2)?;
-        Ok(RunRecord {
-            id: r.get(0)?,
-            script: r.get(1)?,
-            args: serde_json::from_str(&args).unwrap_or_default(),
-            user: r.get(3)?,
-            host: r.get(4)?,
-            pid: r.get(5)?,
-            started_at: r.get(6)?,
-            ended_at: r.get(7)?,
-            status: r.get(8)?,
-            exit_code: r.get(9)?,
-            attempts: r.get(10)?,
-        })
+    pub fn heartbeat(&self, run_id: &str) -> RResult<()> {
+        self.b.heartbeat(run_id)
     }
-
-    const RUN_COLS: &'static str =
-        "id, script, args, user, host, pid, started_at, ended_at, status, exit_code, attempts";
 
     pub fn run(&self, id: &str) -> RResult<Option<RunRecord>> {
-        self.with(|c| {
-            c.query_row(
-                &format!("SELECT {} FROM runs WHERE id = ?1", Self::RUN_COLS),
-                [id],
-                Self::run_from_row,
-            )
-            .optional()
-        })
-        .map(|r| r.map(with_liveness))
+        self.b.run(id)
     }
 
     /// Most recent runs first.
     pub fn runs(&self, limit: usize) -> RResult<Vec<RunRecord>> {
-        self.with(|c| {
-            let mut st = c.prepare(&format!(
-                "SELECT {} FROM runs ORDER BY started_at DESC, id DESC LIMIT ?1",
-                Self::RUN_COLS
-            ))?;
-            let rows = st.query_map([limit as i64], Self::run_from_row)?;
-            rows.collect()
-        })
-        .map(|v: Vec<RunRecord>| v.into_iter().map(with_liveness).collect())
+        self.b.runs(limit)
     }
 
     /// Runs that touched a service (steps or marks), most recent first.
     pub fn runs_for_service(&self, service: &str, limit: usize) -> RResult<Vec<RunRecord>> {
-        self.with(|c| {
-            let mut st = c.prepare(&format!(
-                "SELECT {} FROM runs WHERE id IN (
-                    SELECT run_id FROM steps WHERE service = ?1
-                    UNION SELECT run_id FROM service_history WHERE service = ?1)
-                 ORDER BY started_at DESC, id DESC LIMIT ?2",
-                Self::RUN_COLS
-            ))?;
-            let rows = st.query_map(params![service, limit as i64], Self::run_from_row)?;
-            rows.collect()
-        })
-        .map(|v: Vec<RunRecord>| v.into_iter().map(with_liveness).collect())
+        self.b.runs_for_service(service, limit)
     }
-
-    // ---- steps ------------------------------------------------------------------------
 
     /// Commit a `running` row for a new attempt of step `key`; returns its id.
     pub fn step_start(&self, run_id: &str, key: &str, service: Option<&str>) -> RResult<i64> {
-        self.with(|c| {
-            let attempt: i64 = c.query_row(
-                "SELECT COUNT(*) FROM steps WHERE run_id = ?1 AND key = ?2",
-                params![run_id, key],
-                |r| r.get(0),
-            )?;
-            c.execute(
-                "INSERT INTO steps (run_id, key, service, attempt, started_at, status) VALUES (?1, ?2, ?3, ?4, ?5, 'running')",
-                params![run_id, key, service, attempt + 1, now()],
-            )?;
-            Ok(c.last_insert_rowid())
-        })
+        self.b.step_start(run_id, key, service)
     }
 
     pub fn step_end(
@@ -379,74 +230,17 @@ impl Store {
         result: Option<&Value>,
         error: Option<&str>,
     ) -> RResult<()> {
-        let result = result.map(|v| v.to_string());
-        self.with(|c| {
-            c.execute(
-                "UPDATE steps SET status = ?2, ended_at = ?3, result = ?4, error = ?5 WHERE id = ?1",
-                params![id, status, now(), result, error],
-            )?;
-            Ok(())
-        })
+        self.b.step_end(id, status, result, error)
     }
 
     /// Merge `key: value` into a step's details (one transaction).
     pub fn step_add_detail(&self, id: i64, key: &str, value: &Value) -> RResult<()> {
-        let mut conn = self.conn.lock();
-        let p = &self.path;
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| db_err(p, e))?;
-        let cur: Option<String> = tx
-            .query_row("SELECT details FROM steps WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(|e| db_err(p, e))?;
-        let mut obj = match parse_json(cur) {
-            Some(Value::Object(o)) => o,
-            _ => serde_json::Map::new(),
-        };
-        obj.insert(key.to_string(), value.clone());
-        tx.execute(
-            "UPDATE steps SET details = ?2 WHERE id = ?1",
-            params![id, Value::Object(obj).to_string()],
-        )
-        .map_err(|e| db_err(p, e))?;
-        tx.commit().map_err(|e| db_err(p, e))
+        self.b.step_add_detail(id, key, value)
     }
-
-    fn step_from_row(r: &rusqlite::Row) -> rusqlite::Result<StepRecord> {
-        Ok(StepRecord {
-            id: r.get(0)?,
-            run_id: r.get(1)?,
-            key: r.get(2)?,
-            service: r.get(3)?,
-            attempt: r.get(4)?,
-            started_at: r.get(5)?,
-            ended_at: r.get(6)?,
-            status: r.get(7)?,
-            result: parse_json(r.get(8)?),
-            details: parse_json(r.get(9)?).unwrap_or(Value::Object(Default::default())),
-            error: r.get(10)?,
-        })
-    }
-
-    const STEP_COLS: &'static str =
-        "id, run_id, key, service, attempt, started_at, ended_at, status, result, details, error";
 
     /// The successful attempt of step `key` in a run, if any.
     pub fn step_done(&self, run_id: &str, key: &str) -> RResult<Option<StepRecord>> {
-        self.with(|c| {
-            c.query_row(
-                &format!(
-                    "SELECT {} FROM steps WHERE run_id = ?1 AND key = ?2 AND status = 'done' ORDER BY id DESC LIMIT 1",
-                    Self::STEP_COLS
-                ),
-                params![run_id, key],
-                Self::step_from_row,
-            )
-            .optional()
-        })
+        self.b.step_done(run_id, key)
     }
 
     /// Earlier attempts of step `key` in a run (before step id `before`), newest first.
@@ -456,28 +250,12 @@ impl Store {
         key: &str,
         before: i64,
     ) -> RResult<Vec<StepRecord>> {
-        self.with(|c| {
-            let mut st = c.prepare(&format!(
-                "SELECT {} FROM steps WHERE run_id = ?1 AND key = ?2 AND id < ?3 ORDER BY id DESC",
-                Self::STEP_COLS
-            ))?;
-            let rows = st.query_map(params![run_id, key, before], Self::step_from_row)?;
-            rows.collect()
-        })
+        self.b.earlier_attempts(run_id, key, before)
     }
 
     pub fn steps(&self, run_id: &str) -> RResult<Vec<StepRecord>> {
-        self.with(|c| {
-            let mut st = c.prepare(&format!(
-                "SELECT {} FROM steps WHERE run_id = ?1 ORDER BY id",
-                Self::STEP_COLS
-            ))?;
-            let rows = st.query_map([run_id], Self::step_from_row)?;
-            rows.collect()
-        })
+        self.b.steps(run_id)
     }
-
-    // ---- services ---------------------------------------------------------------------
 
     /// Set a service's status (and append it to its history) in one transaction.
     pub fn mark(
@@ -496,108 +274,50 @@ impl Store {
             version: version.map(str::to_string),
             details: details.clone(),
         };
-        let mut conn = self.conn.lock();
-        let p = &self.path;
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| db_err(p, e))?;
-        let d = details.to_string();
-        tx.execute(
-            "INSERT INTO service_status (service, status, at, run_id, version, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT(service) DO UPDATE SET status = excluded.status, at = excluded.at, run_id = excluded.run_id,
-             version = excluded.version, details = excluded.details",
-            params![rec.service, rec.status, rec.at, rec.run_id, rec.version, d],
-        )
-        .map_err(|e| db_err(p, e))?;
-        tx.execute(
-            "INSERT INTO service_history (service, status, at, run_id, version, details) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![rec.service, rec.status, rec.at, rec.run_id, rec.version, d],
-        )
-        .map_err(|e| db_err(p, e))?;
-        tx.commit().map_err(|e| db_err(p, e))?;
+        self.b.mark(&rec)?;
         Ok(rec)
-    }
-
-    fn svc_from_row(r: &rusqlite::Row) -> rusqlite::Result<ServiceRecord> {
-        Ok(ServiceRecord {
-            service: r.get(0)?,
-            status: r.get(1)?,
-            at: r.get(2)?,
-            run_id: r.get(3)?,
-            version: r.get(4)?,
-            details: parse_json(r.get(5)?).unwrap_or(Value::Object(Default::default())),
-        })
     }
 
     /// Current status of every recorded service.
     pub fn statuses(&self) -> RResult<HashMap<String, String>> {
-        self.with(|c| {
-            let mut st = c.prepare("SELECT service, status FROM service_status")?;
-            let rows =
-                st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-            rows.collect()
-        })
+        self.b.statuses()
     }
 
     pub fn service_status(&self, service: &str) -> RResult<Option<ServiceRecord>> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT service, status, at, run_id, version, details FROM service_status WHERE service = ?1",
-                [service],
-                Self::svc_from_row,
-            )
-            .optional()
-        })
+        self.b.service_status(service)
     }
 
     /// Status changes of a service, most recent first.
     pub fn service_history(&self, service: &str, limit: usize) -> RResult<Vec<ServiceRecord>> {
-        self.with(|c| {
-            let mut st = c.prepare(
-                "SELECT service, status, at, run_id, version, details FROM service_history WHERE service = ?1
-                 ORDER BY id DESC LIMIT ?2",
-            )?;
-            let rows = st.query_map(params![service, limit as i64], Self::svc_from_row)?;
-            rows.collect()
-        })
+        self.b.service_history(service, limit)
     }
 
-    // ---- events -----------------------------------------------------------------------
-
     pub fn event(&self, run_id: Option<&str>, kind: &str, data: &Value) -> RResult<()> {
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO events (run_id, at, kind, data) VALUES (?1, ?2, ?3, ?4)",
-                params![run_id, now(), kind, data.to_string()],
-            )?;
-            Ok(())
-        })
+        self.b.event(run_id, kind, data)
     }
 
     pub fn events(&self, run_id: &str) -> RResult<Vec<EventRecord>> {
-        self.with(|c| {
-            let mut st = c.prepare(
-                "SELECT id, run_id, at, kind, data FROM events WHERE run_id = ?1 ORDER BY id",
-            )?;
-            let rows = st.query_map([run_id], |r| {
-                Ok(EventRecord {
-                    id: r.get(0)?,
-                    run_id: r.get(1)?,
-                    at: r.get(2)?,
-                    kind: r.get(3)?,
-                    data: parse_json(r.get(4)?).unwrap_or(Value::Null),
-                })
-            })?;
-            rows.collect()
-        })
+        self.b.events(run_id)
+    }
+
+    pub fn dump(&self) -> RResult<Dump> {
+        self.b.dump()
+    }
+
+    pub fn load(&self, d: &Dump) -> RResult<()> {
+        self.b.load(d)
+    }
+
+    pub fn is_empty(&self) -> RResult<bool> {
+        self.b.is_empty()
+    }
+
+    pub(crate) fn lease(&self) -> Option<&dyn super::lease::Lease> {
+        self.b.lease()
     }
 }
 
-/// A run still marked `running` whose process is gone (on this host) is shown as `interrupted`.
-fn with_liveness(mut r: RunRecord) -> RunRecord {
-    if r.status == "running" && r.host == super::lock::hostname() && !super::lock::pid_alive(r.pid)
-    {
-        r.status = "interrupted".into();
-    }
-    r
+/// JSON text from a column (None when absent or not JSON).
+pub(crate) fn parse_json(s: Option<String>) -> Option<Value> {
+    s.and_then(|s| serde_json::from_str(&s).ok())
 }

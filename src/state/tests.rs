@@ -1,5 +1,6 @@
 use super::lock::{acquire, Holder};
 use super::*;
+use super::{lease, postgres};
 use crate::engine::error::ErrorKind;
 
 fn rec(id: &str) -> RunRecord {
@@ -23,18 +24,19 @@ fn migrations_are_versioned_and_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("sub/state.db");
     let s = Store::open(&p).unwrap();
-    assert_eq!(s.schema_version(), 1);
+    assert_eq!(s.schema_version(), 2);
     drop(s);
     let s = Store::open(&p).unwrap();
-    assert_eq!(s.schema_version(), 1);
-    let mode: String = s
-        .with(|c| c.pragma_query_value(None, "journal_mode", |r| r.get(0)))
+    assert_eq!(s.schema_version(), 2);
+    drop(s);
+    let c = rusqlite::Connection::open(&p).unwrap();
+    let mode: String = c
+        .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
     // A newer schema is refused with a clear message.
-    s.with(|c| c.pragma_update(None, "user_version", 99))
-        .unwrap();
-    drop(s);
+    c.pragma_update(None, "user_version", 99).unwrap();
+    drop(c);
     let e = Store::open(&p).unwrap_err();
     assert!(
         e.message.contains("schema version 99 is newer"),
@@ -43,13 +45,13 @@ fn migrations_are_versioned_and_idempotent() {
     );
 }
 
-#[test]
-fn runs_steps_and_resume_bookkeeping() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("s.db")).unwrap();
+/// What both backends must do alike: runs, steps, resume bookkeeping.
+fn check_runs_steps_and_resume(s: &Store) {
     s.begin_run(&rec("r1")).unwrap();
     let a = s.step_start("r1", "one", Some("pg")).unwrap();
     s.step_add_detail(a, "task_id", &serde_json::json!(17))
+        .unwrap();
+    s.step_add_detail(a, "template", &serde_json::json!("Deploy PG"))
         .unwrap();
     s.step_end(a, "done", Some(&serde_json::json!({"ok": true})), None)
         .unwrap();
@@ -61,6 +63,8 @@ fn runs_steps_and_resume_bookkeeping() {
     let steps = s.steps("r1").unwrap();
     assert_eq!(steps[0].status, "done");
     assert_eq!(steps[0].details["task_id"], 17);
+    assert_eq!(steps[0].details["template"], "Deploy PG");
+    assert_eq!(steps[0].result, Some(serde_json::json!({"ok": true})));
     assert_eq!(steps[1].status, "interrupted");
     assert!(s.step_done("r1", "one").unwrap().is_some());
     assert!(s.step_done("r1", "two").unwrap().is_none());
@@ -68,7 +72,7 @@ fn runs_steps_and_resume_bookkeeping() {
     let earlier = s.earlier_attempts("r1", "two", b2).unwrap();
     assert_eq!(earlier.len(), 1);
     assert_eq!(earlier[0].details["task_id"], 18);
-    s.step_end(b2, "done", None, None).unwrap();
+    s.step_end(b2, "done", None, Some("note")).unwrap();
     s.end_run("r1", "ok", 0).unwrap();
     let r = s.run("r1").unwrap().unwrap();
     assert_eq!(
@@ -77,6 +81,46 @@ fn runs_steps_and_resume_bookkeeping() {
     );
     assert_eq!(r.args, vec!["--all".to_string()]);
     assert_eq!(s.steps("r1").unwrap()[2].attempt, 2);
+    assert_eq!(s.runs(10).unwrap()[0].id, "r1");
+    assert_eq!(s.runs_for_service("pg", 10).unwrap().len(), 1);
+}
+
+fn check_service_status_and_history(s: &Store) {
+    s.mark("vw", "failed", Some("r1"), None, &serde_json::json!({}))
+        .unwrap();
+    s.mark(
+        "vw",
+        "deployed",
+        Some("r2"),
+        Some("1.32"),
+        &serde_json::json!({"task_id": 4}),
+    )
+    .unwrap();
+    assert_eq!(s.statuses().unwrap()["vw"], "deployed");
+    assert_eq!(
+        s.service_status("vw").unwrap().unwrap().details["task_id"],
+        4
+    );
+    let h = s.service_history("vw", 10).unwrap();
+    assert_eq!(
+        h.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+        vec!["deployed", "failed"]
+    );
+    assert_eq!(h[0].version.as_deref(), Some("1.32"));
+    s.event(Some("r2"), "llm", &serde_json::json!({"prompt": "p"}))
+        .unwrap();
+    assert_eq!(s.events("r2").unwrap()[0].kind, "llm");
+}
+
+#[test]
+fn sqlite_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("s.db")).unwrap();
+    assert!(!s.is_shared());
+    assert!(s.is_empty().unwrap());
+    check_runs_steps_and_resume(&s);
+    check_service_status_and_history(&s);
+    assert!(!s.is_empty().unwrap());
 }
 
 #[test]
@@ -89,30 +133,149 @@ fn dead_running_run_reads_as_interrupted() {
     assert_eq!(s.run("dead").unwrap().unwrap().status, "interrupted");
 }
 
+/// The same checks against a real PostgreSQL (a throwaway cluster), then what only a shared store
+/// does: liveness by heartbeat, the run lease between two controllers, and a SQLite copy.
 #[test]
-fn service_status_and_history() {
+fn postgres_backend() {
+    if crate::lab::postgres::bin_dir().is_none() {
+        crate::lab::skip_suite(
+            "the PostgreSQL state store tests",
+            "no PostgreSQL server binaries (initdb)",
+            "apt-get install postgresql",
+        );
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("s.db")).unwrap();
-    s.mark("vw", "failed", Some("r1"), None, &serde_json::json!({}))
-        .unwrap();
-    s.mark(
-        "vw",
-        "deployed",
-        Some("r2"),
-        Some("1.32"),
-        &serde_json::json!({"task_id": 4}),
-    )
-    .unwrap();
-    assert_eq!(s.statuses().unwrap()["vw"], "deployed");
-    let h = s.service_history("vw", 10).unwrap();
-    assert_eq!(
-        h.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
-        vec!["deployed", "failed"]
+    let pg = crate::lab::postgres::Cluster::start(&dir.path().join("pg")).unwrap();
+    let connect = |db: &str, lease: f64| {
+        pg.psql(&format!("CREATE DATABASE {db}")).unwrap();
+        let o = postgres::PgOptions {
+            url: pg.url_for(db),
+            password: Some(crate::lab::postgres::PASSWORD.into()),
+            ca_file: None,
+            lease: std::time::Duration::from_secs_f64(lease),
+        };
+        Store::connect(&o).unwrap()
+    };
+    let s = connect("basics", 30.0);
+    assert!(s.is_shared());
+    assert_eq!(s.schema_version(), 2);
+    assert!(s.is_empty().unwrap());
+    check_runs_steps_and_resume(&s);
+    check_service_status_and_history(&s);
+    // Connecting again migrates nothing twice.
+    let o = postgres::PgOptions {
+        url: pg.url_for("basics"),
+        password: Some(crate::lab::postgres::PASSWORD.into()),
+        ca_file: None,
+        lease: std::time::Duration::from_secs(30),
+    };
+    assert_eq!(Store::connect(&o).unwrap().schema_version(), 2);
+    // A wrong password is a clear error that does not show the password.
+    let bad = postgres::PgOptions {
+        password: Some("not-the-password-xyz".into()),
+        ..o.clone()
+    };
+    let e = Store::connect(&bad).unwrap_err();
+    assert!(
+        e.message.contains("password authentication failed"),
+        "{}",
+        e.message
     );
-    assert_eq!(h[0].version.as_deref(), Some("1.32"));
-    s.event(Some("r2"), "llm", &serde_json::json!({"prompt": "p"}))
+    assert!(!e.message.contains("not-the-password-xyz"));
+
+    // Liveness: a run whose heartbeat is older than the lease reads as interrupted, on any host.
+    let l = connect("liveness", 1.0);
+    l.begin_run(&rec("alive")).unwrap();
+    assert_eq!(l.run("alive").unwrap().unwrap().status, "running");
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    assert_eq!(l.run("alive").unwrap().unwrap().status, "interrupted");
+    l.heartbeat("alive").unwrap();
+    assert_eq!(l.run("alive").unwrap().unwrap().status, "running");
+
+    // The run lease: two controllers, one holder; an expired lease is taken over.
+    pg.psql("CREATE DATABASE lease").unwrap();
+    let lease_store = || {
+        Store::connect(&postgres::PgOptions {
+            url: pg.url_for("lease"),
+            lease: std::time::Duration::from_secs(1),
+            ..o.clone()
+        })
+        .unwrap()
+    };
+    let (a, b) = (lease_store(), lease_store());
+    let mut hb = holder("run-a", 1);
+    hb.host = "controller-a".into();
+    lease::acquire(&a, &hb).unwrap();
+    let mut other = holder("run-b", 2);
+    other.host = "controller-b".into();
+    let e = lease::acquire(&b, &other).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Locked);
+    assert!(
+        e.message.contains("pid 1 on host controller-a, run run-a"),
+        "{}",
+        e.message
+    );
+    assert_eq!(e.details["exit_code"], 75);
+    assert!(a.lease().unwrap().renew("run-a").unwrap());
+    assert_eq!(
+        b.lease().unwrap().current().unwrap().unwrap().run_id,
+        "run-a"
+    );
+    // a stops renewing (kill -9): after the expiry b takes over, and a learns it lost the lease.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert!(b.lease().unwrap().current().unwrap().is_none());
+    lease::acquire(&b, &other).unwrap();
+    assert!(!a.lease().unwrap().renew("run-a").unwrap());
+    b.lease().unwrap().release("run-b").unwrap();
+    assert!(a.lease().unwrap().current().unwrap().is_none());
+
+    // Two controllers asking at the same instant: exactly one gets it.
+    pg.psql("CREATE DATABASE race").unwrap();
+    let race = || {
+        Store::connect(&postgres::PgOptions {
+            url: pg.url_for("race"),
+            ..o.clone()
+        })
+        .unwrap()
+    };
+    let stores: Vec<Store> = (0..6).map(|_| race()).collect();
+    let barrier = std::sync::Barrier::new(stores.len());
+    let won: usize = std::thread::scope(|sc| {
+        let hs: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(i, st)| {
+                let barrier = &barrier;
+                sc.spawn(move || {
+                    barrier.wait();
+                    lease::acquire(st, &holder(&format!("r{i}"), i as i64)).is_ok() as usize
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(won, 1);
+
+    // SQLite → PostgreSQL: every row of every table, ids kept, sequences continued.
+    let sq = Store::open(&dir.path().join("src.db")).unwrap();
+    check_runs_steps_and_resume(&sq);
+    check_service_status_and_history(&sq);
+    let m = connect("migrated", 30.0);
+    let want = sq.dump().unwrap();
+    m.load(&want).unwrap();
+    assert_eq!(m.dump().unwrap().sorted(), want.sorted());
+    let next = m.step_start("r1", "three", None).unwrap();
+    assert!(
+        next > 3,
+        "the step id sequence goes on after the copied rows: {next}"
+    );
+    // Used from inside async code (a runtime thread), the store does not panic.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
         .unwrap();
-    assert_eq!(s.events("r2").unwrap()[0].kind, "llm");
+    let n = rt.block_on(async { m.runs(10).unwrap().len() });
+    assert_eq!(n, 1);
 }
 
 fn holder(run: &str, pid: i64) -> Holder {
