@@ -33,8 +33,10 @@ fn migrate_impl(
         password_env: password_env.map(str::to_string),
         ..Default::default()
     };
-    crate::config::validate_state(&cfg)
-        .map_err(|(key, msg)| RalfError::invalid(format!("--{}: {msg}", key.replace('_', "-"))))?;
+    crate::config::validate_state(&cfg).map_err(|(key, msg)| {
+        let flag = if key == "url" { "to" } else { key };
+        RalfError::invalid(format!("--{}: {msg}", flag.replace('_', "-")))
+    })?;
     let configured_pg = host.cfg().state.as_ref().is_some_and(|s| s.url.is_some());
     let src_path = match from {
         Some(p) => p,

@@ -16,9 +16,9 @@ pub(crate) trait Lease: Send + Sync {
     /// Take the lease for `me`: `Ok(previous)` (the holder of an expired lease taken over, if
     /// any), or `Err((holder, until))` while another run holds it.
     fn acquire(&self, me: &Holder) -> RResult<Result<Option<Holder>, (Holder, String)>>;
-    /// Extend the lease; false when `run_id` no longer holds it.
-    fn renew(&self, run_id: &str) -> RResult<bool>;
-    fn release(&self, run_id: &str) -> RResult<()>;
+    /// Extend the lease; false when `me` no longer holds it.
+    fn renew(&self, me: &Holder) -> RResult<bool>;
+    fn release(&self, me: &Holder) -> RResult<()>;
     /// The holder of an unexpired lease.
     fn current(&self) -> RResult<Option<Holder>>;
 }
@@ -58,9 +58,9 @@ pub fn acquire(store: &Store, me: &Holder) -> RResult<()> {
 pub struct Heartbeat {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
-    lease_held: Arc<std::sync::atomic::AtomicBool>,
+    /// The holder record while this run holds the lease.
+    lease_held: Arc<parking_lot::Mutex<Option<Holder>>>,
     store: Arc<Store>,
-    run_id: String,
 }
 
 impl Heartbeat {
@@ -70,7 +70,7 @@ impl Heartbeat {
         on_lost: impl Fn() + Send + 'static,
     ) -> Heartbeat {
         let (tx, rx) = mpsc::channel::<()>();
-        let held = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let held: Arc<parking_lot::Mutex<Option<Holder>>> = Default::default();
         let every = store
             .lease()
             .map(|l| l.ttl() / 3)
@@ -84,14 +84,14 @@ impl Heartbeat {
                     if let Err(e) = st.heartbeat(&id) {
                         tracing::warn!(target: "ralf::state", "run heartbeat failed: {e}");
                     }
-                    if !h.load(std::sync::atomic::Ordering::SeqCst) {
+                    let Some(me) = h.lock().clone() else {
                         continue;
-                    }
-                    match st.lease().map(|l| l.renew(&id)) {
+                    };
+                    match st.lease().map(|l| l.renew(&me)) {
                         Some(Ok(true)) | None => {}
                         Some(Ok(false)) => {
                             tracing::error!(target: "ralf::lock", "run {id} lost its run lease (another controller took it over after it expired); stopping");
-                            h.store(false, std::sync::atomic::Ordering::SeqCst);
+                            *h.lock() = None;
                             on_lost();
                         }
                         Some(Err(e)) => {
@@ -106,14 +106,12 @@ impl Heartbeat {
             thread,
             lease_held: held,
             store,
-            run_id: run_id.to_string(),
         }
     }
 
-    /// The run now holds the lease: renew it with the heartbeat, release it at the end.
-    pub fn hold_lease(&self) {
-        self.lease_held
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+    /// The run now holds the lease as `me`: renew it with the heartbeat, release it at the end.
+    pub fn hold_lease(&self, me: &Holder) {
+        *self.lease_held.lock() = Some(me.clone());
     }
 }
 
@@ -123,9 +121,9 @@ impl Drop for Heartbeat {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        if self.lease_held.load(std::sync::atomic::Ordering::SeqCst) {
+        if let Some(me) = self.lease_held.lock().take() {
             if let Some(l) = self.store.lease() {
-                if let Err(e) = l.release(&self.run_id) {
+                if let Err(e) = l.release(&me) {
                     tracing::warn!(target: "ralf::lock", "could not release the run lease: {e}");
                 }
             }

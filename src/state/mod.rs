@@ -170,7 +170,7 @@ impl RunCtx {
         if self.store.is_shared() {
             lease::acquire(&self.store, &me)?;
             if let Some(hb) = self.heartbeat.lock().as_ref() {
-                hb.hold_lease();
+                hb.hold_lease(&me);
             }
             *l = Some(Held::Lease(me.clone()));
             return Ok(me);
@@ -290,7 +290,9 @@ pub fn interrupted_run(host: &Host, script: &str, args: &[String]) -> Option<Run
         .runs(500)
         .ok()?
         .into_iter()
-        .find(|r| r.script == script && r.args == args)?;
+        // Runs refused by the lock did nothing: look past them (a standby's cron ticks while
+        // another controller's lease has not expired yet).
+        .find(|r| r.script == script && r.args == args && r.status != "locked")?;
     // A shared store's run may be resumed by any controller (its lease tells it is dead); a
     // SQLite store's only on the machine whose process it was.
     if !matches!(r.status.as_str(), "interrupted" | "cancelled")

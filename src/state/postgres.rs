@@ -763,11 +763,13 @@ impl Lease for Pg {
                     &[&LEASE],
                 )
                 .await?;
-            let (old, old_run, expired, until): (String, String, bool, String) =
-                (row.get(0), row.get(1), row.get(2), row.get(3));
+            let (old, expired, until): (String, bool, String) =
+                (row.get(0), row.get(2), row.get(3));
             let old: Option<Holder> = serde_json::from_str(&old).ok();
+            let mine = |h: &Holder| h.host == me.host && h.pid == me.pid;
             if let Some(h) = &old {
-                if !expired && old_run != me.run_id {
+                // Held by another process (even one running the same run) until it expires.
+                if !expired && !mine(h) {
                     return Ok(Err((h.clone(), until)));
                 }
             }
@@ -777,30 +779,32 @@ impl Lease for Pg {
                 &[&LEASE, &holder, &me.run_id, &secs],
             )
             .await?;
-            Ok(Ok(old.filter(|h| h.run_id != me.run_id)))
+            Ok(Ok(old.filter(|h| !mine(h))))
         })
     }
 
-    fn renew(&self, run_id: &str) -> RResult<bool> {
+    fn renew(&self, me: &Holder) -> RResult<bool> {
         let secs = self.lease.as_secs_f64();
+        let holder = serde_json::to_string(me).unwrap_or_default();
         self.with(async |c| {
             let n = c
                 .execute(
                     "UPDATE run_lease SET expires_at = now() + make_interval(secs => $3)
-                     WHERE name = $1 AND run_id = $2",
-                    &[&LEASE, &run_id, &secs],
+                     WHERE name = $1 AND holder = $2",
+                    &[&LEASE, &holder, &secs],
                 )
                 .await?;
             Ok(n == 1)
         })
     }
 
-    fn release(&self, run_id: &str) -> RResult<()> {
+    fn release(&self, me: &Holder) -> RResult<()> {
+        let holder = serde_json::to_string(me).unwrap_or_default();
         self.with(async |c| {
             c.execute(
                 "UPDATE run_lease SET holder = '', run_id = '', expires_at = '-infinity'
-                 WHERE name = $1 AND run_id = $2",
-                &[&LEASE, &run_id],
+                 WHERE name = $1 AND holder = $2",
+                &[&LEASE, &holder],
             )
             .await?;
             Ok(())

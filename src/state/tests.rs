@@ -217,7 +217,15 @@ fn postgres_backend() {
         e.message
     );
     assert_eq!(e.details["exit_code"], 75);
-    assert!(a.lease().unwrap().renew("run-a").unwrap());
+    // Resuming the same run from another controller waits for the expiry as well.
+    let mut same_run = holder("run-a", 3);
+    same_run.host = "controller-b".into();
+    assert_eq!(
+        lease::acquire(&b, &same_run).unwrap_err().kind,
+        ErrorKind::Locked
+    );
+    assert!(a.lease().unwrap().renew(&hb).unwrap());
+    assert!(!b.lease().unwrap().renew(&same_run).unwrap());
     assert_eq!(
         b.lease().unwrap().current().unwrap().unwrap().run_id,
         "run-a"
@@ -226,8 +234,8 @@ fn postgres_backend() {
     std::thread::sleep(std::time::Duration::from_millis(1200));
     assert!(b.lease().unwrap().current().unwrap().is_none());
     lease::acquire(&b, &other).unwrap();
-    assert!(!a.lease().unwrap().renew("run-a").unwrap());
-    b.lease().unwrap().release("run-b").unwrap();
+    assert!(!a.lease().unwrap().renew(&hb).unwrap());
+    b.lease().unwrap().release(&other).unwrap();
     assert!(a.lease().unwrap().current().unwrap().is_none());
 
     // Two controllers asking at the same instant: exactly one gets it.

@@ -1,0 +1,282 @@
+//! The PostgreSQL state store end to end, through the binary: two controllers sharing one store
+//! (a kill -9 of the lease holder mid-deploy, the standby's next cron tick finishes the run without
+//! a duplicate Semaphore task) and `state migrate` from a SQLite store.
+//!
+//! The database is a throwaway cluster (Debian's `postgresql` server binaries, initdb in a temporary
+//! folder); without them the tests skip loudly, and fail under CI=true.
+
+mod common;
+#[path = "common/deploy.rs"]
+mod deploy_h;
+
+use common::run;
+use deploy_h::*;
+use ralf_sh::lab::postgres::{Cluster, PASSWORD};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const PW_VAR: &str = "RALF_TEST_PG_PASSWORD";
+
+fn cluster(home: &Path) -> Option<Cluster> {
+    if ralf_sh::lab::postgres::bin_dir().is_none() {
+        ralf_sh::lab::skip_suite(
+            "the PostgreSQL state store tests",
+            "no PostgreSQL server binaries (initdb)",
+            "apt-get install postgresql",
+        );
+        return None;
+    }
+    Some(Cluster::start(&home.join("pg")).expect("a throwaway PostgreSQL cluster"))
+}
+
+/// Point a served lab's config at the PostgreSQL store (lease of `lease` seconds).
+fn use_pg(lab: &mut Served, pg: &Cluster, lease: u32) {
+    let yaml = std::fs::read_to_string(&lab.config).unwrap();
+    let at = yaml.find("state:\n").expect("a state section");
+    let yaml = format!(
+        "{}state:\n  url: {}\n  password_env: {PW_VAR}\n  lease_seconds: {lease}\n",
+        &yaml[..at],
+        pg.url()
+    );
+    std::fs::write(&lab.config, yaml).unwrap();
+    lab.env.push((PW_VAR.into(), PASSWORD.into()));
+}
+
+/// Runs as (id, status, attempts), oldest first.
+fn pg_runs(pg: &Cluster) -> Vec<(String, String, i64)> {
+    let out = pg
+        .psql("SELECT id || '|' || status || '|' || attempts FROM runs ORDER BY started_at")
+        .unwrap();
+    out.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let v: Vec<&str> = l.split('|').collect();
+            (v[0].into(), v[1].into(), v[2].parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn standby_takes_over_an_expired_lease_and_finishes_without_duplicate_tasks() {
+    let home = tempfile::tempdir().unwrap();
+    let Some(pg) = cluster(home.path()) else {
+        return;
+    };
+    let mut lab = Served::start(home.path());
+    use_pg(&mut lab, &pg, 3);
+    slow_templates(&lab, 1500);
+    // Controller A (its own home) holds the lease and is killed with -9 mid-deploy.
+    let home_a = home.path().join("controller-a");
+    std::fs::create_dir_all(&home_a).unwrap();
+    let mut a = spawn_deploy_all(&lab, &home_a);
+    wait_for(
+        || {
+            lab.tasks()
+                .iter()
+                .any(|t| t["message"].as_str().unwrap_or("").contains("deploy n8n"))
+        },
+        "a wave-2 task",
+    );
+    a.kill().unwrap();
+    a.wait().unwrap();
+    let killed = Instant::now();
+    let crashed = pg_runs(&pg)[0].0.clone();
+    assert_eq!(
+        pg.psql("SELECT run_id FROM run_lease").unwrap(),
+        crashed,
+        "A held the lease"
+    );
+    // Controller B: cron ticks every second. While A's lease lasts, a tick is refused (75)
+    // naming A; after the expiry the tick continues A's run.
+    let home_b = home.path().join("controller-b");
+    std::fs::create_dir_all(&home_b).unwrap();
+    let (mut refused, mut finished) = (0, None);
+    while finished.is_none() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(3 + 30),
+            "the standby did not finish within 30 s of the lease expiry"
+        );
+        let mut c = lab.cmd(&home_b);
+        c.arg(script("deploy_all.rhai"));
+        let (code, out, err) = run(c);
+        match code {
+            75 => {
+                assert!(err.contains(&format!("run {crashed}")), "{err}");
+                refused += 1;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            0 => finished = Some((out, err)),
+            _ => panic!("standby tick failed ({code}):\n{out}\n{err}"),
+        }
+    }
+    let (_, err) = finished.unwrap();
+    eprintln!(
+        "standby finished {:.1} s after the kill -9 (lease 3 s), {refused} tick(s) refused before",
+        killed.elapsed().as_secs_f64()
+    );
+    assert!(refused >= 1, "the first tick came before the lease expired");
+    assert!(
+        err.contains(&format!("run {crashed} of this script")),
+        "the standby continued A's run: {err}"
+    );
+    assert!(err.contains("taking over an expired run lease"), "{err}");
+    // Every service deployed once: the standby re-attached to A's in-flight task.
+    let per = deploy_tasks_per(&lab.tasks(), "message");
+    assert_eq!(per.len(), 7, "{per:?}");
+    assert!(per.values().all(|n| *n == 1), "duplicate tasks: {per:?}");
+    let runs = pg_runs(&pg);
+    let a_run = runs.iter().find(|r| r.0 == crashed).unwrap();
+    assert_eq!((a_run.1.as_str(), a_run.2), ("ok", 2), "{runs:?}");
+    assert!(
+        runs.iter().all(|r| r.0 == crashed || r.1 == "locked"),
+        "only refused ticks beside the continued run: {runs:?}"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM service_status WHERE status = 'deployed'")
+            .unwrap(),
+        "7"
+    );
+    // The lease was released at the end.
+    assert_eq!(pg.psql("SELECT run_id FROM run_lease").unwrap(), "");
+    // `history` reads the shared store.
+    let mut c = lab.cmd(&home_a);
+    c.args(["history"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&crashed), "{out}");
+}
+
+#[test]
+fn state_migrate_copies_a_sqlite_store_and_verifies_it() {
+    let home = tempfile::tempdir().unwrap();
+    let Some(pg) = cluster(home.path()) else {
+        return;
+    };
+    let lab = Served::start(home.path());
+    // A SQLite store with runs, steps, statuses, history and events: a deploy in the lab.
+    let mut c = lab.cmd(home.path());
+    c.arg(script("deploy_all.rhai"));
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let sqlite = rusqlite::Connection::open(&lab.state).unwrap();
+    let count = |t: &str| -> i64 {
+        sqlite
+            .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    let tables = [
+        "runs",
+        "steps",
+        "service_status",
+        "service_history",
+        "events",
+    ];
+    let want: Vec<i64> = tables.iter().map(|t| count(t)).collect();
+    assert!(want.iter().all(|n| *n > 0), "{want:?}");
+
+    // Bad input first: a password in the URL, an unset password variable.
+    let mut c = lab.cmd(home.path());
+    c.args([
+        "state",
+        "migrate",
+        "--to",
+        "postgres://ralf:hunter2@127.0.0.1/ralf",
+    ]);
+    let (code, _, err) = run(c);
+    assert_eq!(code, 1);
+    assert!(err.contains("--to: carries a password"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    let mut c = lab.cmd(home.path());
+    c.args([
+        "state",
+        "migrate",
+        "--to",
+        &pg.url(),
+        "--password-env",
+        "RALF_UNSET_PW",
+    ]);
+    let (code, _, err) = run(c);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("RALF_UNSET_PW") && err.contains("not set"),
+        "{err}"
+    );
+
+    let mut c = lab.cmd(home.path());
+    c.env(PW_VAR, PASSWORD).args([
+        "state",
+        "migrate",
+        "--to",
+        &pg.url(),
+        "--password-env",
+        PW_VAR,
+    ]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    for (t, n) in tables.iter().zip(&want) {
+        assert!(
+            out.lines().any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == vec![*t, &n.to_string(), "rows,", "verified"]),
+            "{t}: {out}"
+        );
+        assert_eq!(
+            pg.psql(&format!("SELECT count(*) FROM {t}")).unwrap(),
+            n.to_string(),
+            "{t}"
+        );
+    }
+    assert!(!out.contains(PASSWORD) && !err.contains(PASSWORD));
+    // Every row alike: compare each table's rows as text on both sides.
+    for (t, order) in [
+        ("runs", "id"),
+        ("steps", "id"),
+        ("service_status", "service"),
+        ("service_history", "id"),
+        ("events", "id"),
+    ] {
+        let cols = match t {
+            "runs" => "id, script, args, host, pid, started_at, ended_at, status, exit_code, attempts",
+            "steps" => "id, run_id, key, service, attempt, started_at, ended_at, status, result, details, error",
+            "events" => "id, run_id, at, kind, data",
+            "service_history" => "id, service, status, at, run_id, version, details",
+            _ => "service, status, at, run_id, version, details",
+        };
+        let pg_rows = pg
+            .psql(&format!(
+                "SELECT concat_ws('|', {}) FROM {t} ORDER BY {order}",
+                cols.split(", ")
+                    .map(|c| format!("coalesce({c}::text, '∅')"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+            .unwrap();
+        let mut st = sqlite
+            .prepare(&format!(
+                "SELECT {} FROM {t} ORDER BY {order}",
+                cols.split(", ")
+                    .map(|c| format!("coalesce(CAST({c} AS TEXT), '∅')"))
+                    .collect::<Vec<_>>()
+                    .join(" || '|' || ")
+            ))
+            .unwrap();
+        let sq_rows: Vec<String> = st
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert_eq!(pg_rows, sq_rows.join("\n"), "{t} differs");
+    }
+    // Into a database that already holds runs: refused.
+    let mut c = lab.cmd(home.path());
+    c.env(PW_VAR, PASSWORD).args([
+        "state",
+        "migrate",
+        "--to",
+        &pg.url(),
+        "--password-env",
+        PW_VAR,
+    ]);
+    let (code, _, err) = run(c);
+    assert_eq!(code, 1);
+    assert!(err.contains("already holds ralf-sh runs"), "{err}");
+}
