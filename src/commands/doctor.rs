@@ -61,6 +61,7 @@ pub async fn check_all(host: &Arc<Host>) -> Vec<Row> {
         None => Row::pass("config", "no config file found (all defaults)"),
     }];
     rows.extend(secret_rows(&cfg));
+    rows.push(state_row(host));
     let (sem, pve, llm, notify, hosts) = tokio::join!(
         semaphore(&cfg),
         proxmox(&cfg),
@@ -74,6 +75,43 @@ pub async fn check_all(host: &Arc<Host>) -> Vec<Row> {
     rows.extend(notify);
     rows.extend(hosts);
     rows
+}
+
+/// The state store: a SQLite file (exists or will be made), or a PostgreSQL store reached,
+/// migrated and its run lease read.
+fn state_row(host: &Arc<Host>) -> Row {
+    let Some(o) = crate::state::pg_options(host) else {
+        let p = crate::state::state_path(host);
+        return Row::pass(
+            "state",
+            match p.exists() {
+                true => format!("SQLite {}", p.display()),
+                false => format!("SQLite {} (made by the first recorded run)", p.display()),
+            },
+        );
+    };
+    let st = o.and_then(|o| crate::state::Store::connect(&o));
+    match st {
+        Ok(st) => {
+            let lease = match crate::state::lock_holder(host, &st) {
+                Some(h) => format!("run lease held by {h}"),
+                None => "run lease free".into(),
+            };
+            Row::pass(
+                "state",
+                format!(
+                    "PostgreSQL {}: schema v{}, {lease}",
+                    st.location,
+                    st.schema_version()
+                ),
+            )
+        }
+        Err(e) => Row::fail(
+            "state",
+            e.message,
+            "check state.url (host, port, database, user), the password variable named by state.password_env, and that the server accepts this machine (pg_hba.conf)",
+        ),
+    }
 }
 
 /// The table: `what | result | how to fix`, one row per check, then a count.
