@@ -409,11 +409,8 @@ impl Journal for RunJournal {
 
     fn current_step_detail(&self, key: &str) -> Option<Value> {
         let (id, _) = self.current_step()?;
-        let steps = self.store.steps(&self.run_id).ok()?;
-        steps
-            .into_iter()
-            .find(|s| s.id == id)
-            .and_then(|s| s.details.get(key).cloned())
+        let step = self.store.step(id).ok()??;
+        step.details.get(key).cloned()
     }
 }
 

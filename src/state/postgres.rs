@@ -531,6 +531,11 @@ impl Backend for Pg {
         })
     }
 
+    fn step(&self, id: i64) -> RResult<Option<StepRecord>> {
+        let sql = format!("SELECT {STEP_COLS} FROM steps WHERE id = $1");
+        self.with(async |c| Ok(c.query_opt(&sql, &[&id]).await?.as_ref().map(step_from_row)))
+    }
+
     fn mark(&self, rec: &ServiceRecord) -> RResult<()> {
         let d = rec.details.to_string();
         self.tx(async |tx| {

@@ -409,6 +409,17 @@ impl Backend for Sqlite {
         })
     }
 
+    fn step(&self, id: i64) -> RResult<Option<StepRecord>> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {} FROM steps WHERE id = ?1", Self::STEP_COLS),
+                [id],
+                Self::step_from_row,
+            )
+            .optional()
+        })
+    }
+
     /// Set a service's status (and append it to its history) in one transaction.
     fn mark(&self, rec: &ServiceRecord) -> RResult<()> {
         let mut conn = self.conn.lock();

@@ -135,6 +135,8 @@ pub(crate) trait Backend: Send + Sync {
     fn step_done(&self, run_id: &str, key: &str) -> RResult<Option<StepRecord>>;
     fn earlier_attempts(&self, run_id: &str, key: &str, before: i64) -> RResult<Vec<StepRecord>>;
     fn steps(&self, run_id: &str) -> RResult<Vec<StepRecord>>;
+    /// One step attempt by id.
+    fn step(&self, id: i64) -> RResult<Option<StepRecord>>;
     fn mark(&self, rec: &ServiceRecord) -> RResult<()>;
     fn statuses(&self) -> RResult<HashMap<String, String>>;
     fn service_status(&self, service: &str) -> RResult<Option<ServiceRecord>>;
@@ -255,6 +257,11 @@ impl Store {
 
     pub fn steps(&self, run_id: &str) -> RResult<Vec<StepRecord>> {
         self.b.steps(run_id)
+    }
+
+    /// One step attempt by id.
+    pub fn step(&self, id: i64) -> RResult<Option<StepRecord>> {
+        self.b.step(id)
     }
 
     /// Set a service's status (and append it to its history) in one transaction.

@@ -81,6 +81,8 @@ fn check_runs_steps_and_resume(s: &Store) {
     );
     assert_eq!(r.args, vec!["--all".to_string()]);
     assert_eq!(s.steps("r1").unwrap()[2].attempt, 2);
+    assert_eq!(s.step(b2).unwrap().unwrap().error.as_deref(), Some("note"));
+    assert!(s.step(b2 + 1000).unwrap().is_none());
     assert_eq!(s.runs(10).unwrap()[0].id, "r1");
     assert_eq!(s.runs_for_service("pg", 10).unwrap().len(), 1);
 }
