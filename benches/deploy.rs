@@ -1,29 +1,46 @@
-//! deploy_all over a generated 60-service catalog with a random dependency DAG, in the lab.
+//! deploy_all over generated catalogs with a random dependency DAG, in the lab.
 //!
-//! The catalog (seeded, so every run has the same DAG and durations) has 60 services of priority
-//! P2; each depends on 0-3 earlier services; each service's Semaphore task takes 1-3 s in the lab
-//! stand-in. `deploy_all.rhai --all --parallel 8 --no-advisor --dag` runs against a `ralf-sh lab serve`
-//! process. Result: wall time / lower bound, where the lower bound is max(critical path, total
-//! work / 8). Beside it, in the same run: the wave schedule (`deploy_all` without `--dag`, run) and
-//! the seed flow's time (computed, not run: it would take 10 minutes), one service at a time with
-//! a fixed 10 s poll, i.e. the sum of every task's duration rounded up to the next multiple of 10 s.
+//! Each catalog is seeded, so every run has the same DAG and durations; every service depends on
+//! 0-3 earlier ones. `deploy_all.rhai --all --parallel P --no-advisor --dag` runs against a
+//! `ralf-sh lab serve` process of its own. Result: wall time / lower bound, where the lower bound is
+//! max(critical path, total work / P), plus ralf-sh's CPU time per service and its peak RSS
+//! (read with wait4 from the deploy_all process).
+//!
+//! - 60 services, tasks 1-3 s, parallel 8: beside it, in the same run, the wave schedule (run) and
+//!   the seed flow's time (computed, not run: one service at a time, fixed 10 s poll).
+//! - 100 and 1,000 services, tasks 0.1-0.3 s, parallel 32: the per-service cost must stay flat in
+//!   the catalog size (CPU per service at 1,000 within 1.3x of at 100; RSS growth per service).
 
 use rand::{Rng, SeedableRng};
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-const N: usize = 60;
-const PAR: usize = 8;
+struct Catalog {
+    n: usize,
+    par: usize,
+    dur_ms: Vec<u64>,
+    lower: f64,
+    critical: f64,
+    total: f64,
+}
 
-fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    let cat = dir.path().join("catalog");
-    std::fs::create_dir_all(&cat).unwrap();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(60);
+fn name(n: usize, i: usize) -> String {
+    if n > 100 {
+        format!("svc{i:04}")
+    } else {
+        format!("svc{i:02}")
+    }
+}
+
+/// Writes the catalog to `cat` and computes its lower bound.
+fn generate(cat: &Path, n: usize, par: usize, ms: (u64, u64), seed: u64) -> Catalog {
+    std::fs::create_dir_all(cat).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut deps: Vec<Vec<usize>> = Vec::new();
     let mut dur_ms: Vec<u64> = Vec::new();
-    for i in 0..N {
+    for i in 0..n {
         let k = if i == 0 {
             0
         } else {
@@ -32,39 +49,64 @@ fn main() {
         let mut d: Vec<usize> = (0..k).map(|_| rng.random_range(0..i)).collect();
         d.sort();
         d.dedup();
-        let ms = rng.random_range(1000..=3000);
-        let name = format!("svc{i:02}");
+        let svc = name(n, i);
         let dl = d
             .iter()
-            .map(|j| format!("svc{j:02}"))
+            .map(|j| name(n, *j))
             .collect::<Vec<_>>()
             .join(", ");
         std::fs::write(
-            cat.join(format!("{name}.yaml")),
+            cat.join(format!("{svc}.yaml")),
             format!(
-                "name: {name}\npriority: P2\ngroup: bench\ndepends_on: [{dl}]\nsemaphore:\n  template: Bench {name} Apply\n"
+                "name: {svc}\npriority: P2\ngroup: bench\ndepends_on: [{dl}]\nsemaphore:\n  template: Bench {svc} Apply\n"
             ),
         )
         .unwrap();
         deps.push(d);
-        dur_ms.push(ms);
+        dur_ms.push(rng.random_range(ms.0..=ms.1));
     }
-    // Lower bound.
-    let mut finish = vec![0u64; N];
-    for i in 0..N {
+    let mut finish = vec![0u64; n];
+    for i in 0..n {
         let start = deps[i].iter().map(|j| finish[*j]).max().unwrap_or(0);
         finish[i] = start + dur_ms[i];
     }
     let critical = *finish.iter().max().unwrap() as f64 / 1000.0;
     let total: f64 = dur_ms.iter().map(|m| *m as f64 / 1000.0).sum();
-    let lower = critical.max(total / PAR as f64);
-    let baseline: f64 = dur_ms
-        .iter()
-        .map(|m| ((*m as f64 / 1000.0) / 10.0).ceil() * 10.0)
-        .sum();
+    Catalog {
+        n,
+        par,
+        lower: critical.max(total / par as f64),
+        critical,
+        total,
+        dur_ms,
+    }
+}
 
+/// One deploy_all run's figures.
+struct Figures {
+    wall: f64,
+    cpu: f64,
+    rss_kib: i64,
+    /// CPU seconds the lab stand-ins (one process) used over all of this lab's runs.
+    lab_cpu: f64,
+}
+
+/// utime + stime of a live process, from /proc.
+fn proc_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let v = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the command name.
+    (v(11) + v(12)) / ticks
+}
+
+/// Starts a lab on `cat`, sets every template's duration, runs deploy_all once per schedule.
+fn run_lab(dir: &Path, c: &Catalog, schedules: &[&str]) -> Vec<Figures> {
     let bin = env!("CARGO_BIN_EXE_ralf-sh");
-    let home = dir.path();
+    let cat = dir.join("catalog");
+    let home = dir;
     let mut lab = Command::new(bin)
         .args(["lab", "serve"])
         .env("RALF_LAB_CATALOG", &cat)
@@ -93,11 +135,12 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let c = ralf_sh::clients::http_builder().build().unwrap();
-        for (i, ms) in dur_ms.iter().enumerate() {
-            let r = c
+        let h = ralf_sh::clients::http_builder().build().unwrap();
+        for (i, ms) in c.dur_ms.iter().enumerate() {
+            let r = h
                 .post(format!(
-                    "{sem}/_lab/templates/Bench svc{i:02} Apply/behaviour"
+                    "{sem}/_lab/templates/Bench {} Apply/behaviour",
+                    name(c.n, i)
                 ))
                 .json(&serde_json::json!({"duration_ms": ms, "lines": 5, "outcome": "success"}))
                 .send()
@@ -107,54 +150,144 @@ fn main() {
         }
     });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/deploy_all.rhai");
-    // One run per schedule, each with its own (empty) state store, so both deploy all 60 services.
-    let run = |schedule: &str| -> f64 {
-        let cfg = home.join(format!("ralf-{schedule}.yaml"));
-        std::fs::write(
-            &cfg,
-            format!(
-                "{yaml}state:\n  path: {:?}\n",
-                home.join(format!("state-{schedule}.db"))
-                    .display()
-                    .to_string()
-            ),
-        )
-        .unwrap();
-        let mut cmd = Command::new(bin);
-        cmd.env("RALF_CONFIG", &cfg)
-            .env("HOME", home)
-            .env("XDG_STATE_HOME", home.join("state"))
-            .env("CI", "1")
-            .current_dir(home)
-            .args([
-                script,
-                "--all",
-                "--parallel",
-                &PAR.to_string(),
-                "--no-advisor",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if schedule == "dag" {
-            cmd.arg("--dag");
-        }
-        for (k, v) in &env {
-            cmd.env(k, v);
-        }
-        let t0 = Instant::now();
-        let status = cmd.status().unwrap();
-        let wall = t0.elapsed().as_secs_f64();
-        assert!(status.success(), "deploy_all ({schedule}) failed: {status}");
-        wall
-    };
-    let dag = run("dag");
-    let waves = run("waves");
+    // One run per schedule, each with its own (empty) state store, so each deploys every service.
+    let mut figures: Vec<Figures> = schedules
+        .iter()
+        .map(|schedule| {
+            let cfg = home.join(format!("ralf-{schedule}.yaml"));
+            let db = home.join(format!("state-{schedule}.db"));
+            std::fs::write(
+                &cfg,
+                format!("{yaml}state:\n  path: {:?}\n", db.display().to_string()),
+            )
+            .unwrap();
+            let mut cmd = Command::new(bin);
+            cmd.env("RALF_CONFIG", &cfg)
+                .env("HOME", home)
+                .env("XDG_STATE_HOME", home.join("state"))
+                .env("CI", "1")
+                .current_dir(home)
+                .args([
+                    script,
+                    "--all",
+                    "--parallel",
+                    &c.par.to_string(),
+                    "--no-advisor",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            if *schedule == "dag" {
+                cmd.arg("--dag");
+            }
+            for (k, v) in &env {
+                cmd.env(k, v);
+            }
+            let f = run_measured(&mut cmd);
+            let deployed: i64 = rusqlite::Connection::open(&db)
+                .unwrap()
+                .query_row(
+                    "SELECT count(*) FROM service_status WHERE status = 'deployed'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(deployed as usize, c.n, "deploy_all ({schedule}) left services undeployed");
+            f
+        })
+        .collect();
+    let lab_cpu = proc_cpu(lab.id());
+    for f in &mut figures {
+        f.lab_cpu = lab_cpu;
+    }
     let _ = lab.kill();
     let _ = lab.wait();
+    figures
+}
+
+/// Wall time, CPU time (user + system) and peak RSS of one child, read with wait4.
+// The child is reaped with wait4 (to read its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn run_measured(cmd: &mut Command) -> Figures {
+    let t0 = Instant::now();
+    let child = cmd.spawn().expect("spawn deploy_all");
+    let mut status = 0;
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    let wall = t0.elapsed().as_secs_f64();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "deploy_all failed: status {status}"
+    );
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Figures {
+        wall,
+        cpu: secs(ru.ru_utime) + secs(ru.ru_stime),
+        rss_kib: ru.ru_maxrss,
+        lab_cpu: 0.0,
+    }
+}
+
+fn main() {
+    let root = tempfile::tempdir().unwrap();
+
+    // 60 services, 1-3 s tasks, parallel 8: DAG vs waves vs the seed flow.
+    let d60 = root.path().join("n60");
+    let c60 = generate(&d60.join("catalog"), 60, 8, (1000, 3000), 60);
+    let f60 = run_lab(&d60, &c60, &["dag", "waves"]);
+    let (dag, waves) = (f60[0].wall, f60[1].wall);
+    let baseline: f64 = c60
+        .dur_ms
+        .iter()
+        .map(|m| ((*m as f64 / 1000.0) / 10.0).ceil() * 10.0)
+        .sum();
     println!(
-        "| deploy: deploy_all, 60-service random DAG, tasks 1-3 s, parallel {PAR}, --dag (wall / lower bound; lower bound {lower:.1} s = max(critical path {critical:.1} s, work {total:.1} s / {PAR})) | {dag:.1} s, ratio {:.2} | seed-style: one at a time, fixed 10 s polling, computed from the same durations: {baseline:.0} s; wave schedule (run): {waves:.1} s, ratio {:.2} | {:.1}x faster than seed-style | wall / lower bound <= 1.05 |",
-        dag / lower,
-        waves / lower,
+        "| deploy: deploy_all, 60-service random DAG, tasks 1-3 s, parallel 8, --dag (wall / lower bound; lower bound {:.1} s = max(critical path {:.1} s, work {:.1} s / 8)) | {dag:.1} s, ratio {:.3}; CPU {:.1} ms/service; peak RSS {:.0} MB | seed-style: one at a time, fixed 10 s polling, computed from the same durations: {baseline:.0} s; wave schedule (run): {waves:.1} s, ratio {:.3} | {:.1}x faster than seed-style | wall / lower bound <= 1.05 |",
+        c60.lower,
+        c60.critical,
+        c60.total,
+        dag / c60.lower,
+        f60[0].cpu * 1000.0 / 60.0,
+        f60[0].rss_kib as f64 / 1024.0,
+        waves / c60.lower,
         baseline / dag
+    );
+
+    // 100 and 1,000 services, 0.1-0.3 s tasks, parallel 32: the per-service cost.
+    let mut scale = Vec::new();
+    for (n, seed) in [(100usize, 100u64), (1000, 1000)] {
+        let d = root.path().join(format!("n{n}"));
+        let c = generate(&d.join("catalog"), n, 32, (100, 300), seed);
+        let f = run_lab(&d, &c, &["dag"]).remove(0);
+        println!(
+            "| deploy: deploy_all, {n}-service random DAG, tasks 0.1-0.3 s, parallel 32, --dag | {:.1} s, ratio {:.3} (lower bound {:.1} s = max(critical path {:.1} s, work {:.1} s / 32)); CPU {:.1} ms/service (+ lab stand-ins {:.1} ms/service; both on 2 cores: {:.1} s of CPU per wall second); peak RSS {:.0} MB | lower bound | {:.3} | wall / lower bound <= 1.05 |",
+            f.wall,
+            f.wall / c.lower,
+            c.lower,
+            c.critical,
+            c.total,
+            f.cpu * 1000.0 / n as f64,
+            f.lab_cpu * 1000.0 / n as f64,
+            (f.cpu + f.lab_cpu) / f.wall,
+            f.rss_kib as f64 / 1024.0,
+            f.wall / c.lower
+        );
+        scale.push((n, f));
+    }
+    let (n1, a) = (scale[0].0 as f64, &scale[0].1);
+    let (n2, b) = (scale[1].0 as f64, &scale[1].1);
+    let (cpu1, cpu2) = (a.cpu / n1, b.cpu / n2);
+    println!(
+        "| deploy: CPU per service, 1,000 vs 100 services (same run) | {:.1} ms vs {:.1} ms | 100 services | {:.2} | <= 1.3 |",
+        cpu2 * 1000.0,
+        cpu1 * 1000.0,
+        cpu2 / cpu1
+    );
+    println!(
+        "| deploy: peak RSS growth per service, 100 -> 1,000 services | {:.1} KiB/service ({:.0} MB -> {:.0} MB) | 60 services: {:.0} MB | {:.2} | printed |",
+        (b.rss_kib - a.rss_kib) as f64 / (n2 - n1),
+        a.rss_kib as f64 / 1024.0,
+        b.rss_kib as f64 / 1024.0,
+        f60[0].rss_kib as f64 / 1024.0,
+        b.rss_kib as f64 / a.rss_kib as f64
     );
 }

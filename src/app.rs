@@ -104,7 +104,17 @@ pub fn run(cli: Cli) -> i32 {
     };
     // Every secret the config names is scrubbed from the first line of output on.
     crate::secrets::register_configured(&loaded.config);
-    let host = Host::new(loaded, rt.handle().clone(), opts);
+    let mut host = Host::new(loaded, rt.handle().clone(), opts);
+    if let Some(id) = &cli.run_id {
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if !ok {
+            eprintln!("error: --run-id `{id}`: use letters, digits and - (at most 64)");
+            return exit::USAGE;
+        }
+        host = host.with_run_id(id.clone());
+    }
     let verbosity = cli.verbose as i8 - cli.quiet as i8;
     crate::logging::init(cli.log_format, cli.log_time, verbosity, &host.run_id);
     for (what, insecure) in [
@@ -140,6 +150,7 @@ pub fn run(cli: Cli) -> i32 {
         Some(Command::Resume { run_id, abandon }) => {
             crate::commands::history::cli_resume(&host, &run_id, abandon)
         }
+        Some(Command::Serve) => crate::serve::run(&host),
         Some(Command::State {
             command:
                 crate::cli::StateCommand::Migrate {

@@ -49,6 +49,10 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub quiet: u8,
 
+    /// Use this run id (set by `serve` for the runs it starts)
+    #[arg(long, global = true, hide = true, value_name = "ID")]
+    pub run_id: Option<String>,
+
     /// Answer yes to confirm() questions
     #[arg(long, global = true)]
     pub yes: bool,
@@ -134,6 +138,8 @@ pub enum Command {
         #[arg(long)]
         abandon: bool,
     },
+    /// Start runs from the triggers of the config's `serve:` section (schedules) until stopped
+    Serve,
     /// Manage the state store
     State {
         #[command(subcommand)]

@@ -51,6 +51,38 @@ pub struct Config {
     /// Approval gates (`gate()`): which chat channels ask, who may answer.
     #[serde(default)]
     pub gates: GatesConfig,
+    /// `ralf-sh serve`: triggers that start runs (schedules).
+    #[serde(default)]
+    pub serve: ServeConfig,
+}
+
+/// `serve:`: what `ralf-sh serve` starts, and when.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    #[serde(default)]
+    pub triggers: Vec<TriggerConfig>,
+}
+
+/// One trigger: `on: schedule` runs `script` with `args` at every tick of `cron` in `timezone`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerConfig {
+    pub name: String,
+    pub on: String,
+    /// Cron expression: 5 fields (min hour day month weekday) or 6 with seconds first.
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// IANA time zone of the expression (default UTC).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Ticks missed while no controller ran: `one` (run the latest once) or `none` (skip them).
+    #[serde(default)]
+    pub catch_up: Option<String>,
+    /// Script to run (relative to the config file).
+    pub script: PathBuf,
+    #[serde(default)]
+    pub args: Vec<String>,
 }
 
 /// `gates:`: where `gate()` asks and who may answer. Channels have the shape of `notify.channels`
@@ -579,6 +611,65 @@ fn key_line(text: &str, section: &str, key: &str) -> usize {
     1
 }
 
+/// Line of `key` inside the `i`th item of `serve.triggers` (1 when not found).
+fn trigger_line(text: &str, i: usize, key: &str) -> usize {
+    let mut item: Option<usize> = None;
+    let mut inside = false;
+    for (n, l) in text.lines().enumerate() {
+        let t = l.trim_start();
+        if !l.starts_with(' ') && !l.is_empty() {
+            inside = l.starts_with("serve:");
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        if t.starts_with("- ") {
+            item = Some(item.map_or(0, |k| k + 1));
+        }
+        if item == Some(i) && t.trim_start_matches("- ").starts_with(&format!("{key}:")) {
+            return n + 1;
+        }
+    }
+    1
+}
+
+/// A trigger: a unique name, a known kind; a schedule's expression, time zone and catch-up policy.
+pub(crate) fn validate_trigger(
+    t: &TriggerConfig,
+    earlier: &[TriggerConfig],
+) -> Result<(), (&'static str, String)> {
+    if t.name.is_empty() || !t.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(("name", format!("`{}`: use letters, digits, - and _", t.name)));
+    }
+    if earlier.iter().any(|e| e.name == t.name) {
+        return Err(("name", format!("`{}` is used by an earlier trigger", t.name)));
+    }
+    match t.on.as_str() {
+        "schedule" => {}
+        "push" | "webhook" | "manual" => {
+            return Err((
+                "on",
+                format!("`{}` triggers are not available in this version; `schedule` is", t.on),
+            ))
+        }
+        other => return Err(("on", format!("unknown trigger kind `{other}` (schedule)"))),
+    }
+    let Some(expr) = t.cron.as_deref() else {
+        return Err(("cron", "a schedule needs a cron expression (e.g. \"0 * * * *\")".into()));
+    };
+    crate::serve::schedule::parse(expr).map_err(|e| ("cron", e))?;
+    if let Some(tz) = &t.timezone {
+        tz.parse::<chrono_tz::Tz>()
+            .map_err(|_| ("timezone", format!("unknown time zone `{tz}` (an IANA name such as Europe/Berlin)")))?;
+    }
+    match t.catch_up.as_deref() {
+        None | Some("one") | Some("none") => {}
+        Some(other) => return Err(("catch_up", format!("must be `one` or `none`, got `{other}`"))),
+    }
+    Ok(())
+}
+
 /// The `state` section: a SQLite `path` or a PostgreSQL `url` (without a password), not both.
 pub(crate) fn validate_state(st: &StateConfig) -> Result<(), (&'static str, String)> {
     let Some(url) = st.url.as_deref() else {
@@ -687,6 +778,15 @@ fn validate(cfg: &Config, path: &Path, text: &str) -> RResult<()> {
                 }
             }
         }
+    }
+    for (i, t) in cfg.serve.triggers.iter().enumerate() {
+        validate_trigger(t, &cfg.serve.triggers[..i]).map_err(|(key, msg)| {
+            RalfError::config(format!(
+                "{p}:{}: serve.triggers[{i}] ({}).{key}: {msg}",
+                trigger_line(text, i, key),
+                t.name
+            ))
+        })?;
     }
     if let Some(st) = &cfg.state {
         validate_state(st).map_err(|(key, msg)| {

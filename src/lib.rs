@@ -19,6 +19,7 @@ pub mod progress;
 pub mod repl;
 pub mod scripttest;
 pub mod secrets;
+pub mod serve;
 pub mod state;
 pub mod text;
 pub mod yaml;

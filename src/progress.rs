@@ -57,7 +57,7 @@ impl Progress {
         pb.set_message(
             crate::text::visible_controls(&crate::secrets::redact(&msg.into())).into_owned(),
         );
-        Spinner { pb }
+        self.wrap(pb)
     }
 
     /// A bar of `len` steps.
@@ -75,7 +75,14 @@ impl Progress {
         pb.set_message(
             crate::text::visible_controls(&crate::secrets::redact(&msg.into())).into_owned(),
         );
-        Spinner { pb }
+        self.wrap(pb)
+    }
+
+    fn wrap(&self, pb: ProgressBar) -> Spinner {
+        Spinner {
+            pb,
+            multi: self.enabled.then(|| self.multi.clone()),
+        }
     }
 
     /// Run `f` with the bars cleared (for writing to stderr/stdout).
@@ -88,9 +95,11 @@ impl Progress {
     }
 }
 
-/// A live spinner or bar.
+/// A live spinner or bar; taken off the display when finished (indicatif would otherwise keep a
+/// finished bar below a long-running one, and every redraw would walk the pile).
 pub struct Spinner {
     pb: ProgressBar,
+    multi: Option<MultiProgress>,
 }
 
 impl Spinner {
@@ -103,7 +112,7 @@ impl Spinner {
         self.pb.inc(n);
     }
     pub fn finish(self) {
-        self.pb.finish_and_clear();
+        // Drop does it.
     }
 }
 
@@ -111,6 +120,9 @@ impl Drop for Spinner {
     fn drop(&mut self) {
         if !self.pb.is_finished() {
             self.pb.finish_and_clear();
+        }
+        if let Some(m) = &self.multi {
+            m.remove(&self.pb);
         }
     }
 }

@@ -452,6 +452,27 @@ mod catalog_mod {
         Ok(rows.iter().map(to_json).collect())
     }
 
+    /// The `limit` most recent status changes of one service.
+    ///
+    /// ```rhai
+    /// let last = catalog::history("vaultwarden", 1);
+    /// ```
+    #[rhai_fn(name = "history", return_raw)]
+    pub fn history2(ctx: NativeCallContext, name: &str, limit: rhai::INT) -> RhaiResult<Array> {
+        if limit < 1 {
+            return Err(RalfError::invalid(format!(
+                "catalog::history: limit must be at least 1, got {limit}"
+            ))
+            .into());
+        }
+        let h = host(&ctx)?;
+        let Some(st) = crate::state::existing_store(&h).at(&ctx)? else {
+            return Ok(Array::new());
+        };
+        let rows = st.service_history(name, limit as usize).at(&ctx)?;
+        Ok(rows.iter().map(to_json).collect())
+    }
+
     // ---- Catalog ----
 
     /// Every service, sorted by name.

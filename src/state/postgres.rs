@@ -87,6 +87,15 @@ const MIGRATIONS: &[&str] = &[
         run_id TEXT NOT NULL,
         expires_at TIMESTAMPTZ NOT NULL
     );",
+    // v3: schedule ticks claimed by `serve`
+    "CREATE TABLE trigger_ticks (
+        trigger TEXT NOT NULL,
+        tick TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        claimed_by TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (trigger, tick)
+    );",
 ];
 
 /// How to reach the database.
@@ -609,6 +618,30 @@ impl Backend for Pg {
                 )
                 .await?;
             Ok(rows.iter().map(event_from_row).collect())
+        })
+    }
+
+    fn claim_tick(&self, trigger: &str, tick: &str, run_id: &str, by: &str) -> RResult<bool> {
+        self.with(async |c| {
+            let n = c
+                .execute(
+                    "INSERT INTO trigger_ticks (trigger, tick, run_id, claimed_by, at) VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (trigger, tick) DO NOTHING",
+                    &[&trigger, &tick, &run_id, &by, &now()],
+                )
+                .await?;
+            Ok(n == 1)
+        })
+    }
+
+    fn last_tick(&self, trigger: &str) -> RResult<Option<String>> {
+        self.with(async |c| {
+            Ok(c.query_one(
+                "SELECT max(tick) FROM trigger_ticks WHERE trigger = $1",
+                &[&trigger],
+            )
+            .await?
+            .get(0))
         })
     }
 

@@ -76,6 +76,15 @@ const MIGRATIONS: &[&str] = &[
         run_id TEXT NOT NULL,
         expires_at TEXT NOT NULL
     );",
+    // v3: schedule ticks claimed by `serve` (one row per trigger and tick: each tick runs once)
+    "CREATE TABLE trigger_ticks (
+        trigger TEXT NOT NULL,
+        tick TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        claimed_by TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (trigger, tick)
+    );",
 ];
 
 fn db_err(path: &Path, e: rusqlite::Error) -> RalfError {
@@ -493,6 +502,27 @@ impl Backend for Sqlite {
             )?;
             let rows = st.query_map([run_id], event_from_row)?;
             rows.collect()
+        })
+    }
+
+    fn claim_tick(&self, trigger: &str, tick: &str, run_id: &str, by: &str) -> RResult<bool> {
+        self.with(|c| {
+            let n = c.execute(
+                "INSERT INTO trigger_ticks (trigger, tick, run_id, claimed_by, at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (trigger, tick) DO NOTHING",
+                params![trigger, tick, run_id, by, now()],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn last_tick(&self, trigger: &str) -> RResult<Option<String>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT max(tick) FROM trigger_ticks WHERE trigger = ?1",
+                [trigger],
+                |r| r.get(0),
+            )
         })
     }
 

@@ -143,6 +143,11 @@ pub(crate) trait Backend: Send + Sync {
     fn service_history(&self, service: &str, limit: usize) -> RResult<Vec<ServiceRecord>>;
     fn event(&self, run_id: Option<&str>, kind: &str, data: &Value) -> RResult<()>;
     fn events(&self, run_id: &str) -> RResult<Vec<EventRecord>>;
+    /// Claim `tick` of a schedule trigger for a run: true for exactly one caller per tick, across
+    /// controllers and restarts.
+    fn claim_tick(&self, trigger: &str, tick: &str, run_id: &str, by: &str) -> RResult<bool>;
+    /// The latest tick claimed for a trigger (RFC 3339, UTC).
+    fn last_tick(&self, trigger: &str) -> RResult<Option<String>>;
     fn dump(&self) -> RResult<Dump>;
     /// Copy every row in (ids kept) into an empty store, in one transaction.
     fn load(&self, d: &Dump) -> RResult<()>;
@@ -305,6 +310,16 @@ impl Store {
 
     pub fn events(&self, run_id: &str) -> RResult<Vec<EventRecord>> {
         self.b.events(run_id)
+    }
+
+    /// Claim `tick` of a schedule trigger (true for exactly one caller per tick).
+    pub fn claim_tick(&self, trigger: &str, tick: &str, run_id: &str, by: &str) -> RResult<bool> {
+        self.b.claim_tick(trigger, tick, run_id, by)
+    }
+
+    /// The latest tick claimed for a trigger.
+    pub fn last_tick(&self, trigger: &str) -> RResult<Option<String>> {
+        self.b.last_tick(trigger)
     }
 
     pub fn dump(&self) -> RResult<Dump> {

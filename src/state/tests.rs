@@ -24,10 +24,10 @@ fn migrations_are_versioned_and_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("sub/state.db");
     let s = Store::open(&p).unwrap();
-    assert_eq!(s.schema_version(), 2);
+    assert_eq!(s.schema_version(), 3);
     drop(s);
     let s = Store::open(&p).unwrap();
-    assert_eq!(s.schema_version(), 2);
+    assert_eq!(s.schema_version(), 3);
     drop(s);
     let c = rusqlite::Connection::open(&p).unwrap();
     let mode: String = c
@@ -114,6 +114,18 @@ fn check_service_status_and_history(s: &Store) {
     assert_eq!(s.events("r2").unwrap()[0].kind, "llm");
 }
 
+fn check_ticks(s: &Store) {
+    assert_eq!(s.last_tick("hourly").unwrap(), None);
+    assert!(s.claim_tick("hourly", "2026-12-07T03:00:00Z", "r1", "a").unwrap());
+    assert!(!s.claim_tick("hourly", "2026-12-07T03:00:00Z", "r2", "b").unwrap());
+    assert!(s.claim_tick("hourly", "2026-12-07T04:00:00Z", "r3", "b").unwrap());
+    assert!(s.claim_tick("other", "2026-12-07T05:00:00Z", "r4", "b").unwrap());
+    assert_eq!(
+        s.last_tick("hourly").unwrap().as_deref(),
+        Some("2026-12-07T04:00:00Z")
+    );
+}
+
 #[test]
 fn sqlite_backend() {
     let dir = tempfile::tempdir().unwrap();
@@ -122,6 +134,7 @@ fn sqlite_backend() {
     assert!(s.is_empty().unwrap());
     check_runs_steps_and_resume(&s);
     check_service_status_and_history(&s);
+    check_ticks(&s);
     assert!(!s.is_empty().unwrap());
 }
 
@@ -161,10 +174,11 @@ fn postgres_backend() {
     };
     let s = connect("basics", 30.0);
     assert!(s.is_shared());
-    assert_eq!(s.schema_version(), 2);
+    assert_eq!(s.schema_version(), 3);
     assert!(s.is_empty().unwrap());
     check_runs_steps_and_resume(&s);
     check_service_status_and_history(&s);
+    check_ticks(&s);
     // Connecting again migrates nothing twice.
     let o = postgres::PgOptions {
         url: pg.url_for("basics"),
@@ -172,7 +186,7 @@ fn postgres_backend() {
         ca_file: None,
         lease: std::time::Duration::from_secs(30),
     };
-    assert_eq!(Store::connect(&o).unwrap().schema_version(), 2);
+    assert_eq!(Store::connect(&o).unwrap().schema_version(), 3);
     // A wrong password is a clear error that does not show the password.
     let bad = postgres::PgOptions {
         password: Some("not-the-password-xyz".into()),

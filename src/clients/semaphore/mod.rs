@@ -233,6 +233,9 @@ pub struct Client {
     pub timeout: Duration,
     /// Templates read once and reused (see [`TemplateCache`]).
     template_cache: parking_lot::Mutex<Option<TemplateCache>>,
+    /// One template-list refresh at a time: concurrent misses wait for it instead of each
+    /// downloading the whole list (32 parallel services on an expired cache).
+    template_refresh: tokio::sync::Mutex<()>,
 }
 
 /// The project's templates by name and id, as last read. A run starts many tasks of the same
@@ -443,6 +446,7 @@ impl Client {
             insecure: opts.insecure,
             timeout: opts.timeout,
             template_cache: parking_lot::Mutex::new(None),
+            template_refresh: tokio::sync::Mutex::new(()),
         };
         if let Auth::Login { .. } = c.auth {
             c.login().await?;

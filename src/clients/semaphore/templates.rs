@@ -66,6 +66,11 @@ impl Client {
                 Template::from_value(v)
             }
             IdOrName::Name(n) => {
+                let _one = self.template_refresh.lock().await;
+                // Another caller may have refreshed the list while this one waited.
+                if let Some(t) = self.cached_template(name_or_id) {
+                    return Ok(t);
+                }
                 let all = self.templates().await?;
                 if let Some(t) = all.iter().find(|t| &t.name == n) {
                     return Ok(t.clone());
