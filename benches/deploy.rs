@@ -50,11 +50,7 @@ fn generate(cat: &Path, n: usize, par: usize, ms: (u64, u64), seed: u64) -> Cata
         d.sort();
         d.dedup();
         let svc = name(n, i);
-        let dl = d
-            .iter()
-            .map(|j| name(n, *j))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let dl = d.iter().map(|j| name(n, *j)).collect::<Vec<_>>().join(", ");
         std::fs::write(
             cat.join(format!("{svc}.yaml")),
             format!(
@@ -191,7 +187,10 @@ fn run_lab(dir: &Path, c: &Catalog, schedules: &[&str]) -> Vec<Figures> {
                     |r| r.get(0),
                 )
                 .unwrap();
-            assert_eq!(deployed as usize, c.n, "deploy_all ({schedule}) left services undeployed");
+            assert_eq!(
+                deployed as usize, c.n,
+                "deploy_all ({schedule}) left services undeployed"
+            );
             f
         })
         .collect();

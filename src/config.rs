@@ -639,33 +639,59 @@ pub(crate) fn validate_trigger(
     t: &TriggerConfig,
     earlier: &[TriggerConfig],
 ) -> Result<(), (&'static str, String)> {
-    if t.name.is_empty() || !t.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(("name", format!("`{}`: use letters, digits, - and _", t.name)));
+    if t.name.is_empty()
+        || !t
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err((
+            "name",
+            format!("`{}`: use letters, digits, - and _", t.name),
+        ));
     }
     if earlier.iter().any(|e| e.name == t.name) {
-        return Err(("name", format!("`{}` is used by an earlier trigger", t.name)));
+        return Err((
+            "name",
+            format!("`{}` is used by an earlier trigger", t.name),
+        ));
     }
     match t.on.as_str() {
         "schedule" => {}
         "push" | "webhook" | "manual" => {
             return Err((
                 "on",
-                format!("`{}` triggers are not available in this version; `schedule` is", t.on),
+                format!(
+                    "`{}` triggers are not available in this version; `schedule` is",
+                    t.on
+                ),
             ))
         }
         other => return Err(("on", format!("unknown trigger kind `{other}` (schedule)"))),
     }
     let Some(expr) = t.cron.as_deref() else {
-        return Err(("cron", "a schedule needs a cron expression (e.g. \"0 * * * *\")".into()));
+        return Err((
+            "cron",
+            "a schedule needs a cron expression (e.g. \"0 * * * *\")".into(),
+        ));
     };
     crate::serve::schedule::parse(expr).map_err(|e| ("cron", e))?;
     if let Some(tz) = &t.timezone {
-        tz.parse::<chrono_tz::Tz>()
-            .map_err(|_| ("timezone", format!("unknown time zone `{tz}` (an IANA name such as Europe/Berlin)")))?;
+        tz.parse::<chrono_tz::Tz>().map_err(|_| {
+            (
+                "timezone",
+                format!("unknown time zone `{tz}` (an IANA name such as Europe/Berlin)"),
+            )
+        })?;
     }
     match t.catch_up.as_deref() {
         None | Some("one") | Some("none") => {}
-        Some(other) => return Err(("catch_up", format!("must be `one` or `none`, got `{other}`"))),
+        Some(other) => {
+            return Err((
+                "catch_up",
+                format!("must be `one` or `none`, got `{other}`"),
+            ))
+        }
     }
     Ok(())
 }

@@ -72,7 +72,10 @@ fn sqlite_ticks(db: &Path) -> (Vec<(DateTime<Utc>, String)>, Vec<String>) {
 fn wait_for(mut f: impl FnMut() -> bool, what: &str, secs: u64) {
     let t0 = Instant::now();
     while !f() {
-        assert!(t0.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -100,7 +103,14 @@ fn schedule_ticks_run_once_over_a_kill_and_restart_with_catch_up_one_or_none() {
         let log2 = home.path().join("serve2.log");
         let second = serve(home.path(), &cfg, &[], &log2);
         wait_for(
-            || sqlite_ticks(&db).0.iter().filter(|t| t.0 > restarted_at).count() >= 3,
+            || {
+                sqlite_ticks(&db)
+                    .0
+                    .iter()
+                    .filter(|t| t.0 > restarted_at)
+                    .count()
+                    >= 3
+            },
             "three ticks after the restart",
             20,
         );
@@ -136,7 +146,11 @@ fn schedule_ticks_run_once_over_a_kill_and_restart_with_catch_up_one_or_none() {
                     .iter()
                     .filter(|t| t.0 > last_before && t.0 <= caught)
                     .collect();
-                assert_eq!(caught_or_gap.len(), 1, "only the latest missed tick: {ticks:?}");
+                assert_eq!(
+                    caught_or_gap.len(),
+                    1,
+                    "only the latest missed tick: {ticks:?}"
+                );
                 assert!(caught.signed_duration_since(last_before).num_seconds() >= 2);
             }
             _ => {
@@ -190,8 +204,15 @@ fn two_controllers_share_a_schedule_one_run_per_tick() {
     );
     let ticks = count("SELECT count(*) FROM trigger_ticks");
     assert!(ticks >= TICKS);
-    assert_eq!(count("SELECT count(DISTINCT tick) FROM trigger_ticks"), ticks);
-    assert_eq!(count("SELECT count(*) FROM runs"), ticks, "one run per tick");
+    assert_eq!(
+        count("SELECT count(DISTINCT tick) FROM trigger_ticks"),
+        ticks
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM runs"),
+        ticks,
+        "one run per tick"
+    );
     assert_eq!(
         count("SELECT count(*) FROM trigger_ticks t JOIN runs r ON r.id = t.run_id AND r.status = 'ok'"),
         ticks,

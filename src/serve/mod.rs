@@ -109,7 +109,9 @@ fn schedule_loop(host: &Arc<Host>, store: &Arc<Store>, t: &Trigger, me: &str) {
                 .unwrap_or(now);
             if let Some(missed) = t.schedule.latest_between(last, now) {
                 match t.cfg.catch_up.as_deref().unwrap_or("one") {
-                    "none" => tracing::info!(target: "ralf::serve", "trigger {name}: ticks missed since {} skipped (catch_up: none)", schedule::tick_key(last)),
+                    "none" => {
+                        tracing::info!(target: "ralf::serve", "trigger {name}: ticks missed since {} skipped (catch_up: none)", schedule::tick_key(last))
+                    }
                     _ => {
                         tracing::info!(target: "ralf::serve", "trigger {name}: catching up the latest missed tick {} (catch_up: one)", schedule::tick_key(missed));
                         fire(host, store, t, missed, me);
@@ -118,7 +120,9 @@ fn schedule_loop(host: &Arc<Host>, store: &Arc<Store>, t: &Trigger, me: &str) {
             }
         }
         Ok(None) => {}
-        Err(e) => tracing::warn!(target: "ralf::serve", "trigger {name}: cannot read its last tick: {e}"),
+        Err(e) => {
+            tracing::warn!(target: "ralf::serve", "trigger {name}: cannot read its last tick: {e}")
+        }
     }
     let mut after = now;
     while let Some(next) = t.schedule.next_after(after) {
@@ -129,6 +133,18 @@ fn schedule_loop(host: &Arc<Host>, store: &Arc<Store>, t: &Trigger, me: &str) {
         after = next;
     }
     tracing::warn!(target: "ralf::serve", "trigger {name}: its schedule has no further ticks");
+}
+
+/// This binary's path; after an upgrade replaced the file, the new one at the same path (Linux
+/// reports the running, deleted one as `PATH (deleted)`).
+fn this_binary() -> std::io::Result<PathBuf> {
+    let p = std::env::current_exe()?;
+    Ok(
+        match p.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+            Some(s) => PathBuf::from(s),
+            None => p,
+        },
+    )
 }
 
 /// Claim the tick; the controller that claims it starts the run (a child process of this binary).
@@ -147,7 +163,7 @@ fn fire(host: &Arc<Host>, store: &Store, t: &Trigger, tick: DateTime<Utc>, me: &
             return;
         }
     }
-    let exe = match std::env::current_exe() {
+    let exe = match this_binary() {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(target: "ralf::serve", "trigger {name}: cannot find this binary: {e}");
@@ -168,8 +184,12 @@ fn fire(host: &Arc<Host>, store: &Store, t: &Trigger, tick: DateTime<Utc>, me: &
             tracing::info!(target: "ralf::serve", "trigger {name}: tick {key}: run {run_id} started ({} {})", t.script.display(), t.cfg.args.join(" "));
             let (name, run_id) = (name.clone(), run_id.clone());
             std::thread::spawn(move || match child.wait() {
-                Ok(st) => tracing::info!(target: "ralf::serve", "trigger {name}: run {run_id} ended ({st})"),
-                Err(e) => tracing::warn!(target: "ralf::serve", "trigger {name}: run {run_id}: {e}"),
+                Ok(st) => {
+                    tracing::info!(target: "ralf::serve", "trigger {name}: run {run_id} ended ({st})")
+                }
+                Err(e) => {
+                    tracing::warn!(target: "ralf::serve", "trigger {name}: run {run_id}: {e}")
+                }
             });
         }
         Err(e) => {

@@ -116,10 +116,18 @@ fn check_service_status_and_history(s: &Store) {
 
 fn check_ticks(s: &Store) {
     assert_eq!(s.last_tick("hourly").unwrap(), None);
-    assert!(s.claim_tick("hourly", "2026-12-07T03:00:00Z", "r1", "a").unwrap());
-    assert!(!s.claim_tick("hourly", "2026-12-07T03:00:00Z", "r2", "b").unwrap());
-    assert!(s.claim_tick("hourly", "2026-12-07T04:00:00Z", "r3", "b").unwrap());
-    assert!(s.claim_tick("other", "2026-12-07T05:00:00Z", "r4", "b").unwrap());
+    assert!(s
+        .claim_tick("hourly", "2026-12-07T03:00:00Z", "r1", "a")
+        .unwrap());
+    assert!(!s
+        .claim_tick("hourly", "2026-12-07T03:00:00Z", "r2", "b")
+        .unwrap());
+    assert!(s
+        .claim_tick("hourly", "2026-12-07T04:00:00Z", "r3", "b")
+        .unwrap());
+    assert!(s
+        .claim_tick("other", "2026-12-07T05:00:00Z", "r4", "b")
+        .unwrap());
     assert_eq!(
         s.last_tick("hourly").unwrap().as_deref(),
         Some("2026-12-07T04:00:00Z")
