@@ -51,20 +51,43 @@ pub struct Config {
     /// Approval gates (`gate()`): which chat channels ask, who may answer.
     #[serde(default)]
     pub gates: GatesConfig,
-    /// `ralf-sh serve`: triggers that start runs (schedules).
+    /// `ralf-sh serve`: triggers that start runs (schedules, webhooks) and its HTTP listener.
     #[serde(default)]
     pub serve: ServeConfig,
+    /// Metrics of runs without `serve`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `metrics:`: where a run writes the store's metrics when it ends.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// A node_exporter textfile (`*.prom` in its `--collector.textfile.directory`), replaced
+    /// atomically at the end of every recorded run (relative to the config file).
+    #[serde(default)]
+    pub textfile: Option<PathBuf>,
 }
 
 /// `serve:`: what `ralf-sh serve` starts, and when.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeConfig {
+    /// Address of the HTTP listener (webhooks at `/hooks/NAME`, `/metrics`); default 127.0.0.1:8470.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Variable holding the bearer token that `/metrics` requires on an address other than
+    /// loopback (webhooks are authenticated by their signatures).
+    #[serde(default)]
+    pub token_env: Option<String>,
     #[serde(default)]
     pub triggers: Vec<TriggerConfig>,
 }
 
-/// One trigger: `on: schedule` runs `script` with `args` at every tick of `cron` in `timezone`.
+/// One trigger: `on: schedule` runs `script` with `args` at every tick of `cron` in `timezone`;
+/// `on: push` (GitHub, Gitea, Forgejo) and `on: webhook` (any sender signing with HMAC-SHA256) run
+/// it for each signed delivery to `/hooks/NAME` (`{commit}`, `{branch}`, `{repository}` in `args`
+/// are replaced by the push's).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerConfig {
@@ -79,6 +102,16 @@ pub struct TriggerConfig {
     /// Ticks missed while no controller ran: `one` (run the latest once) or `none` (skip them).
     #[serde(default)]
     pub catch_up: Option<String>,
+    /// Push triggers: only this repository (`owner/name`) and branch.
+    #[serde(default)]
+    pub repository: Option<String>,
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Webhook signing secret: the variable that holds it, or a file (mode 0600).
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
     /// Script to run (relative to the config file).
     pub script: PathBuf,
     #[serde(default)]
@@ -656,18 +689,59 @@ pub(crate) fn validate_trigger(
             format!("`{}` is used by an earlier trigger", t.name),
         ));
     }
-    match t.on.as_str() {
-        "schedule" => {}
-        "push" | "webhook" | "manual" => {
+    let hook = match t.on.as_str() {
+        "schedule" => false,
+        "push" | "webhook" => true,
+        "manual" => {
             return Err((
                 "on",
-                format!(
-                    "`{}` triggers are not available in this version; `schedule` is",
-                    t.on
-                ),
+                "`manual` triggers come with the dashboard, which this version does not have"
+                    .into(),
             ))
         }
-        other => return Err(("on", format!("unknown trigger kind `{other}` (schedule)"))),
+        other => {
+            return Err((
+                "on",
+                format!("unknown trigger kind `{other}` (schedule, push, webhook)"),
+            ))
+        }
+    };
+    if hook {
+        if t.secret_env.is_none() && t.secret_file.is_none() {
+            return Err((
+                "secret_env",
+                format!(
+                    "a `{}` trigger needs its signing secret: secret_env or secret_file",
+                    t.on
+                ),
+            ));
+        }
+        for (key, set) in [
+            ("cron", t.cron.is_some()),
+            ("timezone", t.timezone.is_some()),
+            ("catch_up", t.catch_up.is_some()),
+        ] {
+            if set {
+                return Err((key, "only applies to `on: schedule`".into()));
+            }
+        }
+        if t.on == "webhook" && (t.repository.is_some() || t.branch.is_some()) {
+            return Err((
+                "repository",
+                "repository and branch filters only apply to `on: push`".into(),
+            ));
+        }
+        return Ok(());
+    }
+    for (key, set) in [
+        ("repository", t.repository.is_some()),
+        ("branch", t.branch.is_some()),
+        ("secret_env", t.secret_env.is_some()),
+        ("secret_file", t.secret_file.is_some()),
+    ] {
+        if set {
+            return Err((key, "does not apply to `on: schedule`".into()));
+        }
     }
     let Some(expr) = t.cron.as_deref() else {
         return Err((
@@ -813,6 +887,19 @@ fn validate(cfg: &Config, path: &Path, text: &str) -> RResult<()> {
                 t.name
             ))
         })?;
+    }
+    if let Some(listen) = &cfg.serve.listen {
+        let line = key_line(text, "serve", "listen");
+        let addr: std::net::SocketAddr = listen.parse().map_err(|_| {
+            RalfError::config(format!(
+                "{p}:{line}: serve.listen: `{listen}` is not an address:port (e.g. 127.0.0.1:8470)"
+            ))
+        })?;
+        if !addr.ip().is_loopback() && cfg.serve.token_env.is_none() {
+            return Err(RalfError::config(format!(
+                "{p}:{line}: serve.listen: {listen} is reachable from other machines; set serve.token_env (the variable holding the token /metrics requires)"
+            )));
+        }
     }
     if let Some(st) = &cfg.state {
         validate_state(st).map_err(|(key, msg)| {

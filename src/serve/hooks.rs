@@ -91,11 +91,7 @@ pub struct Push {
 pub fn push(v: &Value) -> Option<Push> {
     let r = v.get("ref")?.as_str()?;
     let branch = r.strip_prefix("refs/heads/").unwrap_or(r).to_string();
-    let repository = v
-        .get("repository")?
-        .get("full_name")?
-        .as_str()?
-        .to_string();
+    let repository = v.get("repository")?.get("full_name")?.as_str()?.to_string();
     let commit = v
         .get("after")
         .and_then(Value::as_str)
@@ -135,7 +131,10 @@ mod tests {
             ("x-github-delivery", "d1"),
             ("x-github-event", "push"),
         ]));
-        assert_eq!((d.sender, d.signature.as_deref(), d.id.as_deref()), ("github", Some("ab"), Some("d1")));
+        assert_eq!(
+            (d.sender, d.signature.as_deref(), d.id.as_deref()),
+            ("github", Some("ab"), Some("d1"))
+        );
         let d = delivery(h(&[
             ("x-gitea-signature", "cd"),
             ("x-gitea-delivery", "d2"),

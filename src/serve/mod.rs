@@ -1,12 +1,18 @@
 //! `ralf-sh serve`: a long-running controller that starts runs from triggers (config `serve:`).
 //!
-//! This version has schedule triggers. At every tick of a trigger's cron expression the tick is
+//! Schedule triggers: at every tick of a trigger's cron expression the tick is
 //! claimed in the state store (one row per trigger and tick), so it runs exactly once across
 //! restarts of `serve` and across two controllers sharing a PostgreSQL store; the run is this
 //! binary started on the trigger's script, so it goes through the same engine, run lock and
 //! journal as a cron run. Ticks missed while no controller ran follow `catch_up`: `one` (default)
 //! runs the latest missed tick once, `none` skips them.
+//!
+//! Webhook triggers (`on: push` from GitHub, Gitea or Forgejo, `on: webhook` from any sender that
+//! signs with HMAC-SHA256) listen at `/hooks/NAME` on `serve.listen` (see [`http`]).
 
+pub mod hooks;
+pub mod http;
+pub mod runner;
 pub mod schedule;
 
 use crate::config::TriggerConfig;
@@ -44,16 +50,10 @@ fn run_impl(host: &Arc<Host>) -> RResult<()> {
         ));
     }
     let store = crate::state::store(host)?;
-    let mut triggers = Vec::new();
+    let runner = runner::Runner::new(host.clone());
+    let mut schedules = Vec::new();
+    let mut hooks = std::collections::HashMap::new();
     for t in &cfg.serve.triggers {
-        let cron = schedule::parse(t.cron.as_deref().unwrap_or_default())
-            .map_err(|e| RalfError::config(format!("serve trigger {}: {e}", t.name)))?;
-        let tz = t
-            .timezone
-            .as_deref()
-            .unwrap_or("UTC")
-            .parse::<chrono_tz::Tz>()
-            .map_err(|e| RalfError::config(format!("serve trigger {}: {e}", t.name)))?;
         let script = crate::state::relative_to_config(host, &t.script);
         if !script.exists() {
             return Err(RalfError::config(format!(
@@ -62,24 +62,82 @@ fn run_impl(host: &Arc<Host>) -> RResult<()> {
                 script.display()
             )));
         }
-        triggers.push(Trigger {
+        if t.on != "schedule" {
+            let file = t
+                .secret_file
+                .as_ref()
+                .map(|p| crate::state::relative_to_config(host, p));
+            let what = format!("serve trigger {} signing secret", t.name);
+            let secret = crate::secrets::load_ref(t.secret_env.as_deref(), file.as_deref(), &what)?
+                .ok_or_else(|| RalfError::config(format!("{what}: not configured")))?;
+            hooks.insert(
+                t.name.clone(),
+                http::Hook {
+                    cfg: t.clone(),
+                    secret,
+                    script,
+                },
+            );
+            continue;
+        }
+        let cron = schedule::parse(t.cron.as_deref().unwrap_or_default())
+            .map_err(|e| RalfError::config(format!("serve trigger {}: {e}", t.name)))?;
+        let tz = t
+            .timezone
+            .as_deref()
+            .unwrap_or("UTC")
+            .parse::<chrono_tz::Tz>()
+            .map_err(|e| RalfError::config(format!("serve trigger {}: {e}", t.name)))?;
+        schedules.push(Trigger {
             cfg: t.clone(),
             schedule: schedule::Schedule { cron, tz },
             script,
         });
     }
+    let token = match &cfg.serve.token_env {
+        Some(var) => crate::secrets::read_env(var, "serve.token_env")?,
+        None => None,
+    };
+    let listen = cfg.serve.listen.as_deref().unwrap_or("127.0.0.1:8470");
+    let listener = host
+        .rt
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .map_err(|e| RalfError::io(format!("serve: cannot listen on {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| RalfError::io(format!("serve: {e}")))?;
+    let app = http::router(http::Served::new(
+        store.clone(),
+        runner.clone(),
+        hooks,
+        token,
+    ));
+    let cancel = host.cancel.clone();
+    let server = host.rt.spawn(async move {
+        let svc = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, svc)
+            .with_graceful_shutdown(async move { cancel.cancelled().await })
+            .await
+    });
+    crate::outln!(
+        "{}",
+        serde_json::json!({ "listen": format!("http://{addr}") })
+    );
     let me = format!(
         "{} pid {}",
         crate::state::lock::hostname(),
         std::process::id()
     );
-    tracing::info!(target: "ralf::serve", "serving {} trigger(s) on the state store {} as {me}", triggers.len(), store.location);
+    tracing::info!(target: "ralf::serve", "serving {} trigger(s) on http://{addr} and the state store {} as {me}", cfg.serve.triggers.len(), store.location);
     std::thread::scope(|s| {
-        for t in &triggers {
-            let (store, me) = (store.clone(), me.clone());
-            s.spawn(move || schedule_loop(host, &store, t, &me));
+        for t in &schedules {
+            let (store, me, runner) = (store.clone(), me.clone(), runner.clone());
+            s.spawn(move || schedule_loop(host, &store, &runner, t, &me));
         }
     });
+    if let Err(e) = host.rt.block_on(server) {
+        tracing::warn!(target: "ralf::serve", "the HTTP listener ended: {e}");
+    }
     tracing::info!(target: "ralf::serve", "stopped");
     Ok(())
 }
@@ -98,7 +156,13 @@ fn sleep_until(host: &Host, t: DateTime<Utc>) -> bool {
     }
 }
 
-fn schedule_loop(host: &Arc<Host>, store: &Arc<Store>, t: &Trigger, me: &str) {
+fn schedule_loop(
+    host: &Arc<Host>,
+    store: &Arc<Store>,
+    runner: &Arc<runner::Runner>,
+    t: &Trigger,
+    me: &str,
+) {
     let name = &t.cfg.name;
     let now = Utc::now();
     // Ticks missed while no controller served this trigger.
@@ -114,7 +178,7 @@ fn schedule_loop(host: &Arc<Host>, store: &Arc<Store>, t: &Trigger, me: &str) {
                     }
                     _ => {
                         tracing::info!(target: "ralf::serve", "trigger {name}: catching up the latest missed tick {} (catch_up: one)", schedule::tick_key(missed));
-                        fire(host, store, t, missed, me);
+                        fire(store, runner, t, missed, me);
                     }
                 }
             }
@@ -129,71 +193,35 @@ fn schedule_loop(host: &Arc<Host>, store: &Arc<Store>, t: &Trigger, me: &str) {
         if !sleep_until(host, next) {
             return;
         }
-        fire(host, store, t, next, me);
+        fire(store, runner, t, next, me);
         after = next;
     }
     tracing::warn!(target: "ralf::serve", "trigger {name}: its schedule has no further ticks");
 }
 
-/// This binary's path; after an upgrade replaced the file, the new one at the same path (Linux
-/// reports the running, deleted one as `PATH (deleted)`).
-fn this_binary() -> std::io::Result<PathBuf> {
-    let p = std::env::current_exe()?;
-    Ok(
-        match p.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
-            Some(s) => PathBuf::from(s),
-            None => p,
-        },
-    )
-}
-
-/// Claim the tick; the controller that claims it starts the run (a child process of this binary).
-fn fire(host: &Arc<Host>, store: &Store, t: &Trigger, tick: DateTime<Utc>, me: &str) {
+/// Claim the tick; the controller that claims it starts the run.
+fn fire(store: &Store, runner: &Arc<runner::Runner>, t: &Trigger, tick: DateTime<Utc>, me: &str) {
     let name = &t.cfg.name;
     let key = schedule::tick_key(tick);
     let run_id = crate::host::new_run_id();
     match store.claim_tick(name, &key, &run_id, me) {
-        Ok(true) => {}
+        Ok(true) => {
+            tracing::info!(target: "ralf::serve", "trigger {name}: tick {key}");
+            runner.start(
+                &run_id,
+                &runner::Launch {
+                    trigger: name.clone(),
+                    script: t.script.clone(),
+                    args: t.cfg.args.clone(),
+                    env: vec![("RALF_TICK".into(), key)],
+                },
+            );
+        }
         Ok(false) => {
-            tracing::debug!(target: "ralf::serve", "trigger {name}: tick {key} was claimed by another controller");
-            return;
+            tracing::debug!(target: "ralf::serve", "trigger {name}: tick {key} was claimed by another controller")
         }
         Err(e) => {
-            tracing::error!(target: "ralf::serve", "trigger {name}: cannot claim tick {key}: {e}");
-            return;
-        }
-    }
-    let exe = match this_binary() {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(target: "ralf::serve", "trigger {name}: cannot find this binary: {e}");
-            return;
-        }
-    };
-    let mut cmd = std::process::Command::new(exe);
-    if let Some(c) = &host.config.path {
-        cmd.arg("--config").arg(c);
-    }
-    cmd.arg("--run-id")
-        .arg(&run_id)
-        .arg(&t.script)
-        .args(&t.cfg.args)
-        .stdin(std::process::Stdio::null());
-    match cmd.spawn() {
-        Ok(mut child) => {
-            tracing::info!(target: "ralf::serve", "trigger {name}: tick {key}: run {run_id} started ({} {})", t.script.display(), t.cfg.args.join(" "));
-            let (name, run_id) = (name.clone(), run_id.clone());
-            std::thread::spawn(move || match child.wait() {
-                Ok(st) => {
-                    tracing::info!(target: "ralf::serve", "trigger {name}: run {run_id} ended ({st})")
-                }
-                Err(e) => {
-                    tracing::warn!(target: "ralf::serve", "trigger {name}: run {run_id}: {e}")
-                }
-            });
-        }
-        Err(e) => {
-            tracing::error!(target: "ralf::serve", "trigger {name}: tick {key}: cannot start the run: {e}")
+            tracing::error!(target: "ralf::serve", "trigger {name}: cannot claim tick {key}: {e}")
         }
     }
 }

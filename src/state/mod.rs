@@ -11,6 +11,7 @@
 
 pub mod lease;
 pub mod lock;
+pub mod metrics;
 pub mod postgres;
 pub mod sqlite;
 pub mod store;
@@ -327,6 +328,12 @@ pub fn finish_run(host: &Host, exit_code: i32) {
     };
     if let Err(e) = ctx.store.end_run(&ctx.run_id, status, exit_code) {
         tracing::warn!(target: "ralf::state", "could not record the end of run {}: {e}", ctx.run_id);
+    }
+    if let Some(p) = host.cfg().metrics.textfile.clone() {
+        let p = relative_to_config(host, &p);
+        if let Err(e) = metrics::render(&ctx.store).and_then(|t| metrics::write_textfile(&p, &t)) {
+            tracing::warn!(target: "ralf::state", "could not write the metrics textfile: {e}");
+        }
     }
     drop(ctx.lock.lock().take());
     // Stops the heartbeat and releases a held lease.

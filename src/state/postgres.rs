@@ -96,6 +96,14 @@ const MIGRATIONS: &[&str] = &[
         at TEXT NOT NULL,
         PRIMARY KEY (trigger, tick)
     );",
+    // v4: webhook deliveries seen (a replayed delivery id starts nothing); kept 72 h
+    "CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        trigger TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_at ON webhook_deliveries(at);",
 ];
 
 /// How to reach the database.
@@ -642,6 +650,80 @@ impl Backend for Pg {
             )
             .await?
             .get(0))
+        })
+    }
+
+    fn record_delivery(
+        &self,
+        id: &str,
+        trigger: &str,
+        run_id: &str,
+        keep_after: &str,
+    ) -> RResult<Option<String>> {
+        self.tx(async |tx| {
+            tx.execute("DELETE FROM webhook_deliveries WHERE at < $1", &[&keep_after])
+                .await?;
+            let n = tx
+                .execute(
+                    "INSERT INTO webhook_deliveries (id, trigger, run_id, at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (id) DO NOTHING",
+                    &[&id, &trigger, &run_id, &now()],
+                )
+                .await?;
+            if n == 1 {
+                return Ok(None);
+            }
+            Ok(tx
+                .query_opt("SELECT run_id FROM webhook_deliveries WHERE id = $1", &[&id])
+                .await?
+                .map(|r| r.get(0)))
+        })
+    }
+
+    fn delivery(&self, id: &str) -> RResult<Option<String>> {
+        self.with(async |c| {
+            Ok(c.query_opt(
+                "SELECT run_id FROM webhook_deliveries WHERE id = $1",
+                &[&id],
+            )
+            .await?
+            .map(|r| r.get(0)))
+        })
+    }
+
+    fn run_counts(&self) -> RResult<Vec<(String, String, i64)>> {
+        self.with(async |c| {
+            let rows = c
+                .query("SELECT script, status, count(*) FROM runs GROUP BY script, status ORDER BY script, status", &[])
+                .await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        })
+    }
+
+    fn last_successes(&self) -> RResult<Vec<(String, String)>> {
+        self.with(async |c| {
+            let rows = c
+                .query("SELECT service, max(at) FROM service_history WHERE status = 'deployed' GROUP BY service ORDER BY service", &[])
+                .await?;
+            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+        })
+    }
+
+    fn step_durations(&self, bounds: &[f64]) -> RResult<(Vec<i64>, i64, f64)> {
+        let cases: Vec<String> = bounds
+            .iter()
+            .map(|b| format!("count(*) FILTER (WHERE d <= {b})"))
+            .collect();
+        let sql = format!(
+            "SELECT {}, count(*), coalesce(sum(d), 0)::float8 FROM (SELECT extract(epoch FROM ended_at::timestamptz - started_at::timestamptz)::float8 AS d
+             FROM steps WHERE ended_at IS NOT NULL AND status IN ('done', 'failed')) s",
+            if cases.is_empty() { "0::bigint".to_string() } else { cases.join(", ") }
+        );
+        let n = bounds.len().max(1);
+        self.with(async |c| {
+            let r = c.query_one(&sql, &[]).await?;
+            let v = (0..bounds.len()).map(|i| r.get::<_, i64>(i)).collect();
+            Ok((v, r.get(n), r.get(n + 1)))
         })
     }
 

@@ -85,6 +85,14 @@ const MIGRATIONS: &[&str] = &[
         at TEXT NOT NULL,
         PRIMARY KEY (trigger, tick)
     );",
+    // v4: webhook deliveries seen (a replayed delivery id starts nothing); kept 72 h
+    "CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        trigger TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_at ON webhook_deliveries(at);",
 ];
 
 fn db_err(path: &Path, e: rusqlite::Error) -> RalfError {
@@ -523,6 +531,91 @@ impl Backend for Sqlite {
                 [trigger],
                 |r| r.get(0),
             )
+        })
+    }
+
+    fn record_delivery(
+        &self,
+        id: &str,
+        trigger: &str,
+        run_id: &str,
+        keep_after: &str,
+    ) -> RResult<Option<String>> {
+        let mut conn = self.conn.lock();
+        let p = &self.path;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| db_err(p, e))?;
+        let seen: Option<String> = tx
+            .query_row(
+                "SELECT run_id FROM webhook_deliveries WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| db_err(p, e))?;
+        if seen.is_none() {
+            tx.execute("DELETE FROM webhook_deliveries WHERE at < ?1", [keep_after])
+                .map_err(|e| db_err(p, e))?;
+            tx.execute(
+                "INSERT INTO webhook_deliveries (id, trigger, run_id, at) VALUES (?1, ?2, ?3, ?4)",
+                params![id, trigger, run_id, now()],
+            )
+            .map_err(|e| db_err(p, e))?;
+        }
+        tx.commit().map_err(|e| db_err(p, e))?;
+        Ok(seen)
+    }
+
+    fn delivery(&self, id: &str) -> RResult<Option<String>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT run_id FROM webhook_deliveries WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    fn run_counts(&self) -> RResult<Vec<(String, String, i64)>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT script, status, count(*) FROM runs GROUP BY script, status ORDER BY script, status")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect()
+        })
+    }
+
+    fn last_successes(&self) -> RResult<Vec<(String, String)>> {
+        self.with(|c| {
+            let mut st = c.prepare("SELECT service, max(at) FROM service_history WHERE status = 'deployed' GROUP BY service ORDER BY service")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    fn step_durations(&self, bounds: &[f64]) -> RResult<(Vec<i64>, i64, f64)> {
+        let cases: Vec<String> = bounds
+            .iter()
+            .map(|b| format!("sum(CASE WHEN d <= {b} THEN 1 ELSE 0 END)"))
+            .collect();
+        let sql = format!(
+            "SELECT {}, count(*), coalesce(sum(d), 0) FROM (SELECT (julianday(ended_at) - julianday(started_at)) * 86400.0 AS d
+             FROM steps WHERE ended_at IS NOT NULL AND status IN ('done', 'failed'))",
+            if cases.is_empty() { "0".to_string() } else { cases.join(", ") }
+        );
+        self.with(|c| {
+            c.query_row(&sql, [], |r| {
+                let mut v = Vec::new();
+                for i in 0..bounds.len() {
+                    v.push(r.get::<_, Option<i64>>(i)?.unwrap_or(0));
+                }
+                Ok((
+                    v,
+                    r.get(bounds.len().max(1))?,
+                    r.get(bounds.len().max(1) + 1)?,
+                ))
+            })
         })
     }
 

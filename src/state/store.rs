@@ -148,6 +148,23 @@ pub(crate) trait Backend: Send + Sync {
     fn claim_tick(&self, trigger: &str, tick: &str, run_id: &str, by: &str) -> RResult<bool>;
     /// The latest tick claimed for a trigger (RFC 3339, UTC).
     fn last_tick(&self, trigger: &str) -> RResult<Option<String>>;
+    /// Record a webhook delivery id (and drop those recorded before `keep_after`): None when it is
+    /// new, else the run id recorded with it the first time.
+    fn record_delivery(
+        &self,
+        id: &str,
+        trigger: &str,
+        run_id: &str,
+        keep_after: &str,
+    ) -> RResult<Option<String>>;
+    /// The run id a delivery id was recorded with.
+    fn delivery(&self, id: &str) -> RResult<Option<String>>;
+    /// Runs per (script, status).
+    fn run_counts(&self) -> RResult<Vec<(String, String, i64)>>;
+    /// When each service was last marked `deployed`.
+    fn last_successes(&self) -> RResult<Vec<(String, String)>>;
+    /// Finished step durations: cumulative counts at each bound (seconds), count, sum.
+    fn step_durations(&self, bounds: &[f64]) -> RResult<(Vec<i64>, i64, f64)>;
     fn dump(&self) -> RResult<Dump>;
     /// Copy every row in (ids kept) into an empty store, in one transaction.
     fn load(&self, d: &Dump) -> RResult<()>;
@@ -320,6 +337,35 @@ impl Store {
     /// The latest tick claimed for a trigger.
     pub fn last_tick(&self, trigger: &str) -> RResult<Option<String>> {
         self.b.last_tick(trigger)
+    }
+
+    /// Record a webhook delivery id, kept 72 h: None when new, else the run id it started.
+    pub fn record_delivery(
+        &self,
+        id: &str,
+        trigger: &str,
+        run_id: &str,
+    ) -> RResult<Option<String>> {
+        let keep_after = (chrono::Utc::now() - chrono::Duration::hours(72))
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        self.b.record_delivery(id, trigger, run_id, &keep_after)
+    }
+
+    /// The run id a webhook delivery id was recorded with (None: not seen in the last 72 h).
+    pub fn delivery(&self, id: &str) -> RResult<Option<String>> {
+        self.b.delivery(id)
+    }
+
+    pub fn run_counts(&self) -> RResult<Vec<(String, String, i64)>> {
+        self.b.run_counts()
+    }
+
+    pub fn last_successes(&self) -> RResult<Vec<(String, String)>> {
+        self.b.last_successes()
+    }
+
+    pub fn step_durations(&self, bounds: &[f64]) -> RResult<(Vec<i64>, i64, f64)> {
+        self.b.step_durations(bounds)
     }
 
     pub fn dump(&self) -> RResult<Dump> {

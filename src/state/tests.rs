@@ -24,10 +24,10 @@ fn migrations_are_versioned_and_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("sub/state.db");
     let s = Store::open(&p).unwrap();
-    assert_eq!(s.schema_version(), 3);
+    assert_eq!(s.schema_version(), 4);
     drop(s);
     let s = Store::open(&p).unwrap();
-    assert_eq!(s.schema_version(), 3);
+    assert_eq!(s.schema_version(), 4);
     drop(s);
     let c = rusqlite::Connection::open(&p).unwrap();
     let mode: String = c
@@ -114,6 +114,32 @@ fn check_service_status_and_history(s: &Store) {
     assert_eq!(s.events("r2").unwrap()[0].kind, "llm");
 }
 
+fn check_deliveries_and_figures(s: &Store) {
+    assert_eq!(s.record_delivery("d-1", "push", "r1").unwrap(), None);
+    assert_eq!(
+        s.record_delivery("d-1", "push", "r9").unwrap().as_deref(),
+        Some("r1")
+    );
+    assert_eq!(s.record_delivery("d-2", "push", "r2").unwrap(), None);
+    assert_eq!(s.delivery("d-2").unwrap().as_deref(), Some("r2"));
+    assert_eq!(s.delivery("d-3").unwrap(), None);
+    let counts = s.run_counts().unwrap();
+    assert!(
+        counts.contains(&("/x/deploy.rhai".into(), "ok".into(), 1)),
+        "{counts:?}"
+    );
+    let last = s.last_successes().unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].0, "vw");
+    let (buckets, n, sum) = s.step_durations(&[0.0001, 3600.0]).unwrap();
+    assert_eq!(
+        n, 2,
+        "two finished steps (the interrupted one is not counted)"
+    );
+    assert_eq!(buckets[1], 2);
+    assert!(buckets[0] <= buckets[1] && sum >= 0.0);
+}
+
 fn check_ticks(s: &Store) {
     assert_eq!(s.last_tick("hourly").unwrap(), None);
     assert!(s
@@ -143,6 +169,7 @@ fn sqlite_backend() {
     check_runs_steps_and_resume(&s);
     check_service_status_and_history(&s);
     check_ticks(&s);
+    check_deliveries_and_figures(&s);
     assert!(!s.is_empty().unwrap());
 }
 
@@ -182,11 +209,12 @@ fn postgres_backend() {
     };
     let s = connect("basics", 30.0);
     assert!(s.is_shared());
-    assert_eq!(s.schema_version(), 3);
+    assert_eq!(s.schema_version(), 4);
     assert!(s.is_empty().unwrap());
     check_runs_steps_and_resume(&s);
     check_service_status_and_history(&s);
     check_ticks(&s);
+    check_deliveries_and_figures(&s);
     // Connecting again migrates nothing twice.
     let o = postgres::PgOptions {
         url: pg.url_for("basics"),
@@ -194,7 +222,7 @@ fn postgres_backend() {
         ca_file: None,
         lease: std::time::Duration::from_secs(30),
     };
-    assert_eq!(Store::connect(&o).unwrap().schema_version(), 3);
+    assert_eq!(Store::connect(&o).unwrap().schema_version(), 4);
     // A wrong password is a clear error that does not show the password.
     let bad = postgres::PgOptions {
         password: Some("not-the-password-xyz".into()),
