@@ -206,15 +206,74 @@ pub fn init(format: LogFormat, time: LogTime, verbosity: i8, run_id: &str) {
         .with_writer(MakeLineWriter)
         .with_ansi(color_on_stderr())
         .with_target(verbosity > 0);
+    use tracing_subscriber::layer::SubscriberExt;
     let result = match (format, stamped) {
-        (LogFormat::Human, true) => human.with_timer(Rfc3339).try_init(),
-        (LogFormat::Human, false) => human.without_time().try_init(),
-        (LogFormat::Json, _) => human
-            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-            .event_format(JsonFormat {
-                run_id: run_id.to_string(),
-            })
-            .try_init(),
+        (LogFormat::Human, true) => tracing::subscriber::set_global_default(
+            human.with_timer(Rfc3339).finish().with(JournalLayer),
+        ),
+        (LogFormat::Human, false) => tracing::subscriber::set_global_default(
+            human.without_time().finish().with(JournalLayer),
+        ),
+        (LogFormat::Json, _) => tracing::subscriber::set_global_default(
+            human
+                .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                .event_format(JsonFormat {
+                    run_id: run_id.to_string(),
+                })
+                .finish()
+                .with(JournalLayer),
+        ),
     };
     let _ = result;
+}
+
+/// Where log lines of a recorded run go besides stderr: the run journal (`log` events), so the
+/// dashboard can show and stream them. Set by the state store when the run is recorded.
+type Sink = std::sync::Arc<dyn Fn(&str, &str, &str) + Send + Sync>;
+static JOURNAL_SINK: parking_lot::RwLock<Option<Sink>> = parking_lot::RwLock::new(None);
+
+/// Send info-and-above log lines (level, target, message) to `sink` from now on.
+pub fn set_journal_sink(sink: Sink) {
+    *JOURNAL_SINK.write() = Some(sink);
+}
+
+thread_local! {
+    /// Set while a line is being journaled (a failing journal write logs a warning: not again).
+    static IN_SINK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+struct JournalLayer;
+
+struct MessageOf(String);
+
+impl tracing::field::Visit for MessageOf {
+    fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+        if f.name() == "message" {
+            self.0 = v.to_string();
+        }
+    }
+    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+        if f.name() == "message" {
+            self.0 = format!("{v:?}");
+        }
+    }
+}
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for JournalLayer {
+    fn on_event(&self, ev: &Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        if *ev.metadata().level() > tracing::Level::INFO {
+            return;
+        }
+        let Some(sink) = JOURNAL_SINK.read().clone() else {
+            return;
+        };
+        if IN_SINK.with(|f| f.replace(true)) {
+            return;
+        }
+        let mut m = MessageOf(String::new());
+        ev.record(&mut m);
+        let msg = crate::secrets::redact(&m.0);
+        sink(ev.metadata().level().as_str(), ev.metadata().target(), &msg);
+        IN_SINK.with(|f| f.set(false));
+    }
 }

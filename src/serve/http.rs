@@ -32,6 +32,7 @@ pub struct Hook {
 }
 
 pub struct Served {
+    pub dash: super::dash::Dash,
     pub store: Arc<Store>,
     pub runner: Arc<Runner>,
     pub hooks: HashMap<String, Hook>,
@@ -49,8 +50,10 @@ impl Served {
         runner: Arc<Runner>,
         hooks: HashMap<String, Hook>,
         token: Option<String>,
+        dash: super::dash::Dash,
     ) -> Arc<Served> {
         Arc::new(Served {
+            dash,
             store,
             runner,
             hooks,
@@ -71,7 +74,13 @@ impl Served {
 }
 
 pub fn router(s: Arc<Served>) -> Router {
+    let pages = super::dash::routes().layer(axum::middleware::from_fn_with_state(
+        s.clone(),
+        super::dash::require_login,
+    ));
     Router::new()
+        .merge(pages)
+        .merge(super::dash::login_routes())
         .route("/hooks/{name}", post(hook))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -87,7 +96,7 @@ async fn security_headers(mut r: Response) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert("referrer-policy", HeaderValue::from_static("same-origin"));
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     r
 }

@@ -10,6 +10,7 @@
 //! Webhook triggers (`on: push` from GitHub, Gitea or Forgejo, `on: webhook` from any sender that
 //! signs with HMAC-SHA256) listen at `/hooks/NAME` on `serve.listen` (see [`http`]).
 
+pub mod dash;
 pub mod hooks;
 pub mod http;
 pub mod runner;
@@ -45,9 +46,7 @@ struct Trigger {
 fn run_impl(host: &Arc<Host>) -> RResult<()> {
     let cfg = host.cfg().clone();
     if cfg.serve.triggers.is_empty() {
-        return Err(RalfError::config(
-            "serve: no triggers in the config (`serve: { triggers: [ { name, on: schedule, cron, script } ] }`)",
-        ));
+        tracing::info!(target: "ralf::serve", "no triggers in the config (serve.triggers): serving the dashboard and /metrics only");
     }
     let store = crate::state::store(host)?;
     let runner = runner::Runner::new(host.clone());
@@ -111,6 +110,7 @@ fn run_impl(host: &Arc<Host>) -> RResult<()> {
         runner.clone(),
         hooks,
         token,
+        dash::Dash::new(catalog_deps(host)),
     ));
     let cancel = host.cancel.clone();
     let server = host.rt.spawn(async move {
@@ -140,6 +140,27 @@ fn run_impl(host: &Arc<Host>) -> RResult<()> {
     }
     tracing::info!(target: "ralf::serve", "stopped");
     Ok(())
+}
+
+/// The catalog's dependencies (service -> its depends_on) for the dashboard's graphs; empty when
+/// no catalog is configured or it does not load (the graph then has no edges; a warning says why).
+fn catalog_deps(host: &Arc<Host>) -> std::collections::HashMap<String, Vec<String>> {
+    if host.cfg().catalog.is_none() {
+        return Default::default();
+    }
+    let loaded = crate::bindings::catalog::default_catalog_path(host)
+        .and_then(crate::catalog::Catalog::load);
+    match loaded {
+        Ok(c) => c
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), s.depends_on.clone()))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(target: "ralf::serve", "dashboard graphs without dependencies: the catalog does not load: {e}");
+            Default::default()
+        }
+    }
 }
 
 /// Sleep until `t` or cancellation; false when cancelled.

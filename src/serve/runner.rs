@@ -125,6 +125,38 @@ impl Runner {
         }
     }
 
+    /// This binary with `args` (after `--config`), for the dashboard's resume and re-run.
+    pub fn spawn_cli(&self, who: &str, args: &[String]) {
+        let exe = match this_binary() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(target: "ralf::serve", "{who}: cannot find this binary: {e}");
+                return;
+            }
+        };
+        let mut cmd = std::process::Command::new(exe);
+        if let Some(c) = &self.host.config.path {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.args(args).stdin(std::process::Stdio::null());
+        let what = args.join(" ");
+        match cmd.spawn() {
+            Ok(mut child) => {
+                tracing::info!(target: "ralf::serve", "{who}: started `ralf-sh {what}`");
+                let who = who.to_string();
+                std::thread::spawn(move || match child.wait() {
+                    Ok(st) => {
+                        tracing::info!(target: "ralf::serve", "{who}: `ralf-sh {what}` ended ({st})")
+                    }
+                    Err(e) => tracing::warn!(target: "ralf::serve", "{who}: `ralf-sh {what}`: {e}"),
+                });
+            }
+            Err(e) => {
+                tracing::error!(target: "ralf::serve", "{who}: cannot start `ralf-sh {what}`: {e}")
+            }
+        }
+    }
+
     fn spawn(self: &Arc<Self>, run_id: &str, l: &Launch, coalesced: bool) {
         let name = l.trigger.clone();
         let exe = match this_binary() {

@@ -234,7 +234,14 @@ pub fn run_ctx(host: &Host) -> RResult<Arc<RunCtx>> {
         id: host.run_id.clone(),
         script: meta.script,
         args: meta.args,
-        user: std::env::var("USER").unwrap_or_else(|_| unsafe { libc::getuid() }.to_string()),
+        user: {
+            let u = std::env::var("USER").unwrap_or_else(|_| unsafe { libc::getuid() }.to_string());
+            // Runs started by `serve` name their trigger.
+            match std::env::var("RALF_TRIGGER") {
+                Ok(t) if !t.is_empty() => format!("{u} via {t}"),
+                _ => u,
+            }
+        },
         host: lock::hostname(),
         pid: std::process::id() as i64,
         started_at: store::now(),
@@ -250,6 +257,15 @@ pub fn run_ctx(host: &Host) -> RResult<Arc<RunCtx>> {
         current: Mutex::new(HashMap::new()),
     });
     host.set_journal(journal.clone());
+    {
+        let j = journal.clone();
+        crate::logging::set_journal_sink(Arc::new(move |level, target, message| {
+            let data = serde_json::json!({ "level": level, "target": target, "message": message });
+            if let Err(e) = j.store.event(Some(&j.run_id), "log", &data) {
+                tracing::warn!(target: "ralf::state", "could not record a log line: {e}");
+            }
+        }));
+    }
     let heartbeat = st.is_shared().then(|| {
         let cancel = host.cancel.clone();
         lease::Heartbeat::start(st.clone(), &host.run_id, move || cancel.cancel())

@@ -680,6 +680,18 @@ impl Backend for Pg {
         })
     }
 
+    fn events_after(&self, run_id: &str, after: i64, limit: usize) -> RResult<Vec<EventRecord>> {
+        self.with(async |c| {
+            let rows = c
+                .query(
+                    "SELECT id, run_id, at, kind, data FROM events WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                    &[&run_id, &after, &(limit as i64)],
+                )
+                .await?;
+            Ok(rows.iter().map(event_from_row).collect())
+        })
+    }
+
     fn delivery(&self, id: &str) -> RResult<Option<String>> {
         self.with(async |c| {
             Ok(c.query_opt(

@@ -567,6 +567,16 @@ impl Backend for Sqlite {
         Ok(seen)
     }
 
+    fn events_after(&self, run_id: &str, after: i64, limit: usize) -> RResult<Vec<EventRecord>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, run_id, at, kind, data FROM events WHERE run_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+            )?;
+            let rows = st.query_map(params![run_id, after, limit as i64], event_from_row)?;
+            rows.collect()
+        })
+    }
+
     fn delivery(&self, id: &str) -> RResult<Option<String>> {
         self.with(|c| {
             c.query_row(

@@ -157,6 +157,8 @@ pub(crate) trait Backend: Send + Sync {
         run_id: &str,
         keep_after: &str,
     ) -> RResult<Option<String>>;
+    /// A run's events with ids above `after`, oldest first (a live log resuming where it was).
+    fn events_after(&self, run_id: &str, after: i64, limit: usize) -> RResult<Vec<EventRecord>>;
     /// The run id a delivery id was recorded with.
     fn delivery(&self, id: &str) -> RResult<Option<String>>;
     /// Runs per (script, status).
@@ -349,6 +351,16 @@ impl Store {
         let keep_after = (chrono::Utc::now() - chrono::Duration::hours(72))
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         self.b.record_delivery(id, trigger, run_id, &keep_after)
+    }
+
+    /// A run's events with ids above `after`, oldest first, at most `limit`.
+    pub fn events_after(
+        &self,
+        run_id: &str,
+        after: i64,
+        limit: usize,
+    ) -> RResult<Vec<EventRecord>> {
+        self.b.events_after(run_id, after, limit)
     }
 
     /// The run id a webhook delivery id was recorded with (None: not seen in the last 72 h).

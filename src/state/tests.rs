@@ -112,6 +112,13 @@ fn check_service_status_and_history(s: &Store) {
     s.event(Some("r2"), "llm", &serde_json::json!({"prompt": "p"}))
         .unwrap();
     assert_eq!(s.events("r2").unwrap()[0].kind, "llm");
+    s.event(Some("r2"), "log", &serde_json::json!({"message": "two"}))
+        .unwrap();
+    let all = s.events("r2").unwrap();
+    let after = s.events_after("r2", all[0].id, 10).unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].data["message"], "two");
+    assert!(s.events_after("r2", all[1].id, 10).unwrap().is_empty());
 }
 
 fn check_deliveries_and_figures(s: &Store) {
