@@ -166,9 +166,37 @@ pub fn run(cli: Cli) -> i32 {
             script,
             args,
         }) => match (command, script) {
-            (Some(LabCommand::Serve { write_config }), _) => {
-                crate::commands::lab::serve(&host, &rt, &setup, state, write_config.as_deref())
-            }
+            (
+                Some(LabCommand::Serve {
+                    write_config,
+                    controller,
+                }),
+                _,
+            ) => crate::commands::lab::serve(
+                &host,
+                &rt,
+                &setup,
+                state,
+                write_config.as_deref(),
+                controller,
+            ),
+            (
+                Some(LabCommand::Push {
+                    to,
+                    secret_env,
+                    repository,
+                    branch,
+                    commit,
+                }),
+                _,
+            ) => crate::commands::lab_controller::push(
+                &host,
+                &to,
+                &secret_env,
+                &repository,
+                &branch,
+                &commit.unwrap_or_else(|| hex::encode(rand::random::<[u8; 20]>())),
+            ),
             (Some(LabCommand::Repl), _) => crate::commands::lab::repl(&host, &rt, &setup, state),
             (None, Some(script)) => {
                 crate::commands::lab::run_script(&host, &rt, &setup, state, &script, args)

@@ -216,9 +216,29 @@ pub enum LabCommand {
         /// `. DIR/env; ralf-sh --config DIR/ralf.yaml ...` then reaches this lab
         #[arg(long, value_name = "DIR")]
         write_config: Option<PathBuf>,
+        /// Also run `ralf-sh serve` on the lab with a push trigger (`lab-push`, deploy_all) and
+        /// print its URLs; `ralf-sh lab push` then starts a deploy the way a Git server would
+        #[arg(long)]
+        controller: bool,
     },
     /// The REPL with the stand-ins running behind it (every handle live)
     Repl,
+    /// Send a push event to a controller, signed the way Gitea signs (loopback only)
+    Push {
+        /// The webhook URL (`lab serve --controller` prints it)
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Variable holding the webhook secret (in the lab's env file)
+        #[arg(long, value_name = "VAR", default_value = crate::commands::lab_controller::HOOK_SECRET_ENV)]
+        secret_env: String,
+        #[arg(long, default_value = "ralf/infra")]
+        repository: String,
+        #[arg(long, default_value = "main")]
+        branch: String,
+        /// The pushed commit (default: a made-up one)
+        #[arg(long)]
+        commit: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

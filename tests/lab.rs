@@ -402,3 +402,118 @@ fn lab_release_pulls_nothing() {
         "docker events saw a pull: {seen}"
     );
 }
+
+/// The whole trigger → deploy → dashboard path on loopback: `lab serve --controller` runs
+/// `ralf-sh serve` on the lab; `lab push` signs a push like Gitea; the controller answers 202 with
+/// a run id, deploy_all runs, and the dashboard's API shows the run ending ok.
+#[test]
+fn lab_controller_deploys_on_a_signed_push_and_the_dashboard_shows_it() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("lab");
+    let mut c = common::cmd(home.path());
+    c.current_dir(repo(""))
+        .args(["lab", "serve", "--controller", "--write-config"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let child = c.spawn().unwrap();
+    let mut s = Served {
+        child,
+        dir: dir.clone(),
+        _home: home,
+    };
+    let mut out = BufReader::new(s.child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.starts_with('{'), "{line}");
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let hook = v["controller"]["hook"].as_str().unwrap().to_string();
+    let url = v["controller"]["url"].as_str().unwrap().to_string();
+    let cfg = dir.join("ralf.yaml");
+
+    // A push to another branch is answered and ignored; one to main starts deploy_all.
+    let (code, out1, err) = sourced(&s, &cfg, &format!("lab push --to {hook} --branch dev"), "");
+    assert_eq!(code, 0, "{out1}\n{err}");
+    assert!(out1.contains("ignored"), "{out1}");
+    let (code, out2, err) = sourced(
+        &s,
+        &cfg,
+        &format!("lab push --to {hook} --commit c0ffee"),
+        "",
+    );
+    assert_eq!(code, 0, "{out2}\n{err}");
+    let accepted: serde_json::Value = serde_json::from_str(out2.trim()).unwrap();
+    let run_id = accepted["run_id"].as_str().unwrap().to_string();
+    // A push signed with another secret is refused.
+    let (code, _, err) = sourced(
+        &s,
+        &cfg,
+        &format!("lab push --to {hook}"),
+        "RALF_LAB_HOOK_SECRET=not-the-secret-123;",
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("401"), "{err}");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let get = |path: &str| -> serde_json::Value {
+        rt.block_on(async {
+            let r = ralf_sh::clients::http_builder()
+                .build()
+                .unwrap()
+                .get(format!("{url}{path}"))
+                .send()
+                .await
+                .unwrap();
+            r.json().await.unwrap_or(serde_json::Value::Null)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let run = loop {
+        let r = get(&format!("/api/runs/{run_id}"));
+        if r["status"].as_str().is_some_and(|s| s != "running") {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the pushed deploy did not end: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(run["status"], "ok", "{run}");
+    assert!(
+        run["user"].as_str().unwrap().ends_with("via lab-push"),
+        "{run}"
+    );
+    assert!(run["script_name"] == "deploy_all.rhai", "{run}");
+    let steps = run["steps"].as_array().unwrap();
+    assert!(
+        steps.iter().any(|s| s["key"] == "postgresql/apply"),
+        "{run}"
+    );
+    let svg = rt.block_on(async {
+        ralf_sh::clients::http_builder()
+            .build()
+            .unwrap()
+            .get(format!("{url}/runs/{run_id}/graph.svg"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(
+        svg.contains("data-node=\"n8n\" data-status=\"done\""),
+        "{svg}"
+    );
+    assert!(
+        svg.contains("<line"),
+        "dependency edges from the catalog: {svg}"
+    );
+}

@@ -262,14 +262,48 @@ pub fn serve(
     args: &LabArgs,
     state: Option<PathBuf>,
     write_config: Option<&Path>,
+    controller: bool,
 ) -> i32 {
-    let s = match start(host, rt, args, state) {
+    let mut s = match start(host, rt, args, state) {
         Ok(s) => s,
         Err(code) => return code,
     };
     crate::outln!("{}", s.lab.info_line());
     announce(host, &s);
-    if let Some(dir) = write_config {
+    let mut serving = None;
+    if controller {
+        let dir = write_config
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| s.dir.join("controller"));
+        match super::lab_controller::start(host, &mut s, &dir) {
+            Ok((child, url)) => {
+                crate::outln!(
+                    "{}",
+                    serde_json::json!({ "controller": {
+                        "url": url,
+                        "hook": format!("{url}/hooks/lab-push"),
+                        "secret_env": super::lab_controller::HOOK_SECRET_ENV,
+                        "config": dir.join("ralf.yaml"),
+                        "env": dir.join("env"),
+                    }})
+                );
+                if !host.opts.quiet {
+                    eprintln!(
+                        "lab: controller (ralf-sh serve) at {url}; push: . {0}/env; ralf-sh lab push --to {url}/hooks/lab-push",
+                        dir.display()
+                    );
+                }
+                serving = Some(child);
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: lab serve --controller: {}",
+                    crate::secrets::redact(&e)
+                );
+                return exit::FAILED;
+            }
+        }
+    } else if let Some(dir) = write_config {
         if let Err(e) = s.write_config(dir) {
             eprintln!("error: lab serve: cannot write {}: {e}", dir.display());
             return exit::FAILED;
@@ -283,5 +317,9 @@ pub fn serve(
     }
     let cancel = host.cancel.clone();
     rt.block_on(cancel.cancelled());
+    if let Some(mut c) = serving {
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let _ = c.wait();
+    }
     exit::OK
 }

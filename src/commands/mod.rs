@@ -3,4 +3,5 @@
 pub mod doctor;
 pub mod history;
 pub mod lab;
+pub mod lab_controller;
 pub mod state;
