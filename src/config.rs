@@ -87,7 +87,7 @@ pub struct ServeConfig {
 /// One trigger: `on: schedule` runs `script` with `args` at every tick of `cron` in `timezone`;
 /// `on: push` (GitHub, Gitea, Forgejo) and `on: webhook` (any sender signing with HMAC-SHA256) run
 /// it for each signed delivery to `/hooks/NAME` (`{commit}`, `{branch}`, `{repository}` in `args`
-/// are replaced by the push's).
+/// are replaced by the push's); `on: manual` is a button on the dashboard.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerConfig {
@@ -126,6 +126,10 @@ pub struct TriggerConfig {
 pub struct GatesConfig {
     #[serde(default)]
     pub channels: Vec<NotifyChannel>,
+    /// Gates can also be answered on `serve`'s dashboard (the identity `dashboard` must be among
+    /// the approvers; default false).
+    #[serde(default)]
+    pub dashboard: bool,
     /// Channel identities whose answer counts: `telegram:@name` or `telegram:<user id>`,
     /// `matrix:@user:server`, `ntfy:<name>` (the `approver` of an ntfy channel).
     #[serde(default)]
@@ -693,16 +697,28 @@ pub(crate) fn validate_trigger(
         "schedule" => false,
         "push" | "webhook" => true,
         "manual" => {
-            return Err((
-                "on",
-                "`manual` triggers come with the dashboard, which this version does not have"
-                    .into(),
-            ))
+            for (key, set) in [
+                ("cron", t.cron.is_some()),
+                ("timezone", t.timezone.is_some()),
+                ("catch_up", t.catch_up.is_some()),
+                ("repository", t.repository.is_some()),
+                ("branch", t.branch.is_some()),
+                ("secret_env", t.secret_env.is_some()),
+                ("secret_file", t.secret_file.is_some()),
+            ] {
+                if set {
+                    return Err((
+                        key,
+                        "does not apply to `on: manual` (a button on the dashboard)".into(),
+                    ));
+                }
+            }
+            return Ok(());
         }
         other => {
             return Err((
                 "on",
-                format!("unknown trigger kind `{other}` (schedule, push, webhook)"),
+                format!("unknown trigger kind `{other}` (schedule, push, webhook, manual)"),
             ))
         }
     };

@@ -215,7 +215,8 @@ fn the_dashboard_in_chromium_follows_a_cli_run_live_and_re_runs_it() {
     let cfg = home.path().join("ralf.yaml");
     std::fs::write(
         &cfg,
-        "state:\n  path: state.db\nserve:\n  listen: 127.0.0.1:0\n",
+        "state:\n  path: state.db\nserve:\n  listen: 127.0.0.1:0\n  triggers:\n    \
+         - { name: work-now, on: manual, script: work.rhai }\n",
     )
     .unwrap();
     let mut c = common::cmd(home.path());
@@ -312,6 +313,12 @@ fn the_dashboard_in_chromium_follows_a_cli_run_live_and_re_runs_it() {
         "the re-run to appear",
     );
     b.screenshot("dashboard-rerun.png");
+    // A manual trigger's button starts a third run, named after the trigger.
+    b.eval("document.querySelector('button[data-trigger=work-now]').click(); true");
+    b.wait(
+        "location.pathname === '/' && Array.from(document.querySelectorAll('#runs tbody tr')).some(r => r.textContent.includes('via work-now'))",
+        "the manual trigger's run",
+    );
 
     // The log stream resumes after Last-Event-ID without a gap; a POST without the CSRF token is refused.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -347,4 +354,126 @@ fn the_dashboard_in_chromium_follows_a_cli_run_live_and_re_runs_it() {
     assert_eq!(got, ids[3..].to_vec(), "{sse}");
     assert!(sse.contains("event: end\ndata: ok"), "{sse}");
     assert_eq!(forbidden, 403);
+}
+
+/// A run waiting at an approval gate shows on the dashboard; pressing approve in the browser lets
+/// it go on, and the journal records who approved. A second gate, denied, fails its run.
+#[test]
+fn a_gate_pending_in_a_cli_run_is_approved_from_the_dashboard_in_chromium() {
+    let Some(bin) = chromium() else {
+        ralf_sh::lab::skip_suite(
+            "the dashboard browser test",
+            "no chromium on PATH",
+            "apt-get install chromium",
+        );
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("gated.rhai"),
+        r#"
+let r = gate("Deploy v1.2 to production?", #{ name: "production", details: "plan: 2 to change",
+    via: ["dashboard"], approvers: ["dashboard"], timeout: 60 });
+if !r.approved { throw `not approved: ${r.reason}`; }
+log::info(`approved by ${r.by}`);
+"#,
+    )
+    .unwrap();
+    let cfg = home.path().join("ralf.yaml");
+    std::fs::write(
+        &cfg,
+        "state:\n  path: state.db\ngates:\n  poll: 0.2\nserve:\n  listen: 127.0.0.1:0\n",
+    )
+    .unwrap();
+    let mut c = common::cmd(home.path());
+    c.arg("--config")
+        .arg(&cfg)
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(home.path().join("serve.log")).unwrap());
+    let mut serve = c.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(serve.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = serde_json::from_str::<Value>(&line).unwrap()["listen"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+            let _ = self.0.wait();
+        }
+    }
+    let _serve = Kill(serve);
+    let mut b = Browser::start(&bin);
+    b.goto(&format!("{url}/"));
+
+    for (answer, ok) in [("approve", true), ("deny", false)] {
+        let mut run = common::cmd(home.path());
+        run.arg("--config").arg(&cfg).arg("gated.rhai");
+        run.stdout(Stdio::null()).stderr(Stdio::piped());
+        let cli = run.spawn().unwrap();
+        b.wait(
+            "document.querySelectorAll('#gates tbody tr[data-gate-id]').length === 1 && !document.getElementById('gates-section').hidden",
+            "the pending gate",
+        );
+        let q = b.eval("document.querySelector('#gates tbody tr').textContent");
+        assert!(
+            q.as_str().unwrap().contains("Deploy v1.2 to production?"),
+            "{q}"
+        );
+        assert!(q.as_str().unwrap().contains("plan: 2 to change"), "{q}");
+        b.screenshot(&format!("dashboard-gate-{answer}.png"));
+        b.eval(&format!(
+            "document.querySelector('#gates button[data-answer={answer}]').click(); true"
+        ));
+        let out = cli.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), ok, "{err}");
+        if ok {
+            assert!(err.contains("approved by dashboard:operator"), "{err}");
+        } else {
+            assert!(
+                err.contains("not approved: denied by dashboard:operator via dashboard"),
+                "{err}"
+            );
+        }
+        b.wait(
+            "location.pathname === '/' && document.querySelectorAll('#gates tbody tr[data-gate-id]').length === 0",
+            "the gate to leave the list",
+        );
+    }
+    // The journal has the question and the dashboard's answers.
+    let db = rusqlite::Connection::open(home.path().join("state.db")).unwrap();
+    let answers: Vec<String> = db
+        .prepare("SELECT data FROM events WHERE kind = 'gate' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .filter(|d| d.contains("\"accepted\":true"))
+        .collect();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    assert!(answers[0].contains("dashboard:operator"), "{answers:?}");
+    // A gate the dashboard was not asked about cannot be answered there; a forged POST is refused.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let code = rt.block_on(async {
+        ralf_sh::clients::http_builder()
+            .build()
+            .unwrap()
+            .post(format!("{url}/gates/deadbeef/approve"))
+            .form(&[("csrf", "x")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(code, 403);
 }

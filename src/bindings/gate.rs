@@ -30,7 +30,8 @@ struct GateOpts {
     timeout: Option<Secs>,
     /// Channel identities whose answer counts (default `gates.approvers`).
     approvers: Option<Vec<String>>,
-    /// Channels to ask: any of "terminal", "telegram", "matrix", "ntfy" (default: all configured).
+    /// Channels to ask: any of "terminal", "telegram", "matrix", "ntfy", "dashboard" (default: all
+    /// configured; the dashboard when `gates.dashboard` is on).
     via: Option<Vec<String>>,
     /// Extra text shown with the question (e.g. a plan's tail).
     details: Option<String>,
@@ -136,6 +137,32 @@ async fn read_once(ch: &Channels, p: &Pending) -> RResult<Vec<Seen>> {
     Ok(out)
 }
 
+/// Answers given on the dashboard (rows the dashboard wrote into the state store).
+fn dashboard_answers(h: &Host, q: &Question) -> Vec<Seen> {
+    let Ok(rc) = crate::state::run_ctx(h) else {
+        return Vec::new();
+    };
+    match rc.store.gate_answers(&q.id) {
+        Ok(rows) => rows
+            .into_iter()
+            .map(|a| Seen {
+                via: "dashboard",
+                user: format!("dashboard:{}", a.by),
+                aliases: vec!["dashboard".into()],
+                approve: a.approve,
+                gate: a.gate,
+                nonce: a.nonce,
+                key: format!("dashboard-{}", a.id),
+                callback_id: None,
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!(target: "ralf::gate", "gate {}: cannot read dashboard answers: {e}", q.id);
+            Vec::new()
+        }
+    }
+}
+
 struct Decision {
     approved: bool,
     by: String,
@@ -193,9 +220,9 @@ fn gate_body(h: &Host, question: &str, o: &GateOpts) -> RResult<Map> {
         .as_ref()
         .map(|v| v.iter().map(|x| x.to_ascii_lowercase()).collect());
     for v in via.iter().flatten() {
-        if !["terminal", "telegram", "matrix", "ntfy"].contains(&v.as_str()) {
+        if !["terminal", "telegram", "matrix", "ntfy", "dashboard"].contains(&v.as_str()) {
             return Err(RalfError::invalid(format!(
-                "gate: via `{v}` is not one of terminal, telegram, matrix, ntfy"
+                "gate: via `{v}` is not one of terminal, telegram, matrix, ntfy, dashboard"
             )));
         }
     }
@@ -252,10 +279,18 @@ fn gate_body(h: &Host, question: &str, o: &GateOpts) -> RResult<Map> {
             let q = Question::new(question, &details);
             let c2 = channels.clone();
             let q2 = q.clone();
-            let (sent, failed) =
+            let (mut sent, failed) =
                 block_on(h, "gate ask", Some(Duration::from_secs(60)), async move {
                     Ok(c2.ask(&q2).await)
                 })?;
+            let dashboard = match &via {
+                Some(v) => v.contains("dashboard"),
+                None => cfg.gates.dashboard,
+            };
+            if dashboard {
+                // Shown by `serve`'s dashboard from this step's detail; answered through the store.
+                sent.push(Sent::Dashboard {});
+            }
             journal(
                 h,
                 &q,
@@ -321,7 +356,12 @@ fn gate_body(h: &Host, question: &str, o: &GateOpts) -> RResult<Map> {
             async move { read_all(&c2, &p2).await },
         );
         let got = match got {
-            Ok(g) => g,
+            Ok(mut g) => {
+                if p.sent.contains(&Sent::Dashboard {}) {
+                    g.extend(dashboard_answers(h, &p.question));
+                }
+                g
+            }
             Err(e) if e.kind == crate::engine::error::ErrorKind::Cancelled => return Err(e),
             Err(e) => {
                 tracing::warn!(target: "ralf::gate", "gate {}: reading the answers failed: {}", p.question.id, e.message);

@@ -95,9 +95,11 @@ pub fn push(
     }
     let secret = match std::env::var(secret_env) {
         Ok(v) if !v.is_empty() => v,
-        _ => return fail(format!(
+        _ => {
+            return fail(format!(
             "the variable {secret_env} (the webhook secret) is not set; source the lab's env file"
-        )),
+        ))
+        }
     };
     let body = serde_json::json!({
         "ref": format!("refs/heads/{branch}"),

@@ -52,6 +52,7 @@ fn run_impl(host: &Arc<Host>) -> RResult<()> {
     let runner = runner::Runner::new(host.clone());
     let mut schedules = Vec::new();
     let mut hooks = std::collections::HashMap::new();
+    let mut manual = Vec::new();
     for t in &cfg.serve.triggers {
         let script = crate::state::relative_to_config(host, &t.script);
         if !script.exists() {
@@ -60,6 +61,15 @@ fn run_impl(host: &Arc<Host>) -> RResult<()> {
                 t.name,
                 script.display()
             )));
+        }
+        if t.on == "manual" {
+            manual.push(runner::Launch {
+                trigger: t.name.clone(),
+                script,
+                args: t.args.clone(),
+                env: Vec::new(),
+            });
+            continue;
         }
         if t.on != "schedule" {
             let file = t
@@ -110,7 +120,7 @@ fn run_impl(host: &Arc<Host>) -> RResult<()> {
         runner.clone(),
         hooks,
         token,
-        dash::Dash::new(catalog_deps(host)),
+        dash::Dash::new(catalog_deps(host), manual),
     ));
     let cancel = host.cancel.clone();
     let server = host.rt.spawn(async move {

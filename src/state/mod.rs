@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::ThreadId;
-pub use store::{Dump, EventRecord, RunRecord, ServiceRecord, StepRecord, Store};
+pub use store::{Dump, EventRecord, GateAnswer, RunRecord, ServiceRecord, StepRecord, Store};
 
 /// The SQLite state file for this host's config (meaningless when the store is PostgreSQL).
 pub fn state_path(host: &Host) -> PathBuf {

@@ -11,7 +11,7 @@
 use super::lease::Lease;
 use super::lock::Holder;
 use super::store::{
-    now, parse_json, Backend, Dump, EventRecord, RunRecord, ServiceRecord, StepRecord,
+    now, parse_json, Backend, Dump, EventRecord, GateAnswer, RunRecord, ServiceRecord, StepRecord,
 };
 use crate::engine::error::{RResult, RalfError};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -104,6 +104,16 @@ const MIGRATIONS: &[&str] = &[
         at TEXT NOT NULL
     );
     CREATE INDEX webhook_deliveries_at ON webhook_deliveries(at);",
+    // v5: approval gates answered on the dashboard
+    "CREATE TABLE gate_answers (
+        id BIGSERIAL PRIMARY KEY,
+        gate TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        approve BOOLEAN NOT NULL,
+        answered_by TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX gate_answers_gate ON gate_answers(gate, id);",
 ];
 
 /// How to reach the database.
@@ -689,6 +699,41 @@ impl Backend for Pg {
                 )
                 .await?;
             Ok(rows.iter().map(event_from_row).collect())
+        })
+    }
+
+    fn add_gate_answer(&self, a: &GateAnswer) -> RResult<()> {
+        self.with(async |c| {
+            c.execute(
+                "INSERT INTO gate_answers (gate, nonce, approve, answered_by, at) VALUES ($1, $2, $3, $4, $5)",
+                &[&a.gate, &a.nonce, &a.approve, &a.by, &now()],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn gate_answers(&self, gate: &str) -> RResult<Vec<GateAnswer>> {
+        self.with(async |c| {
+            let rows = c
+                .query(
+                    "SELECT id, gate, nonce, approve, answered_by FROM gate_answers WHERE gate = $1 ORDER BY id",
+                    &[&gate],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|r| GateAnswer { id: r.get(0), gate: r.get(1), nonce: r.get(2), approve: r.get(3), by: r.get(4) })
+                .collect())
+        })
+    }
+
+    fn running_steps_with(&self, detail: &str) -> RResult<Vec<StepRecord>> {
+        let like = format!("%\"{detail}\"%");
+        let sql = format!("SELECT {STEP_COLS} FROM steps WHERE status = 'running' AND details LIKE $1 ORDER BY id");
+        self.with(async |c| {
+            let rows = c.query(&sql, &[&like]).await?;
+            Ok(rows.iter().map(step_from_row).collect())
         })
     }
 

@@ -2,7 +2,7 @@
 //! process on this machine.
 
 use super::store::{
-    now, parse_json, Backend, Dump, EventRecord, RunRecord, ServiceRecord, StepRecord,
+    now, parse_json, Backend, Dump, EventRecord, GateAnswer, RunRecord, ServiceRecord, StepRecord,
 };
 use crate::engine::error::{RResult, RalfError};
 use parking_lot::Mutex;
@@ -93,6 +93,16 @@ const MIGRATIONS: &[&str] = &[
         at TEXT NOT NULL
     );
     CREATE INDEX webhook_deliveries_at ON webhook_deliveries(at);",
+    // v5: approval gates answered on the dashboard
+    "CREATE TABLE gate_answers (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        gate TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        approve BOOLEAN NOT NULL,
+        answered_by TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX gate_answers_gate ON gate_answers(gate, id);",
 ];
 
 fn db_err(path: &Path, e: rusqlite::Error) -> RalfError {
@@ -573,6 +583,40 @@ impl Backend for Sqlite {
                 "SELECT id, run_id, at, kind, data FROM events WHERE run_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
             )?;
             let rows = st.query_map(params![run_id, after, limit as i64], event_from_row)?;
+            rows.collect()
+        })
+    }
+
+    fn add_gate_answer(&self, a: &GateAnswer) -> RResult<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO gate_answers (gate, nonce, approve, answered_by, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![a.gate, a.nonce, a.approve, a.by, now()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn gate_answers(&self, gate: &str) -> RResult<Vec<GateAnswer>> {
+        self.with(|c| {
+            let mut st = c.prepare(
+                "SELECT id, gate, nonce, approve, answered_by FROM gate_answers WHERE gate = ?1 ORDER BY id",
+            )?;
+            let rows = st.query_map([gate], |r| {
+                Ok(GateAnswer { id: r.get(0)?, gate: r.get(1)?, nonce: r.get(2)?, approve: r.get(3)?, by: r.get(4)? })
+            })?;
+            rows.collect()
+        })
+    }
+
+    fn running_steps_with(&self, detail: &str) -> RResult<Vec<StepRecord>> {
+        let like = format!("%\"{detail}\"%");
+        self.with(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {} FROM steps WHERE status = 'running' AND details LIKE ?1 ORDER BY id",
+                Self::STEP_COLS
+            ))?;
+            let rows = st.query_map([like], Self::step_from_row)?;
             rows.collect()
         })
     }

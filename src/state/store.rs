@@ -73,6 +73,18 @@ pub struct EventRecord {
     pub data: Value,
 }
 
+/// An answer to an approval gate given on the dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateAnswer {
+    pub id: i64,
+    pub gate: String,
+    /// The gate's nonce, as the dashboard read it from the pending gate.
+    pub nonce: String,
+    pub approve: bool,
+    /// Who answered (the dashboard's user).
+    pub by: String,
+}
+
 /// Every row of a store (what `state migrate` copies), ids kept.
 #[derive(Debug, Default, PartialEq, Serialize)]
 pub struct Dump {
@@ -159,6 +171,11 @@ pub(crate) trait Backend: Send + Sync {
     ) -> RResult<Option<String>>;
     /// A run's events with ids above `after`, oldest first (a live log resuming where it was).
     fn events_after(&self, run_id: &str, after: i64, limit: usize) -> RResult<Vec<EventRecord>>;
+    fn add_gate_answer(&self, a: &GateAnswer) -> RResult<()>;
+    /// Dashboard answers to a gate, oldest first.
+    fn gate_answers(&self, gate: &str) -> RResult<Vec<GateAnswer>>;
+    /// Running steps whose details hold the key `detail` (pending gates).
+    fn running_steps_with(&self, detail: &str) -> RResult<Vec<StepRecord>>;
     /// The run id a delivery id was recorded with.
     fn delivery(&self, id: &str) -> RResult<Option<String>>;
     /// Runs per (script, status).
@@ -361,6 +378,20 @@ impl Store {
         limit: usize,
     ) -> RResult<Vec<EventRecord>> {
         self.b.events_after(run_id, after, limit)
+    }
+
+    /// Record a dashboard answer to a gate (the waiting run reads it on its next poll).
+    pub fn add_gate_answer(&self, a: &GateAnswer) -> RResult<()> {
+        self.b.add_gate_answer(a)
+    }
+
+    pub fn gate_answers(&self, gate: &str) -> RResult<Vec<GateAnswer>> {
+        self.b.gate_answers(gate)
+    }
+
+    /// Running steps whose details hold the key `detail`.
+    pub fn running_steps_with(&self, detail: &str) -> RResult<Vec<StepRecord>> {
+        self.b.running_steps_with(detail)
     }
 
     /// The run id a webhook delivery id was recorded with (None: not seen in the last 72 h).

@@ -24,10 +24,10 @@ fn migrations_are_versioned_and_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("sub/state.db");
     let s = Store::open(&p).unwrap();
-    assert_eq!(s.schema_version(), 4);
+    assert_eq!(s.schema_version(), 5);
     drop(s);
     let s = Store::open(&p).unwrap();
-    assert_eq!(s.schema_version(), 4);
+    assert_eq!(s.schema_version(), 5);
     drop(s);
     let c = rusqlite::Connection::open(&p).unwrap();
     let mode: String = c
@@ -147,6 +147,30 @@ fn check_deliveries_and_figures(s: &Store) {
     assert!(buckets[0] <= buckets[1] && sum >= 0.0);
 }
 
+fn check_gate_answers(s: &Store) {
+    let a = GateAnswer {
+        id: 0,
+        gate: "g1".into(),
+        nonce: "n1".into(),
+        approve: true,
+        by: "operator".into(),
+    };
+    s.add_gate_answer(&a).unwrap();
+    let got = s.gate_answers("g1").unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].nonce.as_str(), got[0].approve), ("n1", true));
+    assert!(s.gate_answers("g2").unwrap().is_empty());
+    s.begin_run(&rec("gated")).unwrap();
+    let st = s.step_start("gated", "gate/deploy", None).unwrap();
+    s.step_add_detail(st, "gate", &serde_json::json!({"question": {"id": "g1"}}))
+        .unwrap();
+    let pending = s.running_steps_with("gate").unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, st);
+    s.step_end(st, "done", None, None).unwrap();
+    assert!(s.running_steps_with("gate").unwrap().is_empty());
+}
+
 fn check_ticks(s: &Store) {
     assert_eq!(s.last_tick("hourly").unwrap(), None);
     assert!(s
@@ -177,6 +201,7 @@ fn sqlite_backend() {
     check_service_status_and_history(&s);
     check_ticks(&s);
     check_deliveries_and_figures(&s);
+    check_gate_answers(&s);
     assert!(!s.is_empty().unwrap());
 }
 
@@ -216,12 +241,13 @@ fn postgres_backend() {
     };
     let s = connect("basics", 30.0);
     assert!(s.is_shared());
-    assert_eq!(s.schema_version(), 4);
+    assert_eq!(s.schema_version(), 5);
     assert!(s.is_empty().unwrap());
     check_runs_steps_and_resume(&s);
     check_service_status_and_history(&s);
     check_ticks(&s);
     check_deliveries_and_figures(&s);
+    check_gate_answers(&s);
     // Connecting again migrates nothing twice.
     let o = postgres::PgOptions {
         url: pg.url_for("basics"),
@@ -229,7 +255,7 @@ fn postgres_backend() {
         ca_file: None,
         lease: std::time::Duration::from_secs(30),
     };
-    assert_eq!(Store::connect(&o).unwrap().schema_version(), 4);
+    assert_eq!(Store::connect(&o).unwrap().schema_version(), 5);
     // A wrong password is a clear error that does not show the password.
     let bad = postgres::PgOptions {
         password: Some("not-the-password-xyz".into()),

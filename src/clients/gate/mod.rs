@@ -57,9 +57,20 @@ impl Question {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "via", rename_all = "lowercase")]
 pub enum Sent {
-    Telegram { chat_id: String, message_id: i64 },
-    Matrix { room: String, event_id: String },
-    Ntfy { reply_topic: String, since: i64 },
+    Telegram {
+        chat_id: String,
+        message_id: i64,
+    },
+    Matrix {
+        room: String,
+        event_id: String,
+    },
+    Ntfy {
+        reply_topic: String,
+        since: i64,
+    },
+    /// Answerable on `serve`'s dashboard (the answer comes through the state store).
+    Dashboard {},
 }
 
 impl Sent {
@@ -68,6 +79,7 @@ impl Sent {
             Sent::Telegram { .. } => "telegram",
             Sent::Matrix { .. } => "matrix",
             Sent::Ntfy { .. } => "ntfy",
+            Sent::Dashboard {} => "dashboard",
         }
     }
 }
@@ -182,6 +194,7 @@ impl Channels {
                 Sent::Ntfy { reply_topic, since } => {
                     out.extend(ntfy::read(self, ch, reply_topic, *since).await?)
                 }
+                Sent::Dashboard {} => {}
             }
         }
         Ok(out)
@@ -216,6 +229,7 @@ impl Channels {
                     matrix::close(self, ch, room, event_id, q, outcome).await
                 }
                 Sent::Ntfy { .. } => ntfy::close(self, ch, q, outcome).await,
+                Sent::Dashboard {} => Ok(()),
             };
             if let Err(e) = r {
                 failed.push((ch.describe(), crate::secrets::redact(&e.message)));

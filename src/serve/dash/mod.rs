@@ -33,10 +33,12 @@ pub struct Dash {
     csrf: String,
     /// service -> the services it depends on (the catalog, read when serve started).
     deps: HashMap<String, Vec<String>>,
+    /// `on: manual` triggers: a button each.
+    manual: Vec<super::runner::Launch>,
 }
 
 impl Dash {
-    pub fn new(deps: HashMap<String, Vec<String>>) -> Dash {
+    pub fn new(deps: HashMap<String, Vec<String>>, manual: Vec<super::runner::Launch>) -> Dash {
         let mut env = minijinja::Environment::new();
         for (name, text) in [
             ("base.html", include_str!("assets/base.html")),
@@ -49,7 +51,12 @@ impl Dash {
                 .expect("the dashboard's templates parse");
         }
         let csrf = hex::encode(rand::random::<[u8; 24]>());
-        Dash { env, csrf, deps }
+        Dash {
+            env,
+            csrf,
+            deps,
+            manual,
+        }
     }
 }
 
@@ -63,6 +70,9 @@ pub fn routes() -> Router<Arc<Served>> {
         .route("/runs/{id}/log", get(log_stream))
         .route("/runs/{id}/{action}", post(run_action))
         .route("/services/{name}", get(service_page))
+        .route("/api/gates", get(gates_json))
+        .route("/gates/{id}/{answer}", post(gate_answer))
+        .route("/triggers/{name}/run", post(start_manual))
         .route(
             "/assets/app.js",
             get(|| async { asset("text/javascript", include_str!("assets/app.js")) }),
@@ -184,16 +194,145 @@ fn run_view(r: &RunRecord) -> serde_json::Value {
 }
 
 async fn runs_page(State(s): State<Arc<Served>>) -> Response {
-    let runs = match blocking(&s, |st| st.runs(100)).await {
+    let (runs, gates) = match blocking(&s, |st| Ok((st.runs(100)?, pending_gates(st)?))).await {
         Ok(r) => r,
         Err(e) => return e,
     };
     let runs: Vec<serde_json::Value> = runs.iter().map(run_view).collect();
+    let manual: Vec<serde_json::Value> = s
+        .dash
+        .manual
+        .iter()
+        .map(|l| {
+            let (running, pending) = s.runner.state(&l.trigger);
+            json!({ "name": l.trigger, "script": l.script.display().to_string(), "args": l.args.join(" "),
+                    "running": running, "pending": pending })
+        })
+        .collect();
     render(
         &s,
         "runs.html",
-        context! { page => "runs", runs, store => s.store.location.clone() },
+        context! { page => "runs", runs, gates, manual, csrf => s.dash.csrf.clone(), store => s.store.location.clone() },
     )
+}
+
+/// Start an `on: manual` trigger's run (coalesced like a webhook: one running, one waiting).
+async fn start_manual(
+    State(s): State<Arc<Served>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !csrf_ok(&s, &headers, &form) {
+        return (StatusCode::FORBIDDEN, "missing or wrong CSRF token\n").into_response();
+    }
+    let Some(l) = s.dash.manual.iter().find(|l| l.trigger == name) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no manual trigger `{name}`\n"),
+        )
+            .into_response();
+    };
+    let taken = s.runner.submit(l.clone());
+    tracing::info!(target: "ralf::serve", "dashboard: trigger {name}: run {} {}", taken.run_id(), taken.state());
+    Redirect::to("/").into_response()
+}
+
+/// Gates waiting for an answer that the dashboard may give (their step detail lists it among the
+/// places asked). The nonce stays on the server.
+fn pending_gates(st: &Store) -> crate::engine::error::RResult<Vec<serde_json::Value>> {
+    Ok(st
+        .running_steps_with("gate")?
+        .into_iter()
+        .filter_map(|step| {
+            let g = step.details.get("gate")?;
+            let sent = g.get("sent")?.as_array()?;
+            if !sent.iter().any(|x| x["via"] == "dashboard") {
+                return None;
+            }
+            let q = g.get("question")?;
+            let deadline = g.get("deadline").and_then(|d| d.as_i64()).unwrap_or(0);
+            Some(json!({
+                "id": q.get("id")?.as_str()?,
+                "question": q.get("text").and_then(|t| t.as_str()).unwrap_or(""),
+                "details": q.get("details").and_then(|t| t.as_str()).unwrap_or(""),
+                "run_id": step.run_id,
+                "step": step.key,
+                "asked_via": sent.iter().filter_map(|x| x["via"].as_str()).collect::<Vec<_>>().join(", "),
+                "until": chrono::DateTime::from_timestamp(deadline, 0)
+                    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_default(),
+            }))
+        })
+        .collect())
+}
+
+async fn gates_json(State(s): State<Arc<Served>>) -> Response {
+    match blocking(&s, pending_gates).await {
+        Ok(g) => Json(g).into_response(),
+        Err(e) => e,
+    }
+}
+
+/// Approve or deny a pending gate: the answer goes into the store, where the waiting run reads it
+/// (as the identity `dashboard`, which must be among the gate's approvers).
+async fn gate_answer(
+    State(s): State<Arc<Served>>,
+    Path((id, answer)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !csrf_ok(&s, &headers, &form) {
+        return (StatusCode::FORBIDDEN, "missing or wrong CSRF token\n").into_response();
+    }
+    let approve = match answer.as_str() {
+        "approve" => true,
+        "deny" => false,
+        other => {
+            return (StatusCode::NOT_FOUND, format!("unknown answer {other}\n")).into_response()
+        }
+    };
+    let id2 = id.clone();
+    let nonce = blocking(&s, move |st| {
+        Ok(st.running_steps_with("gate")?.into_iter().find_map(|step| {
+            let g = step.details.get("gate")?;
+            let q = g.get("question")?;
+            let asked_here = g
+                .get("sent")?
+                .as_array()?
+                .iter()
+                .any(|x| x["via"] == "dashboard");
+            if asked_here && q.get("id")?.as_str()? == id2 {
+                q.get("nonce").and_then(|n| n.as_str()).map(str::to_string)
+            } else {
+                None
+            }
+        }))
+    })
+    .await;
+    let nonce = match nonce {
+        Ok(Some(n)) => n,
+        Ok(None) => {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("no gate {id} is waiting for the dashboard\n"),
+            )
+                .into_response()
+        }
+        Err(e) => return e,
+    };
+    let a = crate::state::GateAnswer {
+        id: 0,
+        gate: id.clone(),
+        nonce,
+        approve,
+        by: "operator".into(),
+    };
+    if let Err(e) = blocking(&s, move |st| st.add_gate_answer(&a)).await {
+        return e;
+    }
+    tracing::info!(target: "ralf::serve", "dashboard: gate {id} {}", if approve { "approved" } else { "denied" });
+    Redirect::to("/").into_response()
 }
 
 async fn runs_json(State(s): State<Arc<Served>>) -> Response {

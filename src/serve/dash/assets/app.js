@@ -11,10 +11,14 @@ function cell(tr, content, cls) {
   tr.appendChild(td);
 }
 
+let lastRuns = null;
 async function refreshRuns() {
   const r = await fetch("/api/runs", { headers: { "Accept": "application/json" } });
   if (!r.ok) return;
-  const runs = await r.json();
+  const raw = await r.text();
+  if (raw === lastRuns) return;
+  lastRuns = raw;
+  const runs = JSON.parse(raw);
   const body = document.querySelector("#runs tbody");
   const rows = document.createDocumentFragment();
   for (const run of runs) {
@@ -33,6 +37,59 @@ async function refreshRuns() {
     rows.appendChild(tr);
   }
   body.replaceChildren(rows);
+}
+
+function answerForm(gate, answer) {
+  const f = document.createElement("form");
+  f.method = "post";
+  f.action = "/gates/" + encodeURIComponent(gate) + "/" + answer;
+  const c = document.createElement("input");
+  c.type = "hidden";
+  c.name = "csrf";
+  c.value = document.body.dataset.csrf;
+  const b = document.createElement("button");
+  b.dataset.answer = answer;
+  b.appendChild(text(answer));
+  f.append(c, b);
+  return f;
+}
+
+let lastGates = null;
+async function refreshGates() {
+  const r = await fetch("/api/gates");
+  if (!r.ok) return;
+  const body = await r.text();
+  // Rebuild only on a change (the buttons stay under the pointer otherwise).
+  if (body === lastGates) return;
+  lastGates = body;
+  const gates = JSON.parse(body);
+  const rows = document.createDocumentFragment();
+  for (const g of gates) {
+    const tr = document.createElement("tr");
+    tr.dataset.gateId = g.id;
+    cell(tr, g.id);
+    const q = document.createElement("span");
+    q.appendChild(text(g.question));
+    if (g.details) {
+      const pre = document.createElement("pre");
+      pre.className = "details";
+      pre.appendChild(text(g.details));
+      q.appendChild(pre);
+    }
+    cell(tr, q);
+    const a = document.createElement("a");
+    a.href = "/runs/" + encodeURIComponent(g.run_id);
+    a.appendChild(text(g.run_id));
+    cell(tr, a);
+    cell(tr, g.asked_via);
+    cell(tr, g.until);
+    const td = document.createElement("td");
+    td.append(answerForm(g.id, "approve"), answerForm(g.id, "deny"));
+    tr.appendChild(td);
+    rows.appendChild(tr);
+  }
+  document.querySelector("#gates tbody").replaceChildren(rows);
+  document.getElementById("gates-section").hidden = gates.length === 0;
 }
 
 async function refreshRun(id) {
@@ -85,7 +142,7 @@ function followLog(id) {
 document.addEventListener("DOMContentLoaded", () => {
   const page = document.body.dataset.page;
   if (page === "runs") {
-    setInterval(refreshRuns, 700);
+    setInterval(() => { refreshRuns(); refreshGates(); }, 700);
   } else if (page === "run") {
     const id = document.body.dataset.runId;
     followLog(id);
