@@ -192,6 +192,40 @@ impl Drop for Browser {
     }
 }
 
+/// `ralf-sh serve` with `cfg`, stopped (SIGTERM) when the guard drops; and its URL.
+struct Serving(Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(home: &Path, cfg: &Path) -> (Serving, String) {
+    let mut c = common::cmd(home);
+    c.arg("--config")
+        .arg(cfg)
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(home.join("serve.log")).unwrap());
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = serde_json::from_str::<Value>(&line).unwrap_or_else(|e| {
+        panic!(
+            "serve did not start ({e}): {}",
+            std::fs::read_to_string(home.join("serve.log")).unwrap_or_default()
+        )
+    })["listen"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (Serving(child), url)
+}
+
 const SCRIPT: &str = r#"
 // Five steps, each logging a line and taking a little while.
 for i in 0..5 {
@@ -219,29 +253,7 @@ fn the_dashboard_in_chromium_follows_a_cli_run_live_and_re_runs_it() {
          - { name: work-now, on: manual, script: work.rhai }\n",
     )
     .unwrap();
-    let mut c = common::cmd(home.path());
-    c.arg("--config")
-        .arg(&cfg)
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(home.path().join("serve.log")).unwrap());
-    let mut serve = c.spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(serve.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = serde_json::from_str::<Value>(&line).unwrap()["listen"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-            let _ = self.0.wait();
-        }
-    }
-    let _serve = Kill(serve);
+    let (_serve, url) = serve(home.path(), &cfg);
 
     let mut b = Browser::start(&bin);
     b.goto(&format!("{url}/"));
@@ -385,29 +397,7 @@ log::info(`approved by ${r.by}`);
         "state:\n  path: state.db\ngates:\n  poll: 0.2\nserve:\n  listen: 127.0.0.1:0\n",
     )
     .unwrap();
-    let mut c = common::cmd(home.path());
-    c.arg("--config")
-        .arg(&cfg)
-        .arg("serve")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(home.path().join("serve.log")).unwrap());
-    let mut serve = c.spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(serve.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = serde_json::from_str::<Value>(&line).unwrap()["listen"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    struct Kill(Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-            let _ = self.0.wait();
-        }
-    }
-    let _serve = Kill(serve);
+    let (_serve, url) = serve(home.path(), &cfg);
     let mut b = Browser::start(&bin);
     b.goto(&format!("{url}/"));
 

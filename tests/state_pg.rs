@@ -146,6 +146,20 @@ fn standby_takes_over_an_expired_lease_and_finishes_without_duplicate_tasks() {
     assert!(out.contains(&crashed), "{out}");
 }
 
+/// `ralf-sh state migrate` into the cluster's database, with the password variable set.
+fn migrate_cmd(lab: &Served, home: &Path, pg: &Cluster) -> std::process::Command {
+    let mut c = lab.cmd(home);
+    c.env(PW_VAR, PASSWORD).args([
+        "state",
+        "migrate",
+        "--to",
+        &pg.url(),
+        "--password-env",
+        PW_VAR,
+    ]);
+    c
+}
+
 #[test]
 fn state_migrate_copies_a_sqlite_store_and_verifies_it() {
     let home = tempfile::tempdir().unwrap();
@@ -202,15 +216,7 @@ fn state_migrate_copies_a_sqlite_store_and_verifies_it() {
         "{err}"
     );
 
-    let mut c = lab.cmd(home.path());
-    c.env(PW_VAR, PASSWORD).args([
-        "state",
-        "migrate",
-        "--to",
-        &pg.url(),
-        "--password-env",
-        PW_VAR,
-    ]);
+    let c = migrate_cmd(&lab, home.path(), &pg);
     let (code, out, err) = run(c);
     assert_eq!(code, 0, "{out}\n{err}");
     for (t, n) in tables.iter().zip(&want) {
@@ -267,15 +273,7 @@ fn state_migrate_copies_a_sqlite_store_and_verifies_it() {
         assert_eq!(pg_rows, sq_rows.join("\n"), "{t} differs");
     }
     // Into a database that already holds runs: refused.
-    let mut c = lab.cmd(home.path());
-    c.env(PW_VAR, PASSWORD).args([
-        "state",
-        "migrate",
-        "--to",
-        &pg.url(),
-        "--password-env",
-        PW_VAR,
-    ]);
+    let c = migrate_cmd(&lab, home.path(), &pg);
     let (code, _, err) = run(c);
     assert_eq!(code, 1);
     assert!(err.contains("already holds ralf-sh runs"), "{err}");
