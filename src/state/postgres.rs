@@ -8,10 +8,9 @@
 //! do not matter. Nothing here needs a session to outlive a transaction (no advisory session
 //! locks, no prepared statements kept across transactions), so PgBouncer in transaction pooling works.
 
-use super::lease::Lease;
 use super::lock::Holder;
 use super::store::{
-    now, parse_json, Backend, Dump, EventRecord, GateAnswer, RunRecord, ServiceRecord, StepRecord,
+    now, parse_json, Backend, Dump, EventRecord, RunRecord, ServiceRecord, StepRecord,
 };
 use crate::engine::error::{RResult, RalfError};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -22,6 +21,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio_postgres::Row;
+
+mod lease;
+mod records;
 
 /// Versioned migrations, numbered like the SQLite ones (`ralf_schema.version` holds the number applied).
 const MIGRATIONS: &[&str] = &[
@@ -639,151 +641,6 @@ impl Backend for Pg {
         })
     }
 
-    fn claim_tick(&self, trigger: &str, tick: &str, run_id: &str, by: &str) -> RResult<bool> {
-        self.with(async |c| {
-            let n = c
-                .execute(
-                    "INSERT INTO trigger_ticks (trigger, tick, run_id, claimed_by, at) VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (trigger, tick) DO NOTHING",
-                    &[&trigger, &tick, &run_id, &by, &now()],
-                )
-                .await?;
-            Ok(n == 1)
-        })
-    }
-
-    fn last_tick(&self, trigger: &str) -> RResult<Option<String>> {
-        self.with(async |c| {
-            Ok(c.query_one(
-                "SELECT max(tick) FROM trigger_ticks WHERE trigger = $1",
-                &[&trigger],
-            )
-            .await?
-            .get(0))
-        })
-    }
-
-    fn record_delivery(
-        &self,
-        id: &str,
-        trigger: &str,
-        run_id: &str,
-        keep_after: &str,
-    ) -> RResult<Option<String>> {
-        self.tx(async |tx| {
-            tx.execute("DELETE FROM webhook_deliveries WHERE at < $1", &[&keep_after])
-                .await?;
-            let n = tx
-                .execute(
-                    "INSERT INTO webhook_deliveries (id, trigger, run_id, at) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (id) DO NOTHING",
-                    &[&id, &trigger, &run_id, &now()],
-                )
-                .await?;
-            if n == 1 {
-                return Ok(None);
-            }
-            Ok(tx
-                .query_opt("SELECT run_id FROM webhook_deliveries WHERE id = $1", &[&id])
-                .await?
-                .map(|r| r.get(0)))
-        })
-    }
-
-    fn events_after(&self, run_id: &str, after: i64, limit: usize) -> RResult<Vec<EventRecord>> {
-        self.with(async |c| {
-            let rows = c
-                .query(
-                    "SELECT id, run_id, at, kind, data FROM events WHERE run_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-                    &[&run_id, &after, &(limit as i64)],
-                )
-                .await?;
-            Ok(rows.iter().map(event_from_row).collect())
-        })
-    }
-
-    fn add_gate_answer(&self, a: &GateAnswer) -> RResult<()> {
-        self.with(async |c| {
-            c.execute(
-                "INSERT INTO gate_answers (gate, nonce, approve, answered_by, at) VALUES ($1, $2, $3, $4, $5)",
-                &[&a.gate, &a.nonce, &a.approve, &a.by, &now()],
-            )
-            .await?;
-            Ok(())
-        })
-    }
-
-    fn gate_answers(&self, gate: &str) -> RResult<Vec<GateAnswer>> {
-        self.with(async |c| {
-            let rows = c
-                .query(
-                    "SELECT id, gate, nonce, approve, answered_by FROM gate_answers WHERE gate = $1 ORDER BY id",
-                    &[&gate],
-                )
-                .await?;
-            Ok(rows
-                .iter()
-                .map(|r| GateAnswer { id: r.get(0), gate: r.get(1), nonce: r.get(2), approve: r.get(3), by: r.get(4) })
-                .collect())
-        })
-    }
-
-    fn running_steps_with(&self, detail: &str) -> RResult<Vec<StepRecord>> {
-        let like = format!("%\"{detail}\"%");
-        let sql = format!("SELECT {STEP_COLS} FROM steps WHERE status = 'running' AND details LIKE $1 ORDER BY id");
-        self.with(async |c| {
-            let rows = c.query(&sql, &[&like]).await?;
-            Ok(rows.iter().map(step_from_row).collect())
-        })
-    }
-
-    fn delivery(&self, id: &str) -> RResult<Option<String>> {
-        self.with(async |c| {
-            Ok(c.query_opt(
-                "SELECT run_id FROM webhook_deliveries WHERE id = $1",
-                &[&id],
-            )
-            .await?
-            .map(|r| r.get(0)))
-        })
-    }
-
-    fn run_counts(&self) -> RResult<Vec<(String, String, i64)>> {
-        self.with(async |c| {
-            let rows = c
-                .query("SELECT script, status, count(*) FROM runs GROUP BY script, status ORDER BY script, status", &[])
-                .await?;
-            Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
-        })
-    }
-
-    fn last_successes(&self) -> RResult<Vec<(String, String)>> {
-        self.with(async |c| {
-            let rows = c
-                .query("SELECT service, max(at) FROM service_history WHERE status = 'deployed' GROUP BY service ORDER BY service", &[])
-                .await?;
-            Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
-        })
-    }
-
-    fn step_durations(&self, bounds: &[f64]) -> RResult<(Vec<i64>, i64, f64)> {
-        let cases: Vec<String> = bounds
-            .iter()
-            .map(|b| format!("count(*) FILTER (WHERE d <= {b})"))
-            .collect();
-        let sql = format!(
-            "SELECT {}, count(*), coalesce(sum(d), 0)::float8 FROM (SELECT extract(epoch FROM ended_at::timestamptz - started_at::timestamptz)::float8 AS d
-             FROM steps WHERE ended_at IS NOT NULL AND status IN ('done', 'failed')) s",
-            if cases.is_empty() { "0::bigint".to_string() } else { cases.join(", ") }
-        );
-        let n = bounds.len().max(1);
-        self.with(async |c| {
-            let r = c.query_one(&sql, &[]).await?;
-            let v = (0..bounds.len()).map(|i| r.get::<_, i64>(i)).collect();
-            Ok((v, r.get(n), r.get(n + 1)))
-        })
-    }
-
     fn dump(&self) -> RResult<Dump> {
         self.tx(async |tx| {
             let q = async |sql: String| tx.query(&sql, &[]).await;
@@ -910,93 +767,7 @@ impl Backend for Pg {
         })
     }
 
-    fn lease(&self) -> Option<&dyn Lease> {
+    fn lease(&self) -> Option<&dyn crate::state::lease::Lease> {
         Some(self)
-    }
-}
-
-/// The run lease: one row, taken in a transaction that locks it (`FOR UPDATE`), so two controllers
-/// asking at once serialise on the row and exactly one gets it.
-const LEASE: &str = "run";
-
-impl Lease for Pg {
-    fn ttl(&self) -> Duration {
-        self.lease
-    }
-
-    fn acquire(&self, me: &Holder) -> RResult<Result<Option<Holder>, (Holder, String)>> {
-        let holder = serde_json::to_string(me).unwrap_or_default();
-        let secs = self.lease.as_secs_f64();
-        self.tx(async |tx| {
-            tx.execute(
-                "INSERT INTO run_lease (name, holder, run_id, expires_at) VALUES ($1, '', '', '-infinity')
-                 ON CONFLICT (name) DO NOTHING",
-                &[&LEASE],
-            )
-            .await?;
-            let row = tx
-                .query_one(
-                    "SELECT holder, run_id, expires_at < now(), expires_at::text FROM run_lease WHERE name = $1 FOR UPDATE",
-                    &[&LEASE],
-                )
-                .await?;
-            let (old, expired, until): (String, bool, String) =
-                (row.get(0), row.get(2), row.get(3));
-            let old: Option<Holder> = serde_json::from_str(&old).ok();
-            let mine = |h: &Holder| h.host == me.host && h.pid == me.pid;
-            if let Some(h) = &old {
-                // Held by another process (even one running the same run) until it expires.
-                if !expired && !mine(h) {
-                    return Ok(Err((h.clone(), until)));
-                }
-            }
-            tx.execute(
-                "UPDATE run_lease SET holder = $2, run_id = $3, expires_at = now() + make_interval(secs => $4)
-                 WHERE name = $1",
-                &[&LEASE, &holder, &me.run_id, &secs],
-            )
-            .await?;
-            Ok(Ok(old.filter(|h| !mine(h))))
-        })
-    }
-
-    fn renew(&self, me: &Holder) -> RResult<bool> {
-        let secs = self.lease.as_secs_f64();
-        let holder = serde_json::to_string(me).unwrap_or_default();
-        self.with(async |c| {
-            let n = c
-                .execute(
-                    "UPDATE run_lease SET expires_at = now() + make_interval(secs => $3)
-                     WHERE name = $1 AND holder = $2",
-                    &[&LEASE, &holder, &secs],
-                )
-                .await?;
-            Ok(n == 1)
-        })
-    }
-
-    fn release(&self, me: &Holder) -> RResult<()> {
-        let holder = serde_json::to_string(me).unwrap_or_default();
-        self.with(async |c| {
-            c.execute(
-                "UPDATE run_lease SET holder = '', run_id = '', expires_at = '-infinity'
-                 WHERE name = $1 AND holder = $2",
-                &[&LEASE, &holder],
-            )
-            .await?;
-            Ok(())
-        })
-    }
-
-    fn current(&self) -> RResult<Option<Holder>> {
-        self.with(async |c| {
-            let row = c
-                .query_opt(
-                    "SELECT holder FROM run_lease WHERE name = $1 AND expires_at >= now()",
-                    &[&LEASE],
-                )
-                .await?;
-            Ok(row.and_then(|r| serde_json::from_str(&r.get::<_, String>(0)).ok()))
-        })
     }
 }

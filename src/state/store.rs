@@ -120,8 +120,41 @@ impl Dump {
     }
 }
 
+/// What `serve` and the dashboard keep beside the run journal, and the figures of `/metrics`.
+pub(crate) trait ServeRecords {
+    /// Claim `tick` of a schedule trigger for a run: true for exactly one caller per tick, across
+    /// controllers and restarts.
+    fn claim_tick(&self, trigger: &str, tick: &str, run_id: &str, by: &str) -> RResult<bool>;
+    /// The latest tick claimed for a trigger (RFC 3339, UTC).
+    fn last_tick(&self, trigger: &str) -> RResult<Option<String>>;
+    /// Record a webhook delivery id (and drop those recorded before `keep_after`): None when it is
+    /// new, else the run id recorded with it the first time.
+    fn record_delivery(
+        &self,
+        id: &str,
+        trigger: &str,
+        run_id: &str,
+        keep_after: &str,
+    ) -> RResult<Option<String>>;
+    /// A run's events with ids above `after`, oldest first (a live log resuming where it was).
+    fn events_after(&self, run_id: &str, after: i64, limit: usize) -> RResult<Vec<EventRecord>>;
+    fn add_gate_answer(&self, a: &GateAnswer) -> RResult<()>;
+    /// Dashboard answers to a gate, oldest first.
+    fn gate_answers(&self, gate: &str) -> RResult<Vec<GateAnswer>>;
+    /// Running steps whose details hold the key `detail` (pending gates).
+    fn running_steps_with(&self, detail: &str) -> RResult<Vec<StepRecord>>;
+    /// The run id a delivery id was recorded with.
+    fn delivery(&self, id: &str) -> RResult<Option<String>>;
+    /// Runs per (script, status).
+    fn run_counts(&self) -> RResult<Vec<(String, String, i64)>>;
+    /// When each service was last marked `deployed`.
+    fn last_successes(&self) -> RResult<Vec<(String, String)>>;
+    /// Finished step durations: cumulative counts at each bound (seconds), count, sum.
+    fn step_durations(&self, bounds: &[f64]) -> RResult<(Vec<i64>, i64, f64)>;
+}
+
 /// What a backend does; [`Store`] is the one type the rest of ralf-sh sees.
-pub(crate) trait Backend: Send + Sync {
+pub(crate) trait Backend: ServeRecords + Send + Sync {
     fn schema_version(&self) -> i64;
     /// Record the start of a run, or of a new attempt of an existing run (resume): the run goes
     /// back to `running` and steps left `running` by the dead attempt become `interrupted`.
@@ -155,35 +188,6 @@ pub(crate) trait Backend: Send + Sync {
     fn service_history(&self, service: &str, limit: usize) -> RResult<Vec<ServiceRecord>>;
     fn event(&self, run_id: Option<&str>, kind: &str, data: &Value) -> RResult<()>;
     fn events(&self, run_id: &str) -> RResult<Vec<EventRecord>>;
-    /// Claim `tick` of a schedule trigger for a run: true for exactly one caller per tick, across
-    /// controllers and restarts.
-    fn claim_tick(&self, trigger: &str, tick: &str, run_id: &str, by: &str) -> RResult<bool>;
-    /// The latest tick claimed for a trigger (RFC 3339, UTC).
-    fn last_tick(&self, trigger: &str) -> RResult<Option<String>>;
-    /// Record a webhook delivery id (and drop those recorded before `keep_after`): None when it is
-    /// new, else the run id recorded with it the first time.
-    fn record_delivery(
-        &self,
-        id: &str,
-        trigger: &str,
-        run_id: &str,
-        keep_after: &str,
-    ) -> RResult<Option<String>>;
-    /// A run's events with ids above `after`, oldest first (a live log resuming where it was).
-    fn events_after(&self, run_id: &str, after: i64, limit: usize) -> RResult<Vec<EventRecord>>;
-    fn add_gate_answer(&self, a: &GateAnswer) -> RResult<()>;
-    /// Dashboard answers to a gate, oldest first.
-    fn gate_answers(&self, gate: &str) -> RResult<Vec<GateAnswer>>;
-    /// Running steps whose details hold the key `detail` (pending gates).
-    fn running_steps_with(&self, detail: &str) -> RResult<Vec<StepRecord>>;
-    /// The run id a delivery id was recorded with.
-    fn delivery(&self, id: &str) -> RResult<Option<String>>;
-    /// Runs per (script, status).
-    fn run_counts(&self) -> RResult<Vec<(String, String, i64)>>;
-    /// When each service was last marked `deployed`.
-    fn last_successes(&self) -> RResult<Vec<(String, String)>>;
-    /// Finished step durations: cumulative counts at each bound (seconds), count, sum.
-    fn step_durations(&self, bounds: &[f64]) -> RResult<(Vec<i64>, i64, f64)>;
     fn dump(&self) -> RResult<Dump>;
     /// Copy every row in (ids kept) into an empty store, in one transaction.
     fn load(&self, d: &Dump) -> RResult<()>;
