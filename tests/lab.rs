@@ -516,4 +516,33 @@ fn lab_controller_deploys_on_a_signed_push_and_the_dashboard_shows_it() {
         svg.contains("<line"),
         "dependency edges from the catalog: {svg}"
     );
+    // /metrics: the deploy's Semaphore tasks, how long they ran and how long the run waited.
+    let metrics = rt.block_on(async {
+        ralf_sh::clients::http_builder()
+            .build()
+            .unwrap()
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let count = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+    };
+    assert!(
+        count("ralf_semaphore_wait_seconds_count") >= 7.0,
+        "{metrics}"
+    );
+    assert!(
+        count("ralf_semaphore_task_duration_seconds_count") >= 7.0,
+        "{metrics}"
+    );
+    assert!(count("ralf_semaphore_wait_seconds_sum") > 0.0);
 }

@@ -463,6 +463,24 @@ fn wait_impl(ctx: &NativeCallContext, t: &SemTask, opts: &Map) -> RResult<SemTas
     tracing::info!(target: "ralf::semaphore", task_id = id, template = template.as_str(), status = fin.status.as_str(),
         duration = t0.elapsed().as_secs_f64(), "task {id} of `{template}` {}: {}",
         if fin.is_terminal() { "finished" } else { "is waiting" }, fin.status);
+    if fin.is_terminal() {
+        // For /metrics: how long the task ran on the server, and how long this run waited.
+        let at = |k: &str| {
+            fin.raw
+                .get(k)
+                .and_then(|v| v.as_str())
+                .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
+        };
+        let task_s = match (at("start"), at("end")) {
+            (Some(a), Some(b)) => Some((b - a).num_milliseconds() as f64 / 1000.0),
+            _ => None,
+        };
+        h.record_event(
+            "semaphore_task",
+            serde_json::json!({ "task_id": id, "template": template, "status": fin.status,
+                "waited_s": t0.elapsed().as_secs_f64(), "task_s": task_s }),
+        );
+    }
     t.update(fin);
     Ok(t.clone())
 }

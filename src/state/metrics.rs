@@ -55,20 +55,40 @@ pub fn render(store: &Store) -> RResult<String> {
             );
         }
     }
-    let (cum, count, sum) = store.step_durations(BUCKETS)?;
-    let _ = writeln!(
-        out,
-        "# HELP ralf_step_duration_seconds Duration of finished steps (done or failed).\n\
-         # TYPE ralf_step_duration_seconds histogram"
+    histogram(
+        &mut out,
+        "ralf_step_duration_seconds",
+        "Duration of finished steps (done or failed).",
+        BUCKETS,
+        store.step_durations(BUCKETS)?,
     );
-    for (b, n) in BUCKETS.iter().zip(&cum) {
-        let _ = writeln!(out, "ralf_step_duration_seconds_bucket{{le=\"{b}\"}} {n}");
+    histogram(
+        &mut out,
+        "ralf_semaphore_task_duration_seconds",
+        "How long Semaphore tasks ran (the server's start to end).",
+        BUCKETS,
+        store.event_histogram("semaphore_task", "task_s", BUCKETS)?,
+    );
+    histogram(
+        &mut out,
+        "ralf_semaphore_wait_seconds",
+        "How long runs waited for a Semaphore task (from the wait's start until it noticed the end).",
+        BUCKETS,
+        store.event_histogram("semaphore_task", "waited_s", BUCKETS)?,
+    );
+    Ok(out)
+}
+
+fn histogram(out: &mut String, name: &str, help: &str, bounds: &[f64], h: (Vec<i64>, i64, f64)) {
+    let (cum, count, sum) = h;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (b, n) in bounds.iter().zip(&cum) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {n}");
     }
     let _ = writeln!(
         out,
-        "ralf_step_duration_seconds_bucket{{le=\"+Inf\"}} {count}\nralf_step_duration_seconds_sum {sum:.3}\nralf_step_duration_seconds_count {count}"
+        "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum:.3}\n{name}_count {count}"
     );
-    Ok(out)
 }
 
 /// Write `text` to `path` atomically (a temporary file beside it, then rename), as node_exporter's

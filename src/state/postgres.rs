@@ -115,7 +115,8 @@ const MIGRATIONS: &[&str] = &[
         answered_by TEXT NOT NULL,
         at TEXT NOT NULL
     );
-    CREATE INDEX gate_answers_gate ON gate_answers(gate, id);",
+    CREATE INDEX gate_answers_gate ON gate_answers(gate, id);
+    CREATE INDEX events_kind ON events(kind);",
 ];
 
 /// How to reach the database.

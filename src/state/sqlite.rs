@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 mod records;
+pub(crate) use records::field_name;
 
 /// Versioned migrations; `PRAGMA user_version` holds the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -104,7 +105,8 @@ const MIGRATIONS: &[&str] = &[
         answered_by TEXT NOT NULL,
         at TEXT NOT NULL
     );
-    CREATE INDEX gate_answers_gate ON gate_answers(gate, id);",
+    CREATE INDEX gate_answers_gate ON gate_answers(gate, id);
+    CREATE INDEX events_kind ON events(kind);",
 ];
 
 fn db_err(path: &Path, e: rusqlite::Error) -> RalfError {

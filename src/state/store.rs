@@ -149,6 +149,13 @@ pub(crate) trait ServeRecords {
     fn run_counts(&self) -> RResult<Vec<(String, String, i64)>>;
     /// When each service was last marked `deployed`.
     fn last_successes(&self) -> RResult<Vec<(String, String)>>;
+    /// A numeric field of the events of one kind: cumulative counts at each bound, count, sum.
+    fn event_histogram(
+        &self,
+        kind: &str,
+        field: &str,
+        bounds: &[f64],
+    ) -> RResult<(Vec<i64>, i64, f64)>;
     /// Finished step durations: cumulative counts at each bound (seconds), count, sum.
     fn step_durations(&self, bounds: &[f64]) -> RResult<(Vec<i64>, i64, f64)>;
 }
@@ -409,6 +416,16 @@ impl Store {
 
     pub fn last_successes(&self) -> RResult<Vec<(String, String)>> {
         self.b.last_successes()
+    }
+
+    /// A numeric field of the events of one kind, as a histogram (cumulative counts, count, sum).
+    pub fn event_histogram(
+        &self,
+        kind: &str,
+        field: &str,
+        bounds: &[f64],
+    ) -> RResult<(Vec<i64>, i64, f64)> {
+        self.b.event_histogram(kind, field, bounds)
     }
 
     pub fn step_durations(&self, bounds: &[f64]) -> RResult<(Vec<i64>, i64, f64)> {

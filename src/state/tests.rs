@@ -145,6 +145,26 @@ fn check_deliveries_and_figures(s: &Store) {
     );
     assert_eq!(buckets[1], 2);
     assert!(buckets[0] <= buckets[1] && sum >= 0.0);
+    for (w, t) in [(0.5, Some(10.0)), (2.0, None), (7.5, Some(40.0))] {
+        s.event(
+            Some("r1"),
+            "semaphore_task",
+            &serde_json::json!({"waited_s": w, "task_s": t}),
+        )
+        .unwrap();
+    }
+    let (cum, n, sum) = s
+        .event_histogram("semaphore_task", "waited_s", &[1.0, 5.0])
+        .unwrap();
+    assert_eq!((cum, n), (vec![1, 2], 3));
+    assert!((sum - 10.0).abs() < 1e-9, "{sum}");
+    let (cum, n, _) = s
+        .event_histogram("semaphore_task", "task_s", &[15.0])
+        .unwrap();
+    assert_eq!((cum, n), (vec![1], 2), "a null field is not counted");
+    assert!(s
+        .event_histogram("semaphore_task", "x'); DROP", &[1.0])
+        .is_err());
 }
 
 fn check_gate_answers(s: &Store) {

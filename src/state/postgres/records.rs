@@ -149,4 +149,27 @@ impl ServeRecords for Pg {
             Ok((v, r.get(n), r.get(n + 1)))
         })
     }
+
+    fn event_histogram(
+        &self,
+        kind: &str,
+        field: &str,
+        bounds: &[f64],
+    ) -> RResult<(Vec<i64>, i64, f64)> {
+        let f = crate::state::sqlite::field_name(field)?;
+        let cases: Vec<String> = bounds
+            .iter()
+            .map(|b| format!("count(*) FILTER (WHERE v <= {b})"))
+            .collect();
+        let sql = format!(
+            "SELECT {}, count(*), coalesce(sum(v), 0)::float8 FROM (SELECT (data::json->>'{f}')::float8 AS v FROM events WHERE kind = $1) s WHERE v IS NOT NULL",
+            if cases.is_empty() { "0::bigint".to_string() } else { cases.join(", ") }
+        );
+        let n = bounds.len().max(1);
+        self.with(async |c| {
+            let r = c.query_one(&sql, &[&kind]).await?;
+            let v = (0..bounds.len()).map(|i| r.get::<_, i64>(i)).collect();
+            Ok((v, r.get(n), r.get(n + 1)))
+        })
+    }
 }

@@ -154,4 +154,43 @@ impl ServeRecords for Sqlite {
             })
         })
     }
+
+    fn event_histogram(
+        &self,
+        kind: &str,
+        field: &str,
+        bounds: &[f64],
+    ) -> RResult<(Vec<i64>, i64, f64)> {
+        let v = format!(
+            "CAST(json_extract(data, '$.{}') AS REAL)",
+            field_name(field)?
+        );
+        let cases: Vec<String> = bounds
+            .iter()
+            .map(|b| format!("sum(CASE WHEN v <= {b} THEN 1 ELSE 0 END)"))
+            .collect();
+        let sql = format!(
+            "SELECT {}, count(*), coalesce(sum(v), 0) FROM (SELECT {v} AS v FROM events WHERE kind = ?1) WHERE v IS NOT NULL",
+            if cases.is_empty() { "0".to_string() } else { cases.join(", ") }
+        );
+        let n = bounds.len().max(1);
+        self.with(|c| {
+            c.query_row(&sql, [kind], |r| {
+                let mut out = Vec::new();
+                for i in 0..bounds.len() {
+                    out.push(r.get::<_, Option<i64>>(i)?.unwrap_or(0));
+                }
+                Ok((out, r.get(n)?, r.get(n + 1)?))
+            })
+        })
+    }
+}
+
+/// A JSON field name for a query (letters, digits, `_` only).
+pub(crate) fn field_name(f: &str) -> RResult<&str> {
+    if !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(f)
+    } else {
+        Err(RalfError::internal(format!("not a field name: {f}")))
+    }
 }
