@@ -467,3 +467,103 @@ log::info(`approved by ${r.by}`);
     });
     assert_eq!(code, 403);
 }
+
+/// A run killed with -9 reads as interrupted on its page; the resume button continues it: the
+/// finished steps are not run again and the run ends ok on its second attempt.
+#[test]
+fn an_interrupted_run_is_resumed_from_its_page_in_chromium() {
+    let Some(bin) = chromium() else {
+        ralf_sh::lab::skip_suite(
+            "the dashboard browser test",
+            "no chromium on PATH",
+            "apt-get install chromium",
+        );
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("long.rhai"),
+        "for i in 0..6 { log::info(`part ${i}`); run::step(`part${i}`, || { sleep(0.4); i }); }\n",
+    )
+    .unwrap();
+    let cfg = home.path().join("ralf.yaml");
+    std::fs::write(
+        &cfg,
+        "state:\n  path: state.db\nserve:\n  listen: 127.0.0.1:0\n",
+    )
+    .unwrap();
+    let (_serve, url) = serve(home.path(), &cfg);
+    let mut run = common::cmd(home.path());
+    run.arg("--config").arg(&cfg).arg("long.rhai");
+    run.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut cli = run.spawn().unwrap();
+    let db = home.path().join("state.db");
+    let done = || -> i64 {
+        rusqlite::Connection::open(&db)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM steps WHERE status = 'done'",
+                    [],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    let t0 = Instant::now();
+    while done() < 2 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the run did not get going"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    let id: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT id FROM runs", [], |r| r.get(0))
+        .unwrap();
+
+    let mut b = Browser::start(&bin);
+    b.goto(&format!("{url}/runs/{id}"));
+    b.wait(
+        "document.getElementById('status').textContent === 'interrupted' && !document.querySelector('button[data-action=resume]').disabled",
+        "the interrupted run with resume enabled",
+    );
+    b.screenshot("dashboard-interrupted.png");
+    b.eval("document.querySelector('button[data-action=resume]').click(); true");
+    b.wait(
+        &format!("location.pathname === '/runs/{id}' && document.getElementById('status').textContent === 'ok'"),
+        "the resumed run to end",
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let run: Value = rt.block_on(async {
+        ralf_sh::clients::http_builder()
+            .build()
+            .unwrap()
+            .get(format!("{url}/api/runs/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(run["attempts"], 2, "{run}");
+    let steps = run["steps"].as_array().unwrap();
+    let attempts_of = |k: &str| steps.iter().filter(|s| s["key"] == k).count();
+    assert_eq!(
+        attempts_of("part0"),
+        1,
+        "a finished step is not run again: {run}"
+    );
+    assert_eq!(attempts_of("part1"), 1, "{run}");
+    assert_eq!(attempts_of("part5"), 1, "{run}");
+    assert!(
+        steps.iter().filter(|s| s["status"] == "done").count() >= 6,
+        "{run}"
+    );
+}
