@@ -278,3 +278,48 @@ fn state_migrate_copies_a_sqlite_store_and_verifies_it() {
     assert_eq!(code, 1);
     assert!(err.contains("already holds ralf-sh runs"), "{err}");
 }
+
+/// The self-orchestration flow on a PostgreSQL store, as on SQLite: everything deployed in
+/// dependency order, a second run finds nothing pending, `history --service` reads it back.
+#[test]
+fn deploy_all_on_postgres_then_nothing_pending() {
+    let home = tempfile::tempdir().unwrap();
+    let Some(pg) = cluster(home.path()) else {
+        return;
+    };
+    let mut lab = Served::start(home.path());
+    use_pg(&mut lab, &pg, 30);
+    let mut c = lab.cmd(home.path());
+    c.arg(script("deploy_all.rhai"));
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("deployed 7, failed 0"), "{out}");
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM service_status WHERE status = 'deployed'")
+            .unwrap(),
+        "7"
+    );
+    // Dependencies were marked before their dependents started.
+    let order = |key: &str| -> i64 {
+        pg.psql(&format!("SELECT min(id) FROM steps WHERE key = '{key}'"))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(order("postgresql/mark") < order("n8n/apply"));
+    let mut c = lab.cmd(home.path());
+    c.arg(script("deploy_all.rhai"));
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("nothing to deploy"), "{out}");
+    let mut c = lab.cmd(home.path());
+    c.args(["history", "--service", "n8n"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("deployed"), "{out}");
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM runs WHERE status = 'ok'")
+            .unwrap(),
+        "2"
+    );
+}

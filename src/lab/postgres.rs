@@ -208,6 +208,11 @@ impl Cluster {
 
     /// Run SQL as the `ralf` role through `psql` (tests: checks and fault injection).
     pub fn psql(&self, sql: &str) -> RResult<String> {
+        self.psql_in(DB, sql)
+    }
+
+    /// Run SQL in another database of the cluster.
+    pub fn psql_in(&self, db: &str, sql: &str) -> RResult<String> {
         let out = self
             .cmd("psql")
             .args([
@@ -218,7 +223,7 @@ impl Cluster {
                 "-U",
                 USER,
                 "-d",
-                DB,
+                db,
                 "-XAtq",
                 "-v",
                 "ON_ERROR_STOP=1",

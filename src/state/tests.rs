@@ -2,6 +2,7 @@ use super::lock::{acquire, Holder};
 use super::*;
 use super::{lease, postgres};
 use crate::engine::error::ErrorKind;
+use std::sync::Arc;
 
 fn rec(id: &str) -> RunRecord {
     RunRecord {
@@ -342,6 +343,53 @@ fn postgres_backend() {
     assert!(!a.lease().unwrap().renew(&hb).unwrap());
     b.lease().unwrap().release(&other).unwrap();
     assert!(a.lease().unwrap().current().unwrap().is_none());
+
+    // A holder whose lease another controller took (it could not renew in time) is told so by its
+    // heartbeat, and stops.
+    pg.psql("CREATE DATABASE lost").unwrap();
+    let lost = Arc::new(
+        Store::connect(&postgres::PgOptions {
+            url: pg.url_for("lost"),
+            lease: std::time::Duration::from_secs(1),
+            ..o.clone()
+        })
+        .unwrap(),
+    );
+    lost.begin_run(&rec("holder")).unwrap();
+    let me = holder("holder", std::process::id() as i64);
+    lease::acquire(&lost, &me).unwrap();
+    let fired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f2 = fired.clone();
+    let hb = lease::Heartbeat::start(lost.clone(), "holder", move || {
+        f2.store(true, std::sync::atomic::Ordering::SeqCst)
+    });
+    hb.hold_lease(&me);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(
+        !fired.load(std::sync::atomic::Ordering::SeqCst),
+        "renewed while held"
+    );
+    assert_eq!(
+        lost.run("holder").unwrap().unwrap().status,
+        "running",
+        "the heartbeat keeps it alive"
+    );
+    pg.psql_in("lost", "UPDATE run_lease SET holder = '{\"pid\":1,\"host\":\"other\",\"run_id\":\"x\",\"since\":\"\"}', run_id = 'x'")
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !fired.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "the lost lease went unnoticed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(hb);
+    // Dropping the heartbeat of a lost lease does not release the new holder's lease.
+    assert_eq!(
+        lost.lease().unwrap().current().unwrap().unwrap().run_id,
+        "x"
+    );
 
     // Two controllers asking at the same instant: exactly one gets it.
     pg.psql("CREATE DATABASE race").unwrap();
