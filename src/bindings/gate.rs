@@ -307,7 +307,6 @@ fn gate_body(h: &Host, question: &str, o: &GateOpts) -> RResult<Map> {
                 asked_at: now(),
                 deadline: now() + timeout.as_secs() as i64,
             };
-            h.record_step_detail("gate", serde_json::to_value(&p).unwrap_or_default());
             p
         }
     };
@@ -328,7 +327,7 @@ fn gate_body(h: &Host, question: &str, o: &GateOpts) -> RResult<Map> {
     }
     tracing::info!(target: "ralf::gate", "gate {}: waiting for an approval: {}", p.question.id, p.question.text);
     OPEN.lock().push(p.question.id.clone());
-    let _open = scopeguard(p.question.id.clone());
+    let _open = OpenGuard(p.question.id.clone());
     let mut seen: HashSet<String> = HashSet::new();
     let decision = loop {
         if let Some(rx) = &terminal {
@@ -491,9 +490,6 @@ impl Drop for OpenGuard {
     fn drop(&mut self) {
         OPEN.lock().retain(|g| g != &self.0);
     }
-}
-fn scopeguard(id: String) -> OpenGuard {
-    OpenGuard(id)
 }
 
 fn gate_impl(ctx: &NativeCallContext, question: &str, opts: &Map) -> RhaiResult<Map> {
