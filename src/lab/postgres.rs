@@ -84,6 +84,22 @@ impl Cluster {
             for p in [dir, pwfile.as_path()] {
                 std::os::unix::fs::chown(p, Some(uid), Some(gid))?;
             }
+            // The server's user must be able to reach its folder: open up our own temporary
+            // folders on the way (a 0700 temp dir under a root umask of 077), nothing else.
+            use std::os::unix::fs::PermissionsExt;
+            let tmp = std::env::temp_dir();
+            for a in dir.ancestors().skip(1) {
+                if !a.starts_with(&tmp) || a == tmp {
+                    break;
+                }
+                let mode = std::fs::metadata(a)?.permissions().mode();
+                if mode & 0o001 == 0 {
+                    std::fs::set_permissions(
+                        a,
+                        std::fs::Permissions::from_mode((mode & 0o7777) | 0o711),
+                    )?;
+                }
+            }
         }
         let data = c.data();
         c.run(
