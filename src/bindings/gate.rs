@@ -301,13 +301,12 @@ fn gate_body(h: &Host, question: &str, o: &GateOpts) -> RResult<Map> {
             for (c, e) in &failed {
                 tracing::warn!(target: "ralf::gate", "gate {}: the question did not reach {c}: {e}", q.id);
             }
-            let p = Pending {
+            Pending {
                 question: q,
                 sent,
                 asked_at: now(),
                 deadline: now() + timeout.as_secs() as i64,
-            };
-            p
+            }
         }
     };
     h.record_step_detail("gate", serde_json::to_value(&p).unwrap_or_default());
