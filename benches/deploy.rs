@@ -261,7 +261,11 @@ fn run_lab(dir: &Path, c: &Catalog, schedules: &[&str]) -> Vec<Figures> {
             let cfg = home.join(format!("ralf-{schedule}.yaml"));
             // `dag-again`: the dag run's store, every service set back to pending, so the scheduler
             // knows each service's last duration (what an operator's next deploy sees).
-            let store = if *schedule == "dag-again" { "dag" } else { schedule };
+            let store = if *schedule == "dag-again" {
+                "dag"
+            } else {
+                schedule
+            };
             let db = home.join(format!("state-{store}.db"));
             std::fs::write(
                 &cfg,
@@ -294,12 +298,19 @@ fn run_lab(dir: &Path, c: &Catalog, schedules: &[&str]) -> Vec<Figures> {
                     .env("XDG_STATE_HOME", home.join("state"))
                     .env("CI", "1")
                     .current_dir(home)
-                    .args(["-q", "-e", "for n in catalog::load().names { catalog::mark(n, \"pending\"); }"])
+                    .args([
+                        "-q",
+                        "-e",
+                        "for n in catalog::load().names { catalog::mark(n, \"pending\"); }",
+                    ])
                     .stdout(Stdio::null());
                 for (k, v) in &env {
                     reset.env(k, v);
                 }
-                assert!(reset.status().unwrap().success(), "resetting the statuses failed");
+                assert!(
+                    reset.status().unwrap().success(),
+                    "resetting the statuses failed"
+                );
             }
             for (k, v) in &env {
                 cmd.env(k, v);

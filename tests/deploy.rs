@@ -527,3 +527,31 @@ fn stdlib_seams_from_a_user_script() {
         2,
     );
 }
+
+/// After a service is set back to pending by hand (its newest history entry has no duration), a
+/// `--dag` run still weighs the services and redeploys it (the weight lookup once threw on it).
+#[test]
+fn dag_run_after_a_service_is_marked_pending_by_hand() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = Served::start(home.path());
+    let mut c = lab.cmd(home.path());
+    c.arg(script("deploy_all.rhai")).arg("--dag");
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let mut c = lab.cmd(home.path());
+    c.args([
+        "-e",
+        r#"catalog::mark("redis", "pending"); catalog::mark("n8n", "pending")"#,
+    ]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let mut c = lab.cmd(home.path());
+    c.arg(script("deploy_all.rhai")).arg("--dag");
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("deployed 2, failed 0"), "{out}");
+    assert_eq!(
+        statuses(&lab.state).get("n8n").map(String::as_str),
+        Some("deployed")
+    );
+}
