@@ -158,11 +158,14 @@ impl Browser {
         );
     }
 
-    /// Poll `expr` until it is true; returns how long it took.
+    /// Poll `expr` until it is true; returns how long it took. While a page is still loading its
+    /// elements may be missing: an exception counts as "not yet".
     fn wait(&mut self, expr: &str, what: &str) -> Duration {
         let t0 = Instant::now();
+        let guarded =
+            format!("(() => {{ try {{ return !!({expr}); }} catch (e) {{ return false; }} }})()");
         loop {
-            if self.eval(expr) == json!(true) {
+            if self.eval(&guarded) == json!(true) {
                 return t0.elapsed();
             }
             assert!(
