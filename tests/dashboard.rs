@@ -25,6 +25,19 @@ fn chromium() -> Option<PathBuf> {
         })
 }
 
+/// Chromium, or a loud skip (a failure under CI=true).
+fn chromium_or_skip() -> Option<PathBuf> {
+    let b = chromium();
+    if b.is_none() {
+        ralf_sh::lab::skip_suite(
+            "the dashboard browser test",
+            "no chromium on PATH",
+            "apt-get install chromium",
+        );
+    }
+    b
+}
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -55,6 +68,11 @@ impl Browser {
                 "--disable-sync",
                 "--metrics-recording-only",
                 "--window-size=1280,900",
+                "--no-pings",
+                "--disable-domain-reliability",
+                "--disable-client-side-phishing-detection",
+                // Nothing but loopback: every other host name fails to resolve.
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
             ])
@@ -239,12 +257,7 @@ for i in 0..5 {
 
 #[test]
 fn the_dashboard_in_chromium_follows_a_cli_run_live_and_re_runs_it() {
-    let Some(bin) = chromium() else {
-        ralf_sh::lab::skip_suite(
-            "the dashboard browser test",
-            "no chromium on PATH",
-            "apt-get install chromium",
-        );
+    let Some(bin) = chromium_or_skip() else {
         return;
     };
     let home = tempfile::tempdir().unwrap();
@@ -375,12 +388,7 @@ fn the_dashboard_in_chromium_follows_a_cli_run_live_and_re_runs_it() {
 /// it go on, and the journal records who approved. A second gate, denied, fails its run.
 #[test]
 fn a_gate_pending_in_a_cli_run_is_approved_from_the_dashboard_in_chromium() {
-    let Some(bin) = chromium() else {
-        ralf_sh::lab::skip_suite(
-            "the dashboard browser test",
-            "no chromium on PATH",
-            "apt-get install chromium",
-        );
+    let Some(bin) = chromium_or_skip() else {
         return;
     };
     let home = tempfile::tempdir().unwrap();
@@ -475,12 +483,7 @@ log::info(`approved by ${r.by}`);
 /// finished steps are not run again and the run ends ok on its second attempt.
 #[test]
 fn an_interrupted_run_is_resumed_from_its_page_in_chromium() {
-    let Some(bin) = chromium() else {
-        ralf_sh::lab::skip_suite(
-            "the dashboard browser test",
-            "no chromium on PATH",
-            "apt-get install chromium",
-        );
+    let Some(bin) = chromium_or_skip() else {
         return;
     };
     let home = tempfile::tempdir().unwrap();

@@ -496,18 +496,21 @@ fn lab_controller_deploys_on_a_signed_push_and_the_dashboard_shows_it() {
         steps.iter().any(|s| s["key"] == "postgresql/apply"),
         "{run}"
     );
-    let svg = rt.block_on(async {
-        ralf_sh::clients::http_builder()
-            .build()
-            .unwrap()
-            .get(format!("{url}/runs/{run_id}/graph.svg"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let text = |path: &str| -> String {
+        rt.block_on(async {
+            ralf_sh::clients::http_builder()
+                .build()
+                .unwrap()
+                .get(format!("{url}{path}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+    };
+    let svg = text(&format!("/runs/{run_id}/graph.svg"));
     assert!(
         svg.contains("data-node=\"n8n\" data-status=\"done\""),
         "{svg}"
@@ -517,18 +520,7 @@ fn lab_controller_deploys_on_a_signed_push_and_the_dashboard_shows_it() {
         "dependency edges from the catalog: {svg}"
     );
     // /metrics: the deploy's Semaphore tasks, how long they ran and how long the run waited.
-    let metrics = rt.block_on(async {
-        ralf_sh::clients::http_builder()
-            .build()
-            .unwrap()
-            .get(format!("{url}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let metrics = text("/metrics");
     let count = |name: &str| -> f64 {
         metrics
             .lines()

@@ -40,7 +40,7 @@ pub fn start(host: &Host, s: &mut Session, dir: &Path) -> Result<(Child, String)
     s.env.push((HOOK_SECRET_ENV.into(), secret));
     s.config = controller_config(s, &script);
     s.write_config(dir).map_err(|e| e.to_string())?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let exe = crate::serve::runner::this_binary().map_err(|e| e.to_string())?;
     let mut cmd = std::process::Command::new(exe);
     cmd.arg("--config")
         .arg(dir.join("ralf.yaml"))

@@ -84,7 +84,7 @@ fn migrate_impl(
             ),
         ));
     }
-    let opts = crate::state::pg_options_for(to, password_env, &cfg)?;
+    let opts = crate::state::pg_options_for(&cfg)?;
     let dst = Store::connect(&opts)?;
     if !dst.is_empty()? {
         return Err(RalfError::invalid(format!(

@@ -57,7 +57,7 @@ pub struct Runner {
 
 /// This binary's path; after an upgrade replaced the file, the new one at the same path (Linux
 /// reports the running, deleted one as `PATH (deleted)`).
-fn this_binary() -> std::io::Result<PathBuf> {
+pub(crate) fn this_binary() -> std::io::Result<PathBuf> {
     let p = std::env::current_exe()?;
     Ok(
         match p.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {

@@ -53,31 +53,31 @@ pub fn lock_holder(host: &Host, st: &Store) -> Option<lock::Holder> {
 /// The PostgreSQL store of this host's config, if it names one (`state.url`).
 pub fn pg_options(host: &Host) -> Option<RResult<postgres::PgOptions>> {
     let st = host.cfg().state.clone()?;
-    let url = st.url.clone()?;
-    Some(
-        pg_options_for(&url, st.password_env.as_deref(), &st).map(|mut o| {
-            o.ca_file = st.ca_file.as_ref().map(|p| relative_to_config(host, p));
-            o
-        }),
-    )
+    st.url.as_ref()?;
+    Some(pg_options_for(&st).map(|mut o| {
+        o.ca_file = st.ca_file.as_ref().map(|p| relative_to_config(host, p));
+        o
+    }))
 }
 
-/// Options for `url`, the password read from `password_env` (an unset variable is an error).
-pub fn pg_options_for(
-    url: &str,
-    password_env: Option<&str>,
-    st: &crate::config::StateConfig,
-) -> RResult<postgres::PgOptions> {
-    let password = match password_env {
+/// Options for the PostgreSQL store `st` names (`url`), the password read from `password_env`
+/// and registered with the redactor (an unset variable is an error).
+pub fn pg_options_for(st: &crate::config::StateConfig) -> RResult<postgres::PgOptions> {
+    let url = st.url.clone().ok_or_else(|| {
+        crate::engine::error::RalfError::config("state: no url (postgres://...) given")
+    })?;
+    let password = match st.password_env.as_deref() {
         None => None,
-        Some(var) => Some(std::env::var(var).map_err(|_| {
-            crate::engine::error::RalfError::config(format!(
-                "state.password_env: the variable {var} (the PostgreSQL password) is not set"
-            ))
-        })?),
+        Some(var) => Some(
+            crate::secrets::read_env(var, "state.password_env")?.ok_or_else(|| {
+                crate::engine::error::RalfError::config(format!(
+                    "state.password_env: the variable {var} (the PostgreSQL password) is not set"
+                ))
+            })?,
+        ),
     };
     Ok(postgres::PgOptions {
-        url: url.to_string(),
+        url,
         password,
         ca_file: st.ca_file.clone(),
         lease: std::time::Duration::from_secs_f64(st.lease_seconds.unwrap_or(30.0)),
