@@ -194,6 +194,20 @@ impl Browser {
         }
     }
 
+    /// Poll `expr` for up to `secs` seconds; whether it became true.
+    fn poll(&mut self, expr: &str, secs: u64) -> bool {
+        let guarded =
+            format!("(() => {{ try {{ return !!({expr}); }} catch (e) {{ return false; }} }})()");
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(secs) {
+            if self.eval(&guarded) == json!(true) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+
     fn screenshot(&mut self, name: &str) {
         use base64::Engine;
         let r = self.call("Page.captureScreenshot", json!({"format": "png"}), true);
@@ -428,9 +442,19 @@ log::info(`approved by ${r.by}`);
         );
         assert!(q.as_str().unwrap().contains("plan: 2 to change"), "{q}");
         b.screenshot(&format!("dashboard-gate-{answer}.png"));
-        b.eval(&format!(
-            "document.querySelector('#gates button[data-answer={answer}]').click(); true"
-        ));
+        // Press; should the page have swapped the row under the click, press again (an answer
+        // after the gate was decided is ignored by the gate).
+        for _ in 0..3 {
+            b.eval(&format!(
+                "(() => {{ const x = document.querySelector('#gates button[data-answer={answer}]'); if (x) x.click(); return true; }})()"
+            ));
+            if b.poll(
+                "!document.querySelector('#gates tr[data-gate-id]') || location.pathname !== '/'",
+                5,
+            ) {
+                break;
+            }
+        }
         let out = cli.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.success(), ok, "{err}");

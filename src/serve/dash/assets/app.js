@@ -61,8 +61,13 @@ async function refreshGates() {
   const body = await r.text();
   // Rebuild only on a change (the buttons stay under the pointer otherwise).
   if (body === lastGates) return;
-  lastGates = body;
   const gates = JSON.parse(body);
+  // The first time, keep the rows the server rendered when they show the same gates (a button
+  // replaced under the pointer would swallow the click).
+  const shown = Array.from(document.querySelectorAll("#gates tbody tr")).map((r) => r.dataset.gateId);
+  const first = lastGates === null;
+  lastGates = body;
+  if (first && shown.join(",") === gates.map((g) => g.id).join(",")) return;
   const rows = document.createDocumentFragment();
   for (const g of gates) {
     const tr = document.createElement("tr");
