@@ -124,6 +124,78 @@ fn run_and_wait_success_with_events_and_output() {
     });
 }
 
+/// The stand-in ends a task like the real runner (S6): `SetStatus` sends a terminal `update` with
+/// `end: null` before writing the row, then the runner's end sends a second one with `end`. The
+/// websocket wait takes the server's word from the events: it returns the finished task with its
+/// end and never reads back the row that lags the event (the old wait re-read it three times,
+/// 75 ms, per task).
+#[test]
+fn websocket_wait_ends_on_the_servers_events_without_reading_the_lagging_row() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    rt().block_on(async {
+        let h = lab().await;
+        h.set_behaviour(
+            "RALF Vault Smoke",
+            Behaviour {
+                duration_ms: 50,
+                lines: 2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let c = client(&h).await;
+        // Watch the socket as a second client does.
+        let mut req = format!("{}/api/ws", h.url.replace("http://", "ws://"))
+            .into_client_request()
+            .unwrap();
+        req.headers_mut().insert(
+            "Authorization",
+            format!("Bearer {}", h.token).parse().unwrap(),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let t = run(&c, "RALF Vault Smoke", RunRequest::default()).await;
+        let fin = wait(&c, t.id).await;
+        assert_eq!(fin.status, "success");
+        let end = fin.raw["end"].clone();
+        assert!(
+            end.is_string(),
+            "the finished task has its end: {:?}",
+            fin.raw
+        );
+        // The row: the same end, once written.
+        until_status(&c, t.id, "success").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(c.task(t.id).await.unwrap().raw["end"], end);
+        // The events: two terminal updates, the first without an end.
+        let mut terminal = Vec::new();
+        while terminal.len() < 2 {
+            let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .expect("the second terminal update")
+                .unwrap()
+                .unwrap();
+            let Ok(v) = serde_json::from_str::<Value>(m.to_text().unwrap_or("")) else {
+                continue;
+            };
+            if v["type"] == "update" && v["task_id"] == json!(t.id) && v["status"] == "success" {
+                terminal.push(v);
+            }
+        }
+        assert!(terminal[0]["end"].is_null(), "{terminal:?}");
+        assert_eq!(terminal[1]["end"], end, "{terminal:?}");
+        // One read of the task (right after the socket opened), none after the events.
+        let path = format!("/api/project/1/tasks/{}", t.id);
+        let reads = h
+            .exchanges()
+            .iter()
+            .filter(|x| x.method == "GET" && x.uri == path)
+            .count();
+        // Two reads are this test's own (until_status and the check above).
+        assert_eq!(reads, 1 + 2, "GETs of the task");
+    });
+}
+
 #[test]
 fn error_outcome_and_polling_fallback() {
     rt().block_on(async {

@@ -75,6 +75,47 @@ pub enum WaitEvent {
 /// How often a websocket wait double-checks over REST (the socket has no replay).
 const WS_RECONCILE: Duration = Duration::from_secs(5);
 
+/// After a terminal `update` without `end`, how long to wait for the one with it (the server sends
+/// it one database write later) before reading the row instead.
+const END_GRACE: Duration = Duration::from_millis(500);
+
+/// Apply an `update` event's status, start and end to the task as known.
+fn merge_update(t: &mut Task, ev: &Value) {
+    if let Some(s) = ev.get("status").and_then(Value::as_str) {
+        t.status = s.to_string();
+        t.raw["status"] = Value::String(s.to_string());
+    }
+    for k in ["start", "end"] {
+        if let Some(v) = ev.get(k).filter(|v| !v.is_null()) {
+            t.raw[k] = v.clone();
+        }
+    }
+}
+
+/// Whether a socket message can be about `task_id`, without parsing it: the socket carries every
+/// task of the project, and each waiting task has a socket, so at 32 parallel tasks most messages
+/// are someone else's. Every `"task_id":` followed by a number is compared (inside a JSON string
+/// a quote is escaped, so the pattern only matches a real key); a message without one is parsed.
+fn may_be_about(text: &str, task_id: i64) -> bool {
+    const KEY: &str = "\"task_id\":";
+    let mut found = false;
+    for (at, _) in text.match_indices(KEY) {
+        found = true;
+        let rest = text[at + KEY.len()..].trim_start();
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '-')
+            .unwrap_or(rest.len());
+        if rest[..digits].parse::<i64>().ok() == Some(task_id) {
+            return true;
+        }
+    }
+    !found
+}
+
+fn has_end(t: &Task) -> bool {
+    t.raw.get("end").is_some_and(|v| !v.is_null())
+}
+
 impl Client {
     /// Wait until the task is terminal (success, error, stopped) or the deadline passes (`timeout` error;
     /// the task keeps running). `on` sees status changes and new output lines.
@@ -181,23 +222,6 @@ impl Client {
             .map_err(|_| "connect timed out".to_string())?
     }
 
-    /// After a terminal `update`: the server sends it before writing the row (S6), so a read right
-    /// after may still show the old status; re-read a few times quickly before leaving it to the
-    /// reconcile timer.
-    async fn settle(&self, task_id: i64) -> RResult<Task> {
-        let mut delay = Duration::from_millis(25);
-        let mut t = self.task(task_id).await?;
-        for _ in 0..5 {
-            if t.is_terminal() {
-                break;
-            }
-            tokio::time::sleep(delay).await;
-            delay *= 2;
-            t = self.task(task_id).await?;
-        }
-        Ok(t)
-    }
-
     /// Ok(None) when the socket closed before the task finished (caller falls back to polling).
     async fn wait_ws(
         &self,
@@ -226,14 +250,27 @@ impl Client {
             return Ok(Some(t));
         }
         let mut reconcile = tokio::time::interval_at(Instant::now() + WS_RECONCILE, WS_RECONCILE);
+        // The task as last known: the REST read, updated by the socket's `update` events.
+        let mut known = t;
+        // Set by the first terminal `update`: the status is final, the `end` comes next.
+        let mut end_due: Option<Instant> = None;
         loop {
+            let end_wait = async {
+                match end_due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 msg = ws.next() => {
                     let text = match msg {
-                        Some(Ok(Message::Text(t))) => t.to_string(),
+                        Some(Ok(Message::Text(t))) => t,
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(None),
                         Some(Ok(_)) => continue,
                     };
+                    if !may_be_about(&text, task_id) {
+                        continue;
+                    }
                     let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
                     if v.get("task_id").and_then(Value::as_i64) != Some(task_id) {
                         continue;
@@ -254,12 +291,18 @@ impl Client {
                         Some("update") => {
                             let status = v.get("status").and_then(Value::as_str).unwrap_or("");
                             if is_terminal(status) {
-                                let t = self.settle(task_id).await?;
-                                self.note_status(&t.status, on, last);
-                                if t.is_terminal() {
-                                    return Ok(Some(t));
+                                // The event is the server's word (`saveStatus`); the row is
+                                // written after it (S6), so it is not read back. The first
+                                // terminal event comes from `SetStatus` with `end: null`, the
+                                // second from the runner's end with `end` set.
+                                merge_update(&mut known, &v);
+                                self.note_status(status, on, last);
+                                if has_end(&known) {
+                                    return Ok(Some(known));
                                 }
+                                end_due.get_or_insert(Instant::now() + END_GRACE);
                             } else {
+                                merge_update(&mut known, &v);
                                 self.note_status(status, on, last);
                                 if opts.until.as_deref() == Some(status) {
                                     let t = self.task(task_id).await?;
@@ -272,12 +315,21 @@ impl Client {
                         _ => {}
                     }
                 }
+                _ = end_wait => {
+                    // No second event: take the row if it shows the end, else the event's word.
+                    let t = self.task(task_id).await?;
+                    return Ok(Some(if t.is_terminal() && has_end(&t) { t } else { known }));
+                }
                 _ = reconcile.tick() => {
                     let t = self.task(task_id).await?;
+                    if end_due.is_some() && !t.is_terminal() {
+                        continue; // the row lags the terminal event (S6)
+                    }
                     self.note_status(&t.status, on, last);
                     if opts.reached(&t) {
                         return Ok(Some(t));
                     }
+                    known = t;
                 }
             }
         }
@@ -340,5 +392,27 @@ impl Client {
         } else {
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::may_be_about;
+
+    #[test]
+    fn messages_about_other_tasks_are_skipped_without_parsing() {
+        let upd = r#"{"end":null,"project_id":1,"start":null,"status":"running","task_id":57,"template_id":3,"type":"update","version":null}"#;
+        assert!(may_be_about(upd, 57));
+        assert!(!may_be_about(upd, 5));
+        assert!(!may_be_about(upd, 570));
+        // A log line quoting another task id in its text is still about its own task only.
+        let log = r#"{"output":"{\"task_id\":9, \"msg\": \"x\"}","project_id":1,"task_id":12,"time":"t","type":"log"}"#;
+        assert!(may_be_about(log, 12));
+        assert!(!may_be_about(log, 9));
+        // Spaces after the colon (a reformatting proxy) and the key last.
+        assert!(may_be_about(r#"{"type": "log", "task_id": 7}"#, 7));
+        assert!(!may_be_about(r#"{"type": "log", "task_id": 7}"#, 8));
+        // No task id at all: parsed, and decided there.
+        assert!(may_be_about(r#"{"type":"ping"}"#, 7));
     }
 }

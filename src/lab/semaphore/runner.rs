@@ -20,7 +20,8 @@ fn transition_allowed(from: &str, to: &str) -> bool {
 }
 
 /// Change a task's status like `TaskRunner.SetStatus` + `saveStatus`: guard, event, then the write.
-/// Returns false when the guard refused.
+/// Returns false when the guard refused. Like the real `SetStatus` it never sets `end`: a finished
+/// task's first terminal `update` carries `end: null`; the end comes with [`finish_run`].
 pub(super) async fn set_status(sh: &Shared, id: i64, status: &str) -> bool {
     let next = {
         let st = sh.st.lock();
@@ -33,17 +34,33 @@ pub(super) async fn set_status(sh: &Shared, id: i64, status: &str) -> bool {
             None if status == "running" => json!(now()),
             None => Value::Null,
         };
-        let end = if matches!(status, "success" | "error" | "stopped") {
-            json!(now())
-        } else {
-            Value::Null
-        };
-        (start, end)
+        (start, t.v.get("end").cloned().unwrap_or(Value::Null))
     };
     emit_update(sh, id, Some((status, next.0.clone(), next.1.clone())));
     tokio::time::sleep(WRITE_AFTER_EVENT).await;
     write_status(sh, id, status, next.0, next.1);
     true
+}
+
+/// The runner's deferred end (`finishRun` on develop, the `defer` in v2.10 `run()`): once the task
+/// is finished, `End = now` and `saveStatus` again, so every finished task sends a second terminal
+/// `update`, this time with its `end`, one database write after the first.
+async fn finish_run(sh: &Shared, id: i64) {
+    let (status, start) = {
+        let st = sh.st.lock();
+        let Some(t) = st.task(id) else { return };
+        if !is_final(&t.v) {
+            return;
+        }
+        (
+            t.v["status"].as_str().unwrap_or("").to_string(),
+            t.v.get("start").cloned().unwrap_or(Value::Null),
+        )
+    };
+    let end = json!(now());
+    emit_update(sh, id, Some((&status, start.clone(), end.clone())));
+    tokio::time::sleep(WRITE_AFTER_EVENT).await;
+    write_status(sh, id, &status, start, end);
 }
 
 fn write_status(sh: &Shared, id: i64, status: &str, start: Value, end: Value) {
@@ -55,6 +72,9 @@ fn write_status(sh: &Shared, id: i64, status: &str, start: Value, end: Value) {
     }
     if !end.is_null() {
         t.v["end"] = end;
+    }
+    if is_final(&t.v) && t.finished_at.is_none() {
+        // The first moment a REST read can see that the task finished.
         t.finished_at = Some(std::time::Instant::now());
     }
 }
@@ -68,7 +88,8 @@ pub(super) async fn overwrite_status(sh: &Shared, id: i64, status: &str) {
         if t.v["status"] == json!("stopped") {
             return;
         }
-        (t.v["start"].clone(), json!(now()))
+        // `SetStatus` leaves `End` as it was.
+        (t.v["start"].clone(), t.v["end"].clone())
     };
     emit_update(sh, id, Some((status, start.clone(), end.clone())));
     write_status(sh, id, status, start, end);
@@ -112,7 +133,13 @@ pub(super) async fn stop_now(sh: &Shared, id: i64, force: bool) {
     set_status(sh, id, "stopped").await;
 }
 
-pub(super) async fn run_task(sh: Arc<Shared>, id: i64, mut rx: watch::Receiver<Signal>) {
+/// Run a task to its end, then record the end like the real runner's deferred `finishRun`.
+pub(super) async fn run_task(sh: Arc<Shared>, id: i64, rx: watch::Receiver<Signal>) {
+    run_job(&sh, id, rx).await;
+    finish_run(&sh, id).await;
+}
+
+async fn run_job(sh: &Arc<Shared>, id: i64, mut rx: watch::Receiver<Signal>) {
     let (tpl_id, name, parallel) = {
         let st = sh.st.lock();
         let Some(t) = st.task(id) else { return };
@@ -138,7 +165,7 @@ pub(super) async fn run_task(sh: Arc<Shared>, id: i64, mut rx: watch::Receiver<S
             break;
         }
         if let Signal::Stop(_) = pause(&mut rx, Duration::from_millis(10)).await {
-            return stop_now(&sh, id, true).await;
+            return stop_now(sh, id, true).await;
         }
     }
     let b = sh
@@ -154,16 +181,16 @@ pub(super) async fn run_task(sh: Arc<Shared>, id: i64, mut rx: watch::Receiver<S
         *n += 1;
         *n
     };
-    set_status(&sh, id, "starting").await;
+    set_status(sh, id, "starting").await;
     if let Signal::Stop(f) = pause(&mut rx, Duration::from_millis(b.starting_ms)).await {
-        return stop_now(&sh, id, f).await;
+        return stop_now(sh, id, f).await;
     }
-    set_status(&sh, id, "running").await;
-    let (checkout, command, vars) = effective_run(&sh, id);
-    log_line(&sh, id, format!("lab: {checkout}"));
-    log_line(&sh, id, format!("lab: {command}"));
+    set_status(sh, id, "running").await;
+    let (checkout, command, vars) = effective_run(sh, id);
+    log_line(sh, id, format!("lab: {checkout}"));
+    log_line(sh, id, format!("lab: {command}"));
     log_line(
-        &sh,
+        sh,
         id,
         format!("lab: extra vars {}", Value::Object(vars.clone())),
     );
@@ -178,34 +205,34 @@ pub(super) async fn run_task(sh: Arc<Shared>, id: i64, mut rx: watch::Receiver<S
             .as_deref()
             != Some(want.as_str())
     });
-    log_line(&sh, id, format!("PLAY [{name}] *****"));
+    log_line(sh, id, format!("PLAY [{name}] *****"));
     let lines = b.lines.max(1);
     let step = Duration::from_millis(b.duration_ms / lines as u64);
     let half = lines / 2;
     for i in 0..lines {
         if b.confirm && i == half {
-            log_line(&sh, id, "Plan: 1 to add, 0 to change, 0 to destroy.".into());
+            log_line(sh, id, "Plan: 1 to add, 0 to change, 0 to destroy.".into());
             // A confirm that came while running set `confirmed`; the guard refuses
             // confirmed -> waiting_confirmation, and the plan is applied without a wait (S2).
-            if !set_status(&sh, id, "waiting_confirmation").await {
-                log_line(&sh, id, "Apply started (already confirmed)".into());
+            if !set_status(sh, id, "waiting_confirmation").await {
+                log_line(sh, id, "Apply started (already confirmed)".into());
                 let _ = rx.borrow_and_update();
                 continue;
             }
             loop {
                 match pause(&mut rx, Duration::from_secs(3600)).await {
                     Signal::Confirm => {
-                        set_status(&sh, id, "confirmed").await;
-                        set_status(&sh, id, "running").await;
+                        set_status(sh, id, "confirmed").await;
+                        set_status(sh, id, "running").await;
                         break;
                     }
                     Signal::Reject => {
-                        set_status(&sh, id, "rejected").await;
-                        log_line(&sh, id, "Apply rejected".into());
-                        set_status(&sh, id, "error").await;
+                        set_status(sh, id, "rejected").await;
+                        log_line(sh, id, "Apply rejected".into());
+                        set_status(sh, id, "error").await;
                         return;
                     }
-                    Signal::Stop(f) => return stop_now(&sh, id, f).await,
+                    Signal::Stop(f) => return stop_now(sh, id, f).await,
                     Signal::None => {}
                 }
             }
@@ -213,20 +240,20 @@ pub(super) async fn run_task(sh: Arc<Shared>, id: i64, mut rx: watch::Receiver<S
             let _ = rx.borrow_and_update();
         }
         match pause(&mut rx, step).await {
-            Signal::Stop(f) => return stop_now(&sh, id, f).await,
+            Signal::Stop(f) => return stop_now(sh, id, f).await,
             // An early reject (the task was `rejected` while running) fails it.
             Signal::Reject => {
-                log_line(&sh, id, "Task rejected".into());
-                set_status(&sh, id, "error").await;
+                log_line(sh, id, "Task rejected".into());
+                set_status(sh, id, "error").await;
                 return;
             }
             _ => {}
         }
-        log_line(&sh, id, format!("TASK [step {}] ok: [lab-host]", i + 1));
+        log_line(sh, id, format!("TASK [step {}] ok: [lab-host]", i + 1));
     }
     for i in 0..b.burst_lines {
         log_line(
-            &sh,
+            sh,
             id,
             format!(
                 "ok: [lab-host] => (item={i:07}) changed=false msg=\"nothing to do for this item\""
@@ -236,7 +263,7 @@ pub(super) async fn run_task(sh: Arc<Shared>, id: i64, mut rx: watch::Receiver<S
     if b.hang {
         loop {
             if let Signal::Stop(f) = pause(&mut rx, Duration::from_secs(3600)).await {
-                return stop_now(&sh, id, f).await;
+                return stop_now(sh, id, f).await;
             }
         }
     }
@@ -247,40 +274,40 @@ pub(super) async fn run_task(sh: Arc<Shared>, id: i64, mut rx: watch::Receiver<S
             .map(|v| v.to_string())
             .unwrap_or("unset".into());
         log_line(
-            &sh,
+            sh,
             id,
             format!("fatal: [lab-host]: FAILED! => {{\"msg\": \"{k} must be {want} (is {got})\"}}"),
         );
         log_line(
-            &sh,
+            sh,
             id,
             "PLAY RECAP ***** lab-host : ok=2 changed=0 failed=1".into(),
         );
-        set_status(&sh, id, "error").await;
+        set_status(sh, id, "error").await;
     } else if !ok && !b.fail_lines.is_empty() {
         for l in &b.fail_lines {
-            log_line(&sh, id, l.clone());
+            log_line(sh, id, l.clone());
         }
-        set_status(&sh, id, "error").await;
+        set_status(sh, id, "error").await;
     } else if ok {
         log_line(
-            &sh,
+            sh,
             id,
             "PLAY RECAP ***** lab-host : ok=4 changed=1 failed=0".into(),
         );
-        set_status(&sh, id, "success").await;
+        set_status(sh, id, "success").await;
     } else {
         log_line(
-            &sh,
+            sh,
             id,
             "fatal: [lab-host]: FAILED! => {\"msg\": \"lab: simulated failure\"}".into(),
         );
         log_line(
-            &sh,
+            sh,
             id,
             "PLAY RECAP ***** lab-host : ok=2 changed=0 failed=1".into(),
         );
-        set_status(&sh, id, "error").await;
+        set_status(sh, id, "error").await;
     }
 }
 
