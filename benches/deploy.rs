@@ -191,7 +191,7 @@ struct Figures {
     server_bound: f64,
     cpu: f64,
     rss_kib: i64,
-    /// CPU seconds the lab stand-ins (one process) used over all of this lab's runs.
+    /// CPU seconds the lab stand-ins (one process) used during this run.
     lab_cpu: f64,
 }
 
@@ -255,7 +255,7 @@ fn run_lab(dir: &Path, c: &Catalog, schedules: &[&str]) -> Vec<Figures> {
     });
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/deploy_all.rhai");
     // One run per schedule, each with its own (empty) state store, so each deploys every service.
-    let mut figures: Vec<Figures> = schedules
+    let figures: Vec<Figures> = schedules
         .iter()
         .map(|schedule| {
             let cfg = home.join(format!("ralf-{schedule}.yaml"));
@@ -316,7 +316,9 @@ fn run_lab(dir: &Path, c: &Catalog, schedules: &[&str]) -> Vec<Figures> {
                 cmd.env(k, v);
             }
             let (_, before) = server_spans(&sem, 0, i64::MAX);
+            let lab_before = proc_cpu(lab.id());
             let mut f = run_measured(&mut cmd);
+            f.lab_cpu = proc_cpu(lab.id()) - lab_before;
             let (spans, _) = server_spans(&sem, c.n, before);
             f.server_bound = bound(&c.deps, &spans, c.par).0;
             f.server_list = list_schedule(&c.deps, &spans, c.par);
@@ -335,10 +337,6 @@ fn run_lab(dir: &Path, c: &Catalog, schedules: &[&str]) -> Vec<Figures> {
             f
         })
         .collect();
-    let lab_cpu = proc_cpu(lab.id());
-    for f in &mut figures {
-        f.lab_cpu = lab_cpu;
-    }
     let _ = lab.kill();
     let _ = lab.wait();
     figures

@@ -292,8 +292,19 @@ fn flaky_semaphore_never_causes_a_duplicate_task() {
 
 #[test]
 fn second_concurrent_run_exits_75_and_ctrl_c_exits_130() {
+    concurrent_run_and_ctrl_c(Backend::Sqlite);
+}
+
+#[test]
+fn second_concurrent_run_exits_75_and_ctrl_c_exits_130_on_postgres() {
+    concurrent_run_and_ctrl_c(Backend::Postgres);
+}
+
+fn concurrent_run_and_ctrl_c(backend: Backend) {
     let home = tempfile::tempdir().unwrap();
-    let lab = Served::start(home.path());
+    let Some(lab) = Served::start_on(home.path(), backend) else {
+        return;
+    };
     slow_templates(&lab, 3000);
     let mut child = spawn_deploy_all(&lab, home.path());
     wait_for(|| !lab.tasks().is_empty(), "the first run to start a task");
@@ -315,8 +326,19 @@ fn second_concurrent_run_exits_75_and_ctrl_c_exits_130() {
 
 #[test]
 fn kill_9_then_resume_finishes_without_redoing_work() {
+    kill_9_then_resume(Backend::Sqlite);
+}
+
+#[test]
+fn kill_9_then_resume_finishes_without_redoing_work_on_postgres() {
+    kill_9_then_resume(Backend::Postgres);
+}
+
+fn kill_9_then_resume(backend: Backend) {
     let home = tempfile::tempdir().unwrap();
-    let lab = Served::start(home.path());
+    let Some(lab) = Served::start_on(home.path(), backend) else {
+        return;
+    };
     slow_templates(&lab, 1500);
     let mut child = spawn_deploy_all(&lab, home.path());
     // Kill once wave 2 has a task in flight (wave 1 finished and marked).
@@ -358,8 +380,19 @@ fn kill_9_then_resume_finishes_without_redoing_work() {
 /// run, so no task is started twice; `resume --abandon` closes a run on purpose.
 #[test]
 fn kill_9_then_a_fresh_run_continues_without_duplicate_tasks() {
+    kill_9_then_a_fresh_run(Backend::Sqlite);
+}
+
+#[test]
+fn kill_9_then_a_fresh_run_continues_without_duplicate_tasks_on_postgres() {
+    kill_9_then_a_fresh_run(Backend::Postgres);
+}
+
+fn kill_9_then_a_fresh_run(backend: Backend) {
     let home = tempfile::tempdir().unwrap();
-    let lab = Served::start(home.path());
+    let Some(lab) = Served::start_on(home.path(), backend) else {
+        return;
+    };
     slow_templates(&lab, 1500);
     let mut child = spawn_deploy_all(&lab, home.path());
     wait_for(
@@ -404,9 +437,20 @@ fn kill_9_then_a_fresh_run_continues_without_duplicate_tasks() {
 /// guest back. Both ways in: `resume`, and a fresh start that continues the run.
 #[test]
 fn kill_9_inside_the_snapshot_step_then_resume_takes_the_task_over() {
+    kill_9_inside_the_snapshot_step(Backend::Sqlite);
+}
+
+#[test]
+fn kill_9_inside_the_snapshot_step_then_resume_takes_the_task_over_on_postgres() {
+    kill_9_inside_the_snapshot_step(Backend::Postgres);
+}
+
+fn kill_9_inside_the_snapshot_step(backend: Backend) {
     for how in ["resume", "fresh"] {
         let home = tempfile::tempdir().unwrap();
-        let lab = Served::start(home.path());
+        let Some(lab) = Served::start_on(home.path(), backend) else {
+            return;
+        };
         slow_templates(&lab, 300);
         // postgresql's guest (CT 2010): every task takes 2 s more.
         lab.post(
@@ -454,8 +498,19 @@ fn kill_9_inside_the_snapshot_step_then_resume_takes_the_task_over() {
 
 #[test]
 fn an_abandoned_run_is_not_continued() {
+    abandoned_run(Backend::Sqlite);
+}
+
+#[test]
+fn an_abandoned_run_is_not_continued_on_postgres() {
+    abandoned_run(Backend::Postgres);
+}
+
+fn abandoned_run(backend: Backend) {
     let home = tempfile::tempdir().unwrap();
-    let lab = Served::start(home.path());
+    let Some(lab) = Served::start_on(home.path(), backend) else {
+        return;
+    };
     slow_templates(&lab, 1500);
     let mut child = spawn_deploy_all(&lab, home.path());
     // Past postgresql's snapshot (a kill inside the snapshot step is issue 15's resume case).

@@ -35,15 +35,19 @@ enum At {
 
 /// The step is running (false while the store or its tables do not exist yet).
 fn step_running(lab: &Served, key: &str) -> bool {
-    let Ok(c) = rusqlite::Connection::open(&lab.state) else {
-        return false;
-    };
-    c.query_row(
-        "SELECT count(*) FROM steps WHERE key = ?1 AND status = 'running'",
-        [key],
-        |r| r.get::<_, i64>(0),
-    )
-    .is_ok_and(|n| n > 0)
+    let sql = "SELECT count(*) FROM steps WHERE key = $1 AND status = 'running'";
+    match &lab.state {
+        TestState::Sqlite(db) => {
+            let Ok(c) = rusqlite::Connection::open(db) else {
+                return false;
+            };
+            c.query_row(&sql.replace('$', "?"), [key], |r| r.get::<_, i64>(0))
+                .is_ok_and(|n| n > 0)
+        }
+        TestState::Postgres(pg) => pg
+            .psql(&sql.replace("$1", &format!("'{key}'")))
+            .is_ok_and(|n| n.parse::<i64>().unwrap_or(0) > 0),
+    }
 }
 
 fn postgresql_task(lab: &Served) -> bool {
@@ -56,9 +60,15 @@ fn postgresql_task(lab: &Served) -> bool {
 }
 
 fn trial(at: At, signal: i32, then: Then) {
-    let label = format!("{at:?} / signal {signal} / {then:?}");
+    trial_on(Backend::Sqlite, at, signal, then)
+}
+
+fn trial_on(backend: Backend, at: At, signal: i32, then: Then) {
+    let label = format!("{backend:?}: {at:?} / signal {signal} / {then:?}");
     let home = tempfile::tempdir().unwrap();
-    let lab = Served::start(home.path());
+    let Some(lab) = Served::start_on(home.path(), backend) else {
+        return;
+    };
     slow_templates(&lab, 800);
     // postgresql's guest (CT 2010): its Proxmox tasks (the snapshot) take 1.5 s more.
     lab.post(
@@ -168,4 +178,20 @@ fn sigterm_at_points_spread_over_a_deploy() {
     trial(At::Step("postgresql/advice"), libc::SIGTERM, Then::Fresh);
     trial(At::PostUnanswered, libc::SIGTERM, Then::Resume);
     trial(At::Step("redis/apply"), libc::SIGTERM, Then::Fresh);
+}
+
+/// The same faults on a PostgreSQL store: the killed run's lease (held on this machine by a process
+/// that is gone) is taken over at once, and the store is as consistent and resumable as SQLite.
+#[test]
+fn signals_at_points_spread_over_a_deploy_on_postgres() {
+    let pg = Backend::Postgres;
+    trial_on(pg, At::PostUnanswered, libc::SIGKILL, Then::Resume);
+    trial_on(pg, At::Step("n8n/apply"), libc::SIGKILL, Then::Fresh);
+    trial_on(
+        pg,
+        At::Step("postgresql/snapshot"),
+        libc::SIGTERM,
+        Then::Resume,
+    );
+    trial_on(pg, At::TaskRunning, libc::SIGINT, Then::Fresh);
 }

@@ -77,14 +77,12 @@ fn answer(lab: &Served, gate: &str, body: Value) {
 }
 
 /// The gate events of the journal.
-fn gate_events(db: &std::path::Path) -> Vec<Value> {
-    let c = rusqlite::Connection::open(db).unwrap();
-    let mut st = c
-        .prepare("SELECT data FROM events WHERE kind = 'gate' ORDER BY id")
-        .unwrap();
-    st.query_map([], |r| r.get::<_, String>(0))
-        .unwrap()
-        .map(|d| serde_json::from_str(&d.unwrap()).unwrap())
+fn gate_events(s: &TestState) -> Vec<Value> {
+    dump(s)
+        .events
+        .into_iter()
+        .filter(|e| e.kind == "gate")
+        .map(|e| e.data)
         .collect()
 }
 
@@ -168,9 +166,7 @@ fn channel_round(via: &str, replay_nonce: &str) {
     );
     let token = lab.info["notify"]["token"].as_str().unwrap();
     assert!(!out.contains(token) && !err.contains(token));
-    assert!(!std::fs::read_to_string(&lab.state)
-        .unwrap_or_default()
-        .contains(token));
+    assert!(!lab.state.contents().contains(token));
     if via == "telegram" {
         let n = notifications(&lab);
         assert!(
@@ -317,8 +313,19 @@ for o in out { print(json::stringify(#{ q: o.value.reason, approved: o.value.app
 /// again, honours the answer, and the run completes.
 #[test]
 fn a_gate_survives_kill_9_and_resume_honours_the_answer_given_meanwhile() {
+    gate_survives_kill_9(Backend::Sqlite);
+}
+
+#[test]
+fn a_gate_survives_kill_9_and_resume_honours_the_answer_given_meanwhile_on_postgres() {
+    gate_survives_kill_9(Backend::Postgres);
+}
+
+fn gate_survives_kill_9(backend: Backend) {
     let home = tempfile::tempdir().unwrap();
-    let lab = Served::start(home.path());
+    let Some(lab) = Served::start_on(home.path(), backend) else {
+        return;
+    };
     let mut child = spawn(
         &lab,
         home.path(),

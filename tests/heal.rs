@@ -36,7 +36,7 @@ fn n8n_applies(lab: &Served) -> Vec<String> {
         .collect()
 }
 
-fn step_keys(db: &std::path::Path, prefix: &str) -> Vec<(String, String)> {
+fn step_keys(db: &TestState, prefix: &str) -> Vec<(String, String)> {
     steps(db)
         .into_iter()
         .filter(|s| s.2.starts_with(prefix))

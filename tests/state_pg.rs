@@ -62,7 +62,7 @@ fn standby_takes_over_an_expired_lease_and_finishes_without_duplicate_tasks() {
     let Some(pg) = cluster(home.path()) else {
         return;
     };
-    let mut lab = Served::start(home.path());
+    let mut lab = Served::start_on(home.path(), Backend::Sqlite).unwrap();
     use_pg(&mut lab, &pg, 3);
     slow_templates(&lab, 1500);
     // Controller A (its own home) holds the lease and is killed with -9 mid-deploy.
@@ -80,6 +80,13 @@ fn standby_takes_over_an_expired_lease_and_finishes_without_duplicate_tasks() {
     a.kill().unwrap();
     a.wait().unwrap();
     let killed = Instant::now();
+    // Both controllers run on this machine here; A's rows are made to say it ran on another one
+    // (on this machine its dead pid would hand the lease over at once).
+    pg.psql(
+        "UPDATE run_lease SET holder = jsonb_set(holder::jsonb, '{machine}', '\"controller-a\"')::text; \
+         UPDATE runs SET machine = 'controller-a'",
+    )
+    .unwrap();
     let crashed = pg_runs(&pg)[0].0.clone();
     assert_eq!(
         pg.psql("SELECT run_id FROM run_lease").unwrap(),
@@ -166,13 +173,16 @@ fn state_migrate_copies_a_sqlite_store_and_verifies_it() {
     let Some(pg) = cluster(home.path()) else {
         return;
     };
-    let lab = Served::start(home.path());
+    let lab = Served::start_on(home.path(), Backend::Sqlite).unwrap();
     // A SQLite store with runs, steps, statuses, history and events: a deploy in the lab.
     let mut c = lab.cmd(home.path());
     c.arg(script("deploy_all.rhai"));
     let (code, out, err) = run(c);
     assert_eq!(code, 0, "{out}\n{err}");
-    let sqlite = rusqlite::Connection::open(&lab.state).unwrap();
+    let TestState::Sqlite(db) = &lab.state else {
+        unreachable!("started on SQLite")
+    };
+    let sqlite = rusqlite::Connection::open(db).unwrap();
     let count = |t: &str| -> i64 {
         sqlite
             .query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))
@@ -287,7 +297,7 @@ fn deploy_all_on_postgres_then_nothing_pending() {
     let Some(pg) = cluster(home.path()) else {
         return;
     };
-    let mut lab = Served::start(home.path());
+    let mut lab = Served::start_on(home.path(), Backend::Sqlite).unwrap();
     use_pg(&mut lab, &pg, 30);
     let mut c = lab.cmd(home.path());
     c.arg(script("deploy_all.rhai"));
@@ -321,5 +331,75 @@ fn deploy_all_on_postgres_then_nothing_pending() {
         pg.psql("SELECT count(*) FROM runs WHERE status = 'ok'")
             .unwrap(),
         "2"
+    );
+}
+
+/// A run whose lease is taken from it (its database was out of reach past the expiry and another
+/// controller took over) stops at once: the heartbeat finds the lease gone and cancels the run,
+/// which ends as cancelled, not after its 30 s of work.
+#[test]
+fn a_run_that_lost_its_lease_stops() {
+    let home = tempfile::tempdir().unwrap();
+    let Some(pg) = cluster(home.path()) else {
+        return;
+    };
+    let config = home.path().join("ralf.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "state:\n  url: {}\n  password_env: {PW_VAR}\n  lease_seconds: 2\n",
+            pg.url()
+        ),
+    )
+    .unwrap();
+    let script = home.path().join("long.rhai");
+    std::fs::write(
+        &script,
+        "run::lock();\nrun::step(\"work\", || { for i in 0..300 { sleep(0.1); } });\nprint(\"finished the work\");\n",
+    )
+    .unwrap();
+    let mut c = common::cmd(home.path());
+    c.env("RALF_CONFIG", &config)
+        .env(PW_VAR, PASSWORD)
+        .arg(&script)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = c.spawn().unwrap();
+    wait_for(
+        || {
+            pg.psql("SELECT run_id FROM run_lease")
+                .is_ok_and(|r| !r.is_empty())
+        },
+        "the run to take the lease",
+    );
+    let run_id = pg.psql("SELECT run_id FROM run_lease").unwrap();
+    // Another controller's takeover, as it looks in the row.
+    pg.psql(
+        "UPDATE run_lease SET run_id = 'other-run', expires_at = now() + interval '1 minute', \
+         holder = '{\"pid\": 4242, \"host\": \"standby\", \"run_id\": \"other-run\", \"since\": \"2026-12-07T00:00:00Z\"}'",
+    )
+    .unwrap();
+    let taken = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let stopped_after = taken.elapsed();
+    let (stdout, stderr) = (common::text(&out.stdout), common::text(&out.stderr));
+    assert_eq!(out.status.code(), Some(130), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("run {run_id} lost its run lease")),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("finished the work"), "{stdout}");
+    assert!(
+        stopped_after < Duration::from_secs(15),
+        "stopped {stopped_after:?} after the takeover (the work takes 30 s)"
+    );
+    let status = pg
+        .psql(&format!("SELECT status FROM runs WHERE id = '{run_id}'"))
+        .unwrap();
+    assert_eq!(status, "cancelled");
+    // The taker's lease is left alone.
+    assert_eq!(
+        pg.psql("SELECT run_id FROM run_lease").unwrap(),
+        "other-run"
     );
 }

@@ -59,13 +59,7 @@ fn migrate_impl(
     let lock_file = PathBuf::from(lock_file);
     let _held = lock::acquire(
         &lock_file,
-        lock::Holder {
-            pid: std::process::id() as i64,
-            host: lock::hostname(),
-            run_id: host.run_id.clone(),
-            since: crate::state::store::now(),
-            script: "ralf-sh state migrate".into(),
-        },
+        lock::Holder::me(&host.run_id, "ralf-sh state migrate"),
     )?;
     let src = Store::open(&src_path)?;
     let live: Vec<String> = src

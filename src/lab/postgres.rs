@@ -256,6 +256,31 @@ impl Cluster {
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
+
+    /// Every row of a database as `pg_dump` prints it (tests: scans for secrets).
+    pub fn dump(&self, db: &str) -> RResult<String> {
+        let out = self
+            .cmd("pg_dump")
+            .args([
+                "-h",
+                &self.dir.display().to_string(),
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                USER,
+                "--data-only",
+                db,
+            ])
+            .output()
+            .map_err(|e| RalfError::io(format!("pg_dump: {e}")))?;
+        if !out.status.success() {
+            return Err(RalfError::io(format!(
+                "pg_dump: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
 }
 
 impl Drop for Cluster {

@@ -30,6 +30,13 @@ pub fn acquire(store: &Store, me: &Holder) -> RResult<()> {
         .ok_or_else(|| RalfError::internal("the state store has no run lease"))?;
     match lease.acquire(me)? {
         Ok(None) => Ok(()),
+        Ok(Some(old)) if old.is_dead_here() => {
+            tracing::warn!(
+                target: "ralf::lock",
+                "taking over the run lease of a process that is gone: {old}"
+            );
+            Ok(())
+        }
         Ok(Some(old)) => {
             tracing::warn!(
                 target: "ralf::lock",

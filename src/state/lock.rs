@@ -21,6 +21,47 @@ pub struct Holder {
     pub since: String,
     #[serde(default)]
     pub script: String,
+    /// The kernel boot and pid namespace the pid belongs to ([`machine_id`]); empty in records
+    /// written before it existed.
+    #[serde(default)]
+    pub machine: String,
+}
+
+impl Holder {
+    /// This process, holding the lock for `run_id`.
+    pub fn me(run_id: &str, script: &str) -> Holder {
+        Holder {
+            pid: std::process::id() as i64,
+            host: hostname(),
+            run_id: run_id.to_string(),
+            since: crate::state::store::now(),
+            script: script.to_string(),
+            machine: machine_id(),
+        }
+    }
+
+    /// The holder's process ran where this one runs (same kernel boot, same pid namespace) and is
+    /// gone. Only then does its pid say anything: a pid from another machine or container, or a
+    /// record without the machine, never counts as dead.
+    pub fn is_dead_here(&self) -> bool {
+        !self.machine.is_empty()
+            && self.machine == machine_id()
+            && self.host == hostname()
+            && !pid_alive(self.pid)
+    }
+}
+
+/// Where pids mean something: the kernel's boot id and this process's pid namespace (two
+/// containers on one kernel share the boot id, not the namespace). Empty when unreadable.
+pub fn machine_id() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let ns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    if boot.trim().is_empty() || ns.is_empty() {
+        return String::new();
+    }
+    format!("{}/{ns}", boot.trim())
 }
 
 impl std::fmt::Display for Holder {

@@ -156,18 +156,13 @@ impl RunCtx {
         if let Some(held) = l.as_ref() {
             return Ok(held.holder().clone());
         }
-        let me = lock::Holder {
-            pid: std::process::id() as i64,
-            host: lock::hostname(),
-            run_id: self.run_id.clone(),
-            since: store::now(),
-            script: host
-                .script
-                .read()
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
-        };
+        let script = host
+            .script
+            .read()
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let me = lock::Holder::me(&self.run_id, &script);
         if self.store.is_shared() {
             lease::acquire(&self.store, &me)?;
             if let Some(hb) = self.heartbeat.lock().as_ref() {
@@ -249,6 +244,7 @@ pub fn run_ctx(host: &Host) -> RResult<Arc<RunCtx>> {
         status: "running".into(),
         exit_code: None,
         attempts: 1,
+        machine: lock::machine_id(),
     };
     st.begin_run(&rec)?;
     let journal = Arc::new(RunJournal {

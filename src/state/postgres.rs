@@ -117,6 +117,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX gate_answers_gate ON gate_answers(gate, id);
     CREATE INDEX events_kind ON events(kind);",
+    // v6: where a run's pid means something (kernel boot + pid namespace), so a run killed on
+    // this machine reads as interrupted at once on a shared store too
+    "ALTER TABLE runs ADD COLUMN machine TEXT NOT NULL DEFAULT '';",
 ];
 
 /// How to reach the database.
@@ -312,20 +315,33 @@ impl Pg {
         Ok(())
     }
 
+    /// A `running` run whose heartbeat is still fresh but whose process ran on this machine and
+    /// is gone (a kill -9 here) is interrupted now, not once its heartbeat is out of date.
+    fn with_liveness(&self, mut r: RunRecord) -> RResult<RunRecord> {
+        if r.status == "running"
+            && !r.machine.is_empty()
+            && r.machine == super::lock::machine_id()
+            && r.host == super::lock::hostname()
+            && !super::lock::pid_alive(r.pid)
+        {
+            r.status = "interrupted".into();
+        }
+        Ok(r)
+    }
+
     /// `status` as readers see it: a `running` run without a heartbeat within the lease is interrupted.
     fn run_cols(&self) -> String {
         format!(
             r#"id, script, args, "user", host, pid, started_at, ended_at,
             CASE WHEN status = 'running' AND (heartbeat_at IS NULL OR heartbeat_at < now() - make_interval(secs => {}))
                 THEN 'interrupted' ELSE status END,
-            exit_code, attempts"#,
+            exit_code, attempts, machine"#,
             self.lease.as_secs_f64()
         )
     }
 }
 
-const RAW_RUN_COLS: &str =
-    r#"id, script, args, "user", host, pid, started_at, ended_at, status, exit_code, attempts"#;
+const RAW_RUN_COLS: &str = r#"id, script, args, "user", host, pid, started_at, ended_at, status, exit_code, attempts, machine"#;
 const STEP_COLS: &str =
     "id, run_id, key, service, attempt, started_at, ended_at, status, result, details, error";
 const SVC_COLS: &str = "service, status, at, run_id, version, details";
@@ -344,6 +360,7 @@ fn run_from_row(r: &Row) -> RunRecord {
         status: r.get(8),
         exit_code: r.get(9),
         attempts: r.get(10),
+        machine: r.get(11),
     }
 }
 
@@ -400,8 +417,8 @@ impl Backend for Pg {
             let n = tx
                 .execute(
                     "UPDATE runs SET status = 'running', ended_at = NULL, exit_code = NULL, pid = $2, host = $3,
-                     attempts = attempts + 1, heartbeat_at = now() WHERE id = $1",
-                    &[&r.id, &r.pid, &r.host],
+                     machine = $4, attempts = attempts + 1, heartbeat_at = now() WHERE id = $1",
+                    &[&r.id, &r.pid, &r.host, &r.machine],
                 )
                 .await?;
             if n > 0 {
@@ -412,9 +429,9 @@ impl Backend for Pg {
                 .await?;
             } else {
                 tx.execute(
-                    r#"INSERT INTO runs (id, script, args, "user", host, pid, started_at, status, attempts, heartbeat_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', 1, now())"#,
-                    &[&r.id, &r.script, &args, &r.user, &r.host, &r.pid, &r.started_at],
+                    r#"INSERT INTO runs (id, script, args, "user", host, pid, started_at, status, attempts, heartbeat_at, machine)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'running', 1, now(), $8)"#,
+                    &[&r.id, &r.script, &args, &r.user, &r.host, &r.pid, &r.started_at, &r.machine],
                 )
                 .await?;
             }
@@ -451,7 +468,9 @@ impl Backend for Pg {
 
     fn run(&self, id: &str) -> RResult<Option<RunRecord>> {
         let sql = format!("SELECT {} FROM runs WHERE id = $1", self.run_cols());
-        self.with(async |c| Ok(c.query_opt(&sql, &[&id]).await?.as_ref().map(run_from_row)))
+        let r =
+            self.with(async |c| Ok(c.query_opt(&sql, &[&id]).await?.as_ref().map(run_from_row)))?;
+        r.map(|r| self.with_liveness(r)).transpose()
     }
 
     fn runs(&self, limit: usize) -> RResult<Vec<RunRecord>> {
@@ -459,10 +478,11 @@ impl Backend for Pg {
             "SELECT {} FROM runs ORDER BY started_at DESC, id DESC LIMIT $1",
             self.run_cols()
         );
-        self.with(async |c| {
+        let rs: Vec<RunRecord> = self.with(async |c| {
             let rows = c.query(&sql, &[&(limit as i64)]).await?;
             Ok(rows.iter().map(run_from_row).collect())
-        })
+        })?;
+        rs.into_iter().map(|r| self.with_liveness(r)).collect()
     }
 
     fn runs_for_service(&self, service: &str, limit: usize) -> RResult<Vec<RunRecord>> {
@@ -473,10 +493,11 @@ impl Backend for Pg {
              ORDER BY started_at DESC, id DESC LIMIT $2",
             self.run_cols()
         );
-        self.with(async |c| {
+        let rs: Vec<RunRecord> = self.with(async |c| {
             let rows = c.query(&sql, &[&service, &(limit as i64)]).await?;
             Ok(rows.iter().map(run_from_row).collect())
-        })
+        })?;
+        rs.into_iter().map(|r| self.with_liveness(r)).collect()
     }
 
     fn step_start(&self, run_id: &str, key: &str, service: Option<&str>) -> RResult<i64> {
@@ -685,7 +706,7 @@ impl Backend for Pg {
         self.tx(async |tx| {
             let st = tx
                 .prepare(&format!(
-                    "INSERT INTO runs ({RAW_RUN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                    "INSERT INTO runs ({RAW_RUN_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
                 ))
                 .await?;
             for r in &d.runs {
@@ -693,7 +714,7 @@ impl Backend for Pg {
                 tx.execute(
                     &st,
                     &[&r.id, &r.script, &args, &r.user, &r.host, &r.pid, &r.started_at,
-                      &r.ended_at, &r.status, &r.exit_code, &r.attempts],
+                      &r.ended_at, &r.status, &r.exit_code, &r.attempts, &r.machine],
                 )
                 .await?;
             }

@@ -107,6 +107,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX gate_answers_gate ON gate_answers(gate, id);
     CREATE INDEX events_kind ON events(kind);",
+    // v6: where a run's pid means something (kernel boot + pid namespace), so a run killed on
+    // this machine reads as interrupted at once on a shared store too
+    "ALTER TABLE runs ADD COLUMN machine TEXT NOT NULL DEFAULT '';",
 ];
 
 fn db_err(path: &Path, e: rusqlite::Error) -> RalfError {
@@ -206,11 +209,12 @@ impl Sqlite {
             status: r.get(8)?,
             exit_code: r.get(9)?,
             attempts: r.get(10)?,
+            machine: r.get(11)?,
         })
     }
 
     const RUN_COLS: &'static str =
-        "id, script, args, user, host, pid, started_at, ended_at, status, exit_code, attempts";
+        "id, script, args, user, host, pid, started_at, ended_at, status, exit_code, attempts, machine";
 
     fn step_from_row(r: &rusqlite::Row) -> rusqlite::Result<StepRecord> {
         Ok(StepRecord {
@@ -262,8 +266,8 @@ impl Backend for Sqlite {
             if exists {
                 c.execute(
                     "UPDATE runs SET status = 'running', ended_at = NULL, exit_code = NULL, pid = ?2, host = ?3,
-                     attempts = attempts + 1 WHERE id = ?1",
-                    params![r.id, r.pid, r.host],
+                     machine = ?4, attempts = attempts + 1 WHERE id = ?1",
+                    params![r.id, r.pid, r.host, r.machine],
                 )?;
                 c.execute(
                     "UPDATE steps SET status = 'interrupted', ended_at = ?2 WHERE run_id = ?1 AND status = 'running'",
@@ -271,8 +275,8 @@ impl Backend for Sqlite {
                 )?;
             } else {
                 c.execute(
-                    "INSERT INTO runs (id, script, args, user, host, pid, started_at, status, attempts)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', 1)",
+                    "INSERT INTO runs (id, script, args, user, host, pid, started_at, status, attempts, machine)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', 1, ?8)",
                     params![
                         r.id,
                         r.script,
@@ -280,7 +284,8 @@ impl Backend for Sqlite {
                         r.user,
                         r.host,
                         r.pid,
-                        r.started_at
+                        r.started_at,
+                        r.machine
                     ],
                 )?;
             }
@@ -564,9 +569,9 @@ impl Backend for Sqlite {
         let run = |tx: &rusqlite::Transaction| -> rusqlite::Result<()> {
             for r in &d.runs {
                 tx.execute(
-                    &format!("INSERT INTO runs ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)", Self::RUN_COLS),
+                    &format!("INSERT INTO runs ({}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)", Self::RUN_COLS),
                     params![r.id, r.script, serde_json::to_string(&r.args).unwrap_or_default(), r.user, r.host,
-                        r.pid, r.started_at, r.ended_at, r.status, r.exit_code, r.attempts],
+                        r.pid, r.started_at, r.ended_at, r.status, r.exit_code, r.attempts, r.machine],
                 )?;
             }
             for s in &d.steps {

@@ -33,6 +33,9 @@ pub struct RunRecord {
     pub exit_code: Option<i64>,
     /// 1 + number of resumes.
     pub attempts: i64,
+    /// Where `pid` means something ([`super::lock::machine_id`]); empty in runs recorded before.
+    #[serde(default)]
+    pub machine: String,
 }
 
 /// One step attempt.

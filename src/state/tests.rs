@@ -17,6 +17,7 @@ fn rec(id: &str) -> RunRecord {
         status: "running".into(),
         exit_code: None,
         attempts: 1,
+        machine: lock::machine_id(),
     }
 }
 
@@ -25,10 +26,10 @@ fn migrations_are_versioned_and_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("sub/state.db");
     let s = Store::open(&p).unwrap();
-    assert_eq!(s.schema_version(), 5);
+    assert_eq!(s.schema_version(), 6);
     drop(s);
     let s = Store::open(&p).unwrap();
-    assert_eq!(s.schema_version(), 5);
+    assert_eq!(s.schema_version(), 6);
     drop(s);
     let c = rusqlite::Connection::open(&p).unwrap();
     let mode: String = c
@@ -262,7 +263,7 @@ fn postgres_backend() {
     };
     let s = connect("basics", 30.0);
     assert!(s.is_shared());
-    assert_eq!(s.schema_version(), 5);
+    assert_eq!(s.schema_version(), 6);
     assert!(s.is_empty().unwrap());
     check_runs_steps_and_resume(&s);
     check_service_status_and_history(&s);
@@ -276,7 +277,7 @@ fn postgres_backend() {
         ca_file: None,
         lease: std::time::Duration::from_secs(30),
     };
-    assert_eq!(Store::connect(&o).unwrap().schema_version(), 5);
+    assert_eq!(Store::connect(&o).unwrap().schema_version(), 6);
     // A wrong password is a clear error that does not show the password.
     let bad = postgres::PgOptions {
         password: Some("not-the-password-xyz".into()),
@@ -298,6 +299,25 @@ fn postgres_backend() {
     assert_eq!(l.run("alive").unwrap().unwrap().status, "interrupted");
     l.heartbeat("alive").unwrap();
     assert_eq!(l.run("alive").unwrap().unwrap().status, "running");
+    // A run whose process ran on this machine and is gone is interrupted at once, heartbeat or
+    // not; the same dead pid recorded on another machine (or before the machine was recorded)
+    // says nothing, and the heartbeat decides.
+    let l30 = connect("liveness_here", 30.0);
+    let mut dead = rec("dead-here");
+    dead.pid = 999_999_999;
+    l30.begin_run(&dead).unwrap();
+    assert_eq!(l30.run("dead-here").unwrap().unwrap().status, "interrupted");
+    assert_eq!(l30.runs(5).unwrap()[0].status, "interrupted");
+    for (id, machine) in [
+        ("dead-elsewhere", "another-boot/pid:[1]"),
+        ("dead-unknown", ""),
+    ] {
+        let mut r = rec(id);
+        r.pid = 999_999_999;
+        r.machine = machine.into();
+        l30.begin_run(&r).unwrap();
+        assert_eq!(l30.run(id).unwrap().unwrap().status, "running", "{id}");
+    }
 
     // The run lease: two controllers, one holder; an expired lease is taken over.
     pg.psql("CREATE DATABASE lease").unwrap();
@@ -323,6 +343,30 @@ fn postgres_backend() {
         e.message
     );
     assert_eq!(e.details["exit_code"], 75);
+    // A holder on this machine whose process is gone is taken over at once (a kill -9 here,
+    // then `resume`); one that is alive, or that ran on another machine, is not.
+    let mut gone = holder("run-a", 999_999_999);
+    gone.host = lock::hostname();
+    pg.psql("CREATE DATABASE lease_here").unwrap();
+    let here = Store::connect(&postgres::PgOptions {
+        url: pg.url_for("lease_here"),
+        ..o.clone()
+    })
+    .unwrap();
+    lease::acquire(&here, &gone).unwrap();
+    let alive = holder("run-c", std::process::id() as i64);
+    lease::acquire(&here, &alive).unwrap();
+    assert_eq!(
+        here.lease().unwrap().current().unwrap().unwrap().run_id,
+        "run-c"
+    );
+    let mut elsewhere = holder("run-d", 999_999_999);
+    elsewhere.machine = "another-boot/pid:[1]".into();
+    assert_eq!(
+        lease::acquire(&here, &elsewhere).unwrap_err().kind,
+        ErrorKind::Locked,
+        "a live holder keeps the lease"
+    );
     // Resuming the same run from another controller waits for the expiry as well.
     let mut same_run = holder("run-a", 3);
     same_run.host = "controller-b".into();
@@ -446,6 +490,7 @@ fn holder(run: &str, pid: i64) -> Holder {
         run_id: run.into(),
         since: "2026-11-23T11:00:00.000Z".into(),
         script: "deploy.rhai".into(),
+        machine: lock::machine_id(),
     }
 }
 

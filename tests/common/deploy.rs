@@ -22,12 +22,137 @@ pub fn cmd_in_repo(home: &Path) -> Command {
     c
 }
 
+/// Which state store a test's runs use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// `RALF_TEST_STATE=postgres` runs every served-lab test on a throwaway PostgreSQL cluster;
+    /// unset or `sqlite`, on a SQLite file.
+    pub fn from_env() -> Backend {
+        match std::env::var("RALF_TEST_STATE").as_deref() {
+            Ok("postgres") => Backend::Postgres,
+            Ok("sqlite") | Ok("") | Err(_) => Backend::Sqlite,
+            Ok(other) => panic!("RALF_TEST_STATE must be `sqlite` or `postgres`, not `{other}`"),
+        }
+    }
+}
+
+/// The variable that carries the throwaway cluster's password to the runs.
+pub const PG_PASSWORD_VAR: &str = "RALF_TEST_PG_PASSWORD";
+
+/// Where a served lab's runs keep their state.
+pub enum TestState {
+    Sqlite(PathBuf),
+    /// A throwaway cluster in the test's home, stopped when the test ends.
+    Postgres(ralf_sh::lab::postgres::Cluster),
+}
+
+impl TestState {
+    fn new(home: &Path, backend: Backend) -> Option<TestState> {
+        match backend {
+            Backend::Sqlite => Some(TestState::Sqlite(home.join("state.db"))),
+            Backend::Postgres => {
+                if ralf_sh::lab::postgres::bin_dir().is_none() {
+                    ralf_sh::lab::skip_suite(
+                        "a test on the PostgreSQL state store",
+                        "no PostgreSQL server binaries (initdb)",
+                        "apt-get install postgresql",
+                    );
+                    return None;
+                }
+                let c = ralf_sh::lab::postgres::Cluster::start(&home.join("pg"))
+                    .expect("a throwaway PostgreSQL cluster");
+                Some(TestState::Postgres(c))
+            }
+        }
+    }
+
+    /// The config's `state:` section.
+    pub fn yaml(&self) -> String {
+        match self {
+            TestState::Sqlite(p) => format!("state:\n  path: {:?}\n", p.display().to_string()),
+            TestState::Postgres(c) => format!(
+                "state:\n  url: {}\n  password_env: {PG_PASSWORD_VAR}\n",
+                c.url()
+            ),
+        }
+    }
+
+    /// Variables the runs need (the cluster's password).
+    pub fn env(&self) -> Vec<(String, String)> {
+        match self {
+            TestState::Sqlite(_) => Vec::new(),
+            TestState::Postgres(_) => vec![(
+                PG_PASSWORD_VAR.into(),
+                ralf_sh::lab::postgres::PASSWORD.into(),
+            )],
+        }
+    }
+
+    /// Everything the store holds as text: the SQLite file's bytes (free pages included), or a
+    /// `pg_dump` of the database. For scans that no secret was written anywhere.
+    pub fn contents(&self) -> String {
+        match self {
+            TestState::Sqlite(p) => {
+                String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
+            }
+            TestState::Postgres(c) => c.dump(ralf_sh::lab::postgres::DB).expect("pg_dump"),
+        }
+    }
+}
+
+/// Something the state helpers can read: a SQLite file or a served lab's store.
+pub trait AsStore {
+    fn open_store(&self) -> ralf_sh::state::Store;
+}
+
+impl AsStore for Path {
+    fn open_store(&self) -> ralf_sh::state::Store {
+        ralf_sh::state::Store::open(self).expect("open the SQLite store")
+    }
+}
+
+impl AsStore for PathBuf {
+    fn open_store(&self) -> ralf_sh::state::Store {
+        self.as_path().open_store()
+    }
+}
+
+impl AsStore for TestState {
+    fn open_store(&self) -> ralf_sh::state::Store {
+        match self {
+            TestState::Sqlite(p) => p.open_store(),
+            TestState::Postgres(c) => {
+                let o = ralf_sh::state::postgres::PgOptions {
+                    url: c.url(),
+                    password: Some(ralf_sh::lab::postgres::PASSWORD.into()),
+                    ca_file: None,
+                    lease: std::time::Duration::from_secs(30),
+                };
+                ralf_sh::state::Store::connect(&o).expect("connect to the PostgreSQL store")
+            }
+        }
+    }
+}
+
+/// Every row of the store, in key order.
+pub fn dump(s: &(impl AsStore + ?Sized)) -> ralf_sh::state::Dump {
+    s.open_store()
+        .dump()
+        .expect("read the state store")
+        .sorted()
+}
+
 /// A running `ralf-sh lab serve` plus a config file for it.
 pub struct Served {
     pub child: Child,
     pub info: serde_json::Value,
     pub config: PathBuf,
-    pub state: PathBuf,
+    pub state: TestState,
     pub env: Vec<(String, String)>,
 }
 
@@ -39,7 +164,16 @@ impl Drop for Served {
 }
 
 impl Served {
+    /// A served lab on the state store `RALF_TEST_STATE` names (SQLite unless set).
     pub fn start(home: &Path) -> Served {
+        Served::start_on(home, Backend::from_env())
+            .expect("RALF_TEST_STATE=postgres needs Debian's PostgreSQL server binaries")
+    }
+
+    /// A served lab on the given state store; None (after a loud skip, a failure under CI=true)
+    /// when PostgreSQL is asked for and not installed.
+    pub fn start_on(home: &Path, backend: Backend) -> Option<Served> {
+        let state = TestState::new(home, backend)?;
         let mut child = cmd_in_repo(home)
             .args(["lab", "serve"])
             .stdout(Stdio::piped())
@@ -55,21 +189,21 @@ impl Served {
         let (net, net_env) = ralf_sh::lab::net_config(&info);
         yaml.push_str(&net);
         env.extend(net_env);
-        let state = home.join("state.db");
         yaml.push_str(&format!(
-            "catalog:\n  path: {:?}\nstate:\n  path: {:?}\n",
+            "catalog:\n  path: {:?}\n{}",
             repo().join("catalog/projects").display().to_string(),
-            state.display().to_string()
+            state.yaml()
         ));
+        env.extend(state.env());
         let config = home.join("ralf.yaml");
         std::fs::write(&config, yaml).unwrap();
-        Served {
+        Some(Served {
             child,
             info,
             config,
             state,
             env,
-        }
+        })
     }
 
     pub fn url(&self, k: &str) -> String {
@@ -139,40 +273,37 @@ pub mod reqwest {
 }
 
 /// `service -> status` from the state store.
-pub fn statuses(db: &Path) -> std::collections::BTreeMap<String, String> {
-    let c = rusqlite::Connection::open(db).unwrap();
-    let mut st = c
-        .prepare("SELECT service, status FROM service_status")
-        .unwrap();
-    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(|r| r.unwrap())
+pub fn statuses(s: &(impl AsStore + ?Sized)) -> std::collections::BTreeMap<String, String> {
+    dump(s)
+        .service_status
+        .into_iter()
+        .map(|r| (r.service, r.status))
         .collect()
 }
 
-/// Steps of every run: (id, run_id, key, status, result).
-pub fn steps(db: &Path) -> Vec<(i64, String, String, String, Option<String>)> {
-    let c = rusqlite::Connection::open(db).unwrap();
-    let mut st = c
-        .prepare("SELECT id, run_id, key, status, result FROM steps ORDER BY id")
-        .unwrap();
-    st.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    })
-    .unwrap()
-    .map(|r| r.unwrap())
-    .collect()
+/// Steps of every run: (id, run_id, key, status, result as JSON text).
+pub fn steps(s: &(impl AsStore + ?Sized)) -> Vec<(i64, String, String, String, Option<String>)> {
+    dump(s)
+        .steps
+        .into_iter()
+        .map(|r| {
+            (
+                r.id,
+                r.run_id,
+                r.key,
+                r.status,
+                r.result.map(|v| v.to_string()),
+            )
+        })
+        .collect()
 }
 
-/// Runs: (id, status, exit_code).
-pub fn runs(db: &Path) -> Vec<(String, String, Option<i64>)> {
-    let c = rusqlite::Connection::open(db).unwrap();
-    let mut st = c
-        .prepare("SELECT id, status, exit_code FROM runs ORDER BY started_at")
-        .unwrap();
-    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(|r| r.unwrap())
+/// Runs: (id, status, exit_code), oldest first.
+pub fn runs(s: &(impl AsStore + ?Sized)) -> Vec<(String, String, Option<i64>)> {
+    let mut rs = dump(s).runs;
+    rs.sort_by(|a, b| a.started_at.cmp(&b.started_at));
+    rs.into_iter()
+        .map(|r| (r.id, r.status, r.exit_code))
         .collect()
 }
 

@@ -33,8 +33,9 @@ impl Lease for Pg {
             let old: Option<Holder> = serde_json::from_str(&old).ok();
             let mine = |h: &Holder| h.host == me.host && h.pid == me.pid;
             if let Some(h) = &old {
-                // Held by another process (even one running the same run) until it expires.
-                if !expired && !mine(h) {
+                // Held by another process (even one running the same run) until it expires,
+                // unless that process ran on this machine and is gone (a kill -9 here).
+                if !expired && !mine(h) && !h.is_dead_here() {
                     return Ok(Err((h.clone(), until)));
                 }
             }
