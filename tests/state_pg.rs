@@ -18,15 +18,7 @@ use std::time::{Duration, Instant};
 const PW_VAR: &str = "RALF_TEST_PG_PASSWORD";
 
 fn cluster(home: &Path) -> Option<Cluster> {
-    if ralf_sh::lab::postgres::bin_dir().is_none() {
-        ralf_sh::lab::skip_suite(
-            "the PostgreSQL state store tests",
-            "no PostgreSQL server binaries (initdb)",
-            "apt-get install postgresql",
-        );
-        return None;
-    }
-    Some(Cluster::start(&home.join("pg")).expect("a throwaway PostgreSQL cluster"))
+    pg_cluster(home, "the PostgreSQL state store tests")
 }
 
 /// Point a served lab's config at the PostgreSQL store (lease of `lease` seconds).

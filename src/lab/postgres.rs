@@ -229,38 +229,17 @@ impl Cluster {
 
     /// Run SQL in another database of the cluster.
     pub fn psql_in(&self, db: &str, sql: &str) -> RResult<String> {
-        let out = self
-            .cmd("psql")
-            .args([
-                "-h",
-                &self.dir.display().to_string(),
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                USER,
-                "-d",
-                db,
-                "-XAtq",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
-            .output()
-            .map_err(|e| RalfError::io(format!("psql: {e}")))?;
-        if !out.status.success() {
-            return Err(RalfError::io(format!(
-                "psql: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let out = self.client(
+            "psql",
+            &["-d", db, "-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql],
+        )?;
+        Ok(out.trim().to_string())
     }
 
-    /// Every row of a database as `pg_dump` prints it (tests: scans for secrets).
-    pub fn dump(&self, db: &str) -> RResult<String> {
+    /// A client program (`psql`, `pg_dump`) as the `ralf` role over the unix socket: its stdout.
+    fn client(&self, prog: &str, args: &[&str]) -> RResult<String> {
         let out = self
-            .cmd("pg_dump")
+            .cmd(prog)
             .args([
                 "-h",
                 &self.dir.display().to_string(),
@@ -268,18 +247,22 @@ impl Cluster {
                 &self.port.to_string(),
                 "-U",
                 USER,
-                "--data-only",
-                db,
             ])
+            .args(args)
             .output()
-            .map_err(|e| RalfError::io(format!("pg_dump: {e}")))?;
+            .map_err(|e| RalfError::io(format!("{prog}: {e}")))?;
         if !out.status.success() {
             return Err(RalfError::io(format!(
-                "pg_dump: {}",
+                "{prog}: {}",
                 String::from_utf8_lossy(&out.stderr)
             )));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Every row of a database as `pg_dump` prints it (tests: scans for secrets).
+    pub fn dump(&self, db: &str) -> RResult<String> {
+        self.client("pg_dump", &["--data-only", db])
     }
 }
 

@@ -44,6 +44,23 @@ impl Backend {
 /// The variable that carries the throwaway cluster's password to the runs.
 pub const PG_PASSWORD_VAR: &str = "RALF_TEST_PG_PASSWORD";
 
+/// A throwaway PostgreSQL cluster in `home/pg` (stopped on drop); None after a loud skip (a
+/// failure under CI=true) when the server binaries are not installed.
+pub fn pg_cluster(home: &Path, what: &str) -> Option<ralf_sh::lab::postgres::Cluster> {
+    if ralf_sh::lab::postgres::bin_dir().is_none() {
+        ralf_sh::lab::skip_suite(
+            what,
+            "no PostgreSQL server binaries (initdb)",
+            "apt-get install postgresql",
+        );
+        return None;
+    }
+    Some(
+        ralf_sh::lab::postgres::Cluster::start(&home.join("pg"))
+            .expect("a throwaway PostgreSQL cluster"),
+    )
+}
+
 /// Where a served lab's runs keep their state.
 pub enum TestState {
     Sqlite(PathBuf),
@@ -56,17 +73,7 @@ impl TestState {
         match backend {
             Backend::Sqlite => Some(TestState::Sqlite(home.join("state.db"))),
             Backend::Postgres => {
-                if ralf_sh::lab::postgres::bin_dir().is_none() {
-                    ralf_sh::lab::skip_suite(
-                        "a test on the PostgreSQL state store",
-                        "no PostgreSQL server binaries (initdb)",
-                        "apt-get install postgresql",
-                    );
-                    return None;
-                }
-                let c = ralf_sh::lab::postgres::Cluster::start(&home.join("pg"))
-                    .expect("a throwaway PostgreSQL cluster");
-                Some(TestState::Postgres(c))
+                pg_cluster(home, "a test on the PostgreSQL state store").map(TestState::Postgres)
             }
         }
     }
