@@ -470,3 +470,35 @@ fn unreachable_server_is_unavailable() {
         assert!(e.message.contains("token_secret_env"), "{}", e.message);
     });
 }
+
+/// Guest lookups share one listing of the cluster: many lookups (at once or one after another)
+/// read `/cluster/resources` once; a vmid the listing does not hold is looked for in a new one.
+#[test]
+fn guest_lookups_share_one_listing_of_the_cluster() {
+    rt().block_on(async {
+        let h = spawn(SpawnOpts::fast()).await.unwrap();
+        let c = std::sync::Arc::new(Client::connect(token_opts(&h)).await.unwrap());
+        let requests = || h.state.lock().requests;
+        let before = requests();
+        let lookups: Vec<_> = (0..16)
+            .map(|i| {
+                let c = c.clone();
+                let vmid = if i % 2 == 0 { 2010 } else { 4013 };
+                tokio::spawn(async move { c.find_guest(vmid).await.map(|g| g.vmid) })
+            })
+            .collect();
+        for l in lookups {
+            assert!(l.await.unwrap().is_ok());
+        }
+        for _ in 0..20 {
+            assert_eq!(guest(&c, 2010).await.node, h.node);
+        }
+        assert_eq!(requests() - before, 1, "36 lookups, one listing");
+        // Unknown: looked for in a fresh listing each time, and still not_found.
+        for _ in 0..2 {
+            let e = c.find_guest(424242).await.unwrap_err();
+            assert_eq!(e.kind, ErrorKind::NotFound);
+        }
+        assert_eq!(requests() - before, 3);
+    });
+}

@@ -122,7 +122,15 @@ pub struct Client {
     /// `GET /version` as answered on connect.
     pub version: Value,
     pub poll: Duration,
+    /// The guests as `/cluster/resources` last listed them, and when (see [`Client::find_guest`]).
+    guests_seen: parking_lot::Mutex<Option<(Instant, Arc<Vec<GuestRef>>)>>,
+    /// One listing at a time: callers that miss the cache together wait for one answer.
+    guests_listing: tokio::sync::Mutex<()>,
 }
+
+/// How long a listing of the cluster's guests answers `find_guest` (where a guest is: its node
+/// and kind). A guest that is not in it is looked for in a new listing at once.
+pub const GUESTS_FRESH: Duration = Duration::from_secs(5);
 
 /// A guest as found in `/cluster/resources`.
 #[derive(Debug, Clone)]
@@ -262,6 +270,8 @@ impl Client {
             default_node: opts.node.clone(),
             version: Value::Null,
             poll: opts.poll.unwrap_or(Duration::from_secs(1)),
+            guests_seen: Default::default(),
+            guests_listing: Default::default(),
         };
         let first = client.get("/version", &[]).await;
         let version = match first {
@@ -488,21 +498,40 @@ impl Client {
         let v = self
             .get("/cluster/resources", &[("type", "vm".into())])
             .await?;
-        Ok(as_array(v).iter().filter_map(guest_ref).collect())
+        let all: Vec<GuestRef> = as_array(v).iter().filter_map(guest_ref).collect();
+        *self.guests_seen.lock() = Some((Instant::now(), Arc::new(all.clone())));
+        Ok(all)
     }
 
-    /// Find a guest's node and kind.
+    /// Find a guest's node and kind. A listing of the cluster younger than [`GUESTS_FRESH`]
+    /// answers (a deploy looks its guests up several times each; listing 1,000 guests per call
+    /// made the lookups quadratic); a vmid it does not hold is looked for in a new listing, read
+    /// once for all the callers waiting at that moment.
     pub async fn find_guest(&self, vmid: u32) -> RResult<GuestRef> {
-        self.guests()
-            .await?
-            .into_iter()
-            .find(|g| g.vmid == vmid)
-            .ok_or_else(|| {
-                RalfError::not_found(format!(
-                    "proxmox: no guest with vmid {vmid} in the cluster (as seen by this token/user)"
-                ))
-                .with("vmid", vmid)
-            })
+        let asked = Instant::now();
+        let seen = |since: Instant| -> Option<Arc<Vec<GuestRef>>> {
+            let s = self.guests_seen.lock();
+            let (at, all) = s.as_ref()?;
+            (*at >= since).then(|| all.clone())
+        };
+        let find = |all: &[GuestRef]| all.iter().find(|g| g.vmid == vmid).cloned();
+        if let Some(g) =
+            seen(asked.checked_sub(GUESTS_FRESH).unwrap_or(asked)).and_then(|all| find(&all))
+        {
+            return Ok(g);
+        }
+        let _one = self.guests_listing.lock().await;
+        // A listing read while this call waited answers it, found or not.
+        let all = match seen(asked) {
+            Some(all) => all,
+            None => Arc::new(self.guests().await?),
+        };
+        find(&all).ok_or_else(|| {
+            RalfError::not_found(format!(
+                "proxmox: no guest with vmid {vmid} in the cluster (as seen by this token/user)"
+            ))
+            .with("vmid", vmid)
+        })
     }
 
     fn guest_path(g: &GuestRef, rest: &str) -> String {
