@@ -156,7 +156,7 @@ async fn run_job(sh: &Arc<Shared>, id: i64, mut rx: watch::Receiver<Signal>) {
         let blocked = !parallel && {
             let st = sh.st.lock();
             st.tasks.iter().any(|t| {
-                t.v["template_id"] == json!(tpl_id)
+                t.v["template_id"].as_i64() == Some(tpl_id)
                     && t.v["id"].as_i64().unwrap_or(0) < id
                     && !is_final(&t.v)
             })
