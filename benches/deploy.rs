@@ -191,6 +191,11 @@ struct Figures {
     server_bound: f64,
     cpu: f64,
     rss_kib: i64,
+    /// (unix seconds, RSS KiB) while the run ran.
+    rss_samples: Vec<(f64, i64)>,
+    /// Least-squares slope of RSS over services deployed (KiB per service) over the last 80 % of
+    /// them, and the RSS at the start and end of that stretch (KiB).
+    rss_slope: Option<(f64, i64, i64)>,
     /// CPU seconds the lab stand-ins (one process) used during this run.
     lab_cpu: f64,
 }
@@ -322,6 +327,7 @@ fn run_lab(dir: &Path, c: &Catalog, schedules: &[&str]) -> Vec<Figures> {
             let (spans, _) = server_spans(&sem, c.n, before);
             f.server_bound = bound(&c.deps, &spans, c.par).0;
             f.server_list = list_schedule(&c.deps, &spans, c.par);
+            f.rss_slope = rss_slope(&db, &f.rss_samples, c.n);
             let deployed: i64 = rusqlite::Connection::open(&db)
                 .unwrap()
                 .query_row(
@@ -342,16 +348,76 @@ fn run_lab(dir: &Path, c: &Catalog, schedules: &[&str]) -> Vec<Figures> {
     figures
 }
 
+/// How RSS moved with the services deployed: each sample is paired with the number of services
+/// marked deployed by then (the store's `service_status.at`), and a least-squares line is fitted
+/// over the samples past the first 20 % of the services (start-up and the first allocations
+/// left out). A slope near 0 means memory does not grow with finished services.
+fn rss_slope(db: &Path, samples: &[(f64, i64)], n: usize) -> Option<(f64, i64, i64)> {
+    let c = rusqlite::Connection::open(db).ok()?;
+    let mut st = c
+        .prepare("SELECT at FROM service_status WHERE status = 'deployed'")
+        .ok()?;
+    let mut done: Vec<f64> = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .ok()?
+        .flatten()
+        .filter_map(|a| chrono::DateTime::parse_from_rfc3339(&a).ok())
+        .map(|d| d.timestamp_micros() as f64 / 1e6)
+        .collect();
+    done.sort_by(|a, b| a.total_cmp(b));
+    let pts: Vec<(f64, f64)> = samples
+        .iter()
+        .map(|(t, kib)| (done.partition_point(|d| d <= t) as f64, *kib as f64))
+        .filter(|(k, _)| *k >= 0.2 * n as f64)
+        .collect();
+    if pts.len() < 10 {
+        return None;
+    }
+    let m = pts.len() as f64;
+    let (sx, sy) = pts.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let (mx, my) = (sx / m, sy / m);
+    let (sxy, sxx) = pts.iter().fold((0.0, 0.0), |(a, b), (x, y)| {
+        (a + (x - mx) * (y - my), b + (x - mx) * (x - mx))
+    });
+    if sxx == 0.0 {
+        return None;
+    }
+    Some((sxy / sxx, pts[0].1 as i64, pts[pts.len() - 1].1 as i64))
+}
+
 /// Wall time, CPU time (user + system) and peak RSS of one child, read with wait4.
 // The child is reaped with wait4 (to read its rusage), which clippy cannot see.
 #[allow(clippy::zombie_processes)]
 fn run_measured(cmd: &mut Command) -> Figures {
     let t0 = Instant::now();
     let child = cmd.spawn().expect("spawn deploy_all");
+    // RSS every 20 ms while it runs (wall-clock seconds, KiB), to see whether memory grows with
+    // the services finished or levels off.
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (pid, running) = (child.id(), running.clone());
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                if let Some(kib) = st
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|r| r.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+                {
+                    v.push((chrono::Utc::now().timestamp_micros() as f64 / 1e6, kib));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            v
+        })
+    };
     let mut status = 0;
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
     let wall = t0.elapsed().as_secs_f64();
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    let rss_samples = sampler.join().unwrap_or_default();
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "deploy_all failed: status {status}"
@@ -361,6 +427,8 @@ fn run_measured(cmd: &mut Command) -> Figures {
         wall,
         cpu: secs(ru.ru_utime) + secs(ru.ru_stime),
         rss_kib: ru.ru_maxrss,
+        rss_samples,
+        rss_slope: None,
         lab_cpu: 0.0,
         server_bound: 0.0,
         server_list: 0.0,
@@ -440,8 +508,19 @@ fn main() {
         cpu1 * 1000.0,
         cpu2 / cpu1
     );
+    for (n, f) in &scale {
+        match f.rss_slope {
+            Some((slope, from, to)) => println!(
+                "| deploy: RSS while the {n}-service run deploys its last 80 % (least squares over samples every 20 ms) | {slope:.2} KiB per service deployed ({:.0} MB -> {:.0} MB) | peak {:.0} MB | - | printed |",
+                from as f64 / 1024.0,
+                to as f64 / 1024.0,
+                f.rss_kib as f64 / 1024.0
+            ),
+            None => println!("| deploy: RSS while the {n}-service run deploys | too few samples | - | - | printed |"),
+        }
+    }
     println!(
-        "| deploy: peak RSS growth per service, 100 -> 1,000 services | {:.1} KiB/service ({:.0} MB -> {:.0} MB) | 60 services: {:.0} MB | {:.2} | printed |",
+        "| deploy: peak RSS growth per service, 100 -> 1,000 services (at 100 the DAG keeps fewer tasks in flight, so this also counts the extra parallelism) | {:.1} KiB/service ({:.0} MB -> {:.0} MB) | 60 services: {:.0} MB | {:.2} | printed |",
         (b.rss_kib - a.rss_kib) as f64 / (n2 - n1),
         a.rss_kib as f64 / 1024.0,
         b.rss_kib as f64 / 1024.0,
