@@ -196,6 +196,94 @@ fn websocket_wait_ends_on_the_servers_events_without_reading_the_lagging_row() {
     });
 }
 
+/// Parallel waits of one client share one websocket: a single connection, and each wait still
+/// sees only its own task's lines and ends with its own status.
+#[test]
+fn parallel_waits_share_one_websocket() {
+    rt().block_on(async {
+        let h = lab().await;
+        h.set_behaviour(
+            "Lab Parallel",
+            Behaviour {
+                duration_ms: 200,
+                lines: 3,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let c = client(&h).await;
+        let sockets = || h.sockets_opened();
+        let before = sockets();
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let t = run(&c, "Lab Parallel", RunRequest::default()).await;
+            let c = c.clone();
+            waits.push(tokio::spawn(async move {
+                let mut lines = Vec::new();
+                let fin = c
+                    .wait(t.id, &wo(20_000), &mut |e| {
+                        if let WaitEvent::Line(l) = e {
+                            lines.push(l)
+                        }
+                    })
+                    .await
+                    .unwrap();
+                (t.id, fin, lines)
+            }));
+        }
+        for w in waits {
+            let (id, fin, lines) = w.await.unwrap();
+            assert_eq!((fin.id, fin.status.as_str()), (id, "success"));
+            let own = c.output(id).await.unwrap();
+            assert_eq!(lines.len(), own.len(), "task {id}: {lines:?}");
+        }
+        assert_eq!(sockets() - before, 1, "one websocket for 8 parallel waits");
+    });
+}
+
+/// When the shared socket closes mid-wait (a restart, a proxy's idle timeout), every wait on it
+/// goes on by polling and still ends with its task's status; the next wait opens a new socket.
+#[test]
+fn waits_outlive_a_closed_shared_websocket() {
+    rt().block_on(async {
+        let h = lab().await;
+        h.set_behaviour(
+            "Lab Parallel",
+            Behaviour {
+                duration_ms: 800,
+                lines: 4,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let c = client(&h).await;
+        let mut waits = Vec::new();
+        let mut last = 0;
+        for _ in 0..3 {
+            let t = run(&c, "Lab Parallel", RunRequest::default()).await;
+            last = t.id;
+            let c = c.clone();
+            waits.push(tokio::spawn(async move { (t.id, wait(&c, t.id).await) }));
+        }
+        let open = h.sockets_opened();
+        // All three are on the socket and their tasks running.
+        until_status(&c, last, "running").await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        h.close_sockets();
+        for w in waits {
+            let (id, fin) = w.await.unwrap();
+            assert_eq!((fin.id, fin.status.as_str()), (id, "success"));
+        }
+        let t = run(&c, "Lab Parallel", RunRequest::default()).await;
+        assert_eq!(wait(&c, t.id).await.status, "success");
+        assert_eq!(
+            h.sockets_opened(),
+            open + 1,
+            "a new socket for the next wait"
+        );
+    });
+}
+
 #[test]
 fn error_outcome_and_polling_fallback() {
     rt().block_on(async {

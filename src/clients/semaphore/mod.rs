@@ -16,6 +16,7 @@
 //! [`Client::prepare_run`] checks this before a run. v2.10 has no tags, no reject route, and lets the
 //! template environment win over the task's.
 
+mod hub;
 mod output;
 mod run;
 mod tasks;
@@ -236,6 +237,8 @@ pub struct Client {
     /// One template-list refresh at a time: concurrent misses wait for it instead of each
     /// downloading the whole list (32 parallel services on an expired cache).
     template_refresh: tokio::sync::Mutex<()>,
+    /// The websocket shared by this client's waits.
+    hub: hub::Hub,
 }
 
 /// The project's templates by name and id, as last read. A run starts many tasks of the same
@@ -447,6 +450,7 @@ impl Client {
             timeout: opts.timeout,
             template_cache: parking_lot::Mutex::new(None),
             template_refresh: tokio::sync::Mutex::new(()),
+            hub: hub::Hub::default(),
         };
         if let Auth::Login { .. } = c.auth {
             c.login().await?;

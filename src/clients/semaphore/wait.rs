@@ -7,19 +7,17 @@
 
 use super::{is_terminal, Client, Task};
 use crate::engine::error::{RResult, RalfError};
-use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::Message;
 
 /// The websocket's transport: plain TCP or TLS over it.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-type Ws = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
 
 /// While polling, the whole output is fetched at most this often.
 pub const OUTPUT_EVERY: Duration = Duration::from_secs(5);
@@ -92,26 +90,6 @@ fn merge_update(t: &mut Task, ev: &Value) {
     }
 }
 
-/// Whether a socket message can be about `task_id`, without parsing it: the socket carries every
-/// task of the project, and each waiting task has a socket, so at 32 parallel tasks most messages
-/// are someone else's. Every `"task_id":` followed by a number is compared (inside a JSON string
-/// a quote is escaped, so the pattern only matches a real key); a message without one is parsed.
-fn may_be_about(text: &str, task_id: i64) -> bool {
-    const KEY: &str = "\"task_id\":";
-    let mut found = false;
-    for (at, _) in text.match_indices(KEY) {
-        found = true;
-        let rest = text[at + KEY.len()..].trim_start();
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '-')
-            .unwrap_or(rest.len());
-        if rest[..digits].parse::<i64>().ok() == Some(task_id) {
-            return true;
-        }
-    }
-    !found
-}
-
 fn has_end(t: &Task) -> bool {
     t.raw.get("end").is_some_and(|v| !v.is_null())
 }
@@ -161,21 +139,19 @@ impl Client {
         last: &mut String,
     ) -> RResult<Task> {
         let mut shown = 0usize;
-        if opts.websocket {
-            if let Some(url) = self.ws_url() {
-                match self.ws_connect(&url).await {
-                    Ok(ws) => {
-                        if let Some(t) = self
-                            .wait_ws(task_id, ws, opts, on, last, &mut shown)
-                            .await?
-                        {
-                            return Ok(t);
-                        }
-                        tracing::debug!(target: "ralf::semaphore", "websocket closed; polling task {task_id}");
+        if opts.websocket && self.websocket {
+            match self.subscribe(task_id).await {
+                Ok(sub) => {
+                    if let Some(t) = self
+                        .wait_ws(task_id, sub, opts, on, last, &mut shown)
+                        .await?
+                    {
+                        return Ok(t);
                     }
-                    Err(e) => {
-                        tracing::debug!(target: "ralf::semaphore", "websocket unavailable ({e}); polling task {task_id}")
-                    }
+                    tracing::debug!(target: "ralf::semaphore", "websocket closed; polling task {task_id}");
+                }
+                Err(e) => {
+                    tracing::debug!(target: "ralf::semaphore", "websocket unavailable ({e}); polling task {task_id}")
                 }
             }
         }
@@ -183,7 +159,7 @@ impl Client {
         self.wait_poll(task_id, opts, on, last, shown).await
     }
 
-    async fn ws_connect(&self, url: &str) -> Result<Ws, String> {
+    pub(crate) async fn ws_connect(&self, url: &str) -> Result<Ws, String> {
         let mut req = url.into_client_request().map_err(|e| e.to_string())?;
         let (hn, hv) = self.auth_header();
         let hv = hv.parse().map_err(|_| "bad auth header".to_string())?;
@@ -226,7 +202,7 @@ impl Client {
     async fn wait_ws(
         &self,
         task_id: i64,
-        mut ws: Ws,
+        mut sub: super::hub::Subscription,
         opts: &WaitOptions,
         on: &mut (dyn FnMut(WaitEvent) + Send),
         last: &mut String,
@@ -262,15 +238,9 @@ impl Client {
                 }
             };
             tokio::select! {
-                msg = ws.next() => {
-                    let text = match msg {
-                        Some(Ok(Message::Text(t))) => t,
-                        Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return Ok(None),
-                        Some(Ok(_)) => continue,
-                    };
-                    if !may_be_about(&text, task_id) {
-                        continue;
-                    }
+                msg = sub.rx.recv() => {
+                    // None: the socket closed.
+                    let Some(text) = msg else { return Ok(None) };
                     let Ok(v) = serde_json::from_str::<Value>(&text) else { continue };
                     if v.get("task_id").and_then(Value::as_i64) != Some(task_id) {
                         continue;
@@ -392,27 +362,5 @@ impl Client {
         } else {
             false
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::may_be_about;
-
-    #[test]
-    fn messages_about_other_tasks_are_skipped_without_parsing() {
-        let upd = r#"{"end":null,"project_id":1,"start":null,"status":"running","task_id":57,"template_id":3,"type":"update","version":null}"#;
-        assert!(may_be_about(upd, 57));
-        assert!(!may_be_about(upd, 5));
-        assert!(!may_be_about(upd, 570));
-        // A log line quoting another task id in its text is still about its own task only.
-        let log = r#"{"output":"{\"task_id\":9, \"msg\": \"x\"}","project_id":1,"task_id":12,"time":"t","type":"log"}"#;
-        assert!(may_be_about(log, 12));
-        assert!(!may_be_about(log, 9));
-        // Spaces after the colon (a reformatting proxy) and the key last.
-        assert!(may_be_about(r#"{"type": "log", "task_id": 7}"#, 7));
-        assert!(!may_be_about(r#"{"type": "log", "task_id": 7}"#, 8));
-        // No task id at all: parsed, and decided there.
-        assert!(may_be_about(r#"{"type":"ping"}"#, 7));
     }
 }

@@ -209,6 +209,10 @@ fn index_of<T>(items: &[T], id: i64, v: impl Fn(&T) -> &Value) -> Option<usize> 
 struct Shared {
     st: Mutex<St>,
     events: broadcast::Sender<String>,
+    /// `/api/ws` connections accepted so far.
+    sockets: std::sync::atomic::AtomicU64,
+    /// Closes every open `/api/ws` connection (a restart or a proxy timeout, as clients see it).
+    kick: broadcast::Sender<()>,
     profile: Profile,
     user: String,
     password: String,
@@ -275,6 +279,16 @@ impl Handle {
             .task(task_id)
             .and_then(|t| t.finished_at)
     }
+    /// How many `/api/ws` connections the stand-in has accepted.
+    pub fn sockets_opened(&self) -> u64 {
+        self.shared
+            .sockets
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Close every open `/api/ws` connection now.
+    pub fn close_sockets(&self) {
+        let _ = self.shared.kick.send(());
+    }
     /// Every request/response pair under `/api` so far (capped to the last 5000).
     pub fn exchanges(&self) -> Vec<Exchange> {
         self.shared.st.lock().exchanges.iter().cloned().collect()
@@ -339,6 +353,8 @@ pub async fn spawn(opts: LabOptions) -> RResult<Handle> {
     let shared = Arc::new(Shared {
         st: Mutex::new(st),
         events,
+        sockets: Default::default(),
+        kick: broadcast::channel(1).0,
         profile: Profile::new(opts.version, opts.version_string),
         user: user.clone(),
         password: password.clone(),

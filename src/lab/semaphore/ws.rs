@@ -5,12 +5,23 @@ use super::*;
 
 pub(super) async fn ws(State(sh): State<Arc<Shared>>, up: WebSocketUpgrade) -> Response {
     let rx = sh.events.subscribe();
-    up.on_upgrade(move |socket| ws_forward(socket, rx))
+    sh.sockets
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let kick = sh.kick.subscribe();
+    up.on_upgrade(move |socket| ws_forward(socket, rx, kick))
 }
 
-pub(super) async fn ws_forward(mut socket: WebSocket, mut rx: broadcast::Receiver<String>) {
+pub(super) async fn ws_forward(
+    mut socket: WebSocket,
+    mut rx: broadcast::Receiver<String>,
+    mut kick: broadcast::Receiver<()>,
+) {
     loop {
         tokio::select! {
+            _ = kick.recv() => {
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
             ev = rx.recv() => match ev {
                 Ok(text) => {
                     if socket.send(Message::Text(text.into())).await.is_err() {
