@@ -36,6 +36,19 @@ fn opts(h: &Handle, auth: Auth) -> ClientOptions {
     }
 }
 
+/// Tasks of `template` take `ms` milliseconds and print `lines` lines.
+fn timed(h: &Handle, template: &str, ms: u64, lines: u32) {
+    h.set_behaviour(
+        template,
+        Behaviour {
+            duration_ms: ms,
+            lines,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}
+
 async fn lab() -> Handle {
     spawn(LabOptions::default()).await.unwrap()
 }
@@ -135,15 +148,7 @@ fn websocket_wait_ends_on_the_servers_events_without_reading_the_lagging_row() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     rt().block_on(async {
         let h = lab().await;
-        h.set_behaviour(
-            "RALF Vault Smoke",
-            Behaviour {
-                duration_ms: 50,
-                lines: 2,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        timed(&h, "RALF Vault Smoke", 50, 2);
         let c = client(&h).await;
         // Watch the socket as a second client does.
         let mut req = format!("{}/api/ws", h.url.replace("http://", "ws://"))
@@ -202,15 +207,7 @@ fn websocket_wait_ends_on_the_servers_events_without_reading_the_lagging_row() {
 fn parallel_waits_share_one_websocket() {
     rt().block_on(async {
         let h = lab().await;
-        h.set_behaviour(
-            "Lab Parallel",
-            Behaviour {
-                duration_ms: 200,
-                lines: 3,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        timed(&h, "Lab Parallel", 200, 3);
         let c = client(&h).await;
         let sockets = || h.sockets_opened();
         let before = sockets();
@@ -247,15 +244,7 @@ fn parallel_waits_share_one_websocket() {
 fn waits_outlive_a_closed_shared_websocket() {
     rt().block_on(async {
         let h = lab().await;
-        h.set_behaviour(
-            "Lab Parallel",
-            Behaviour {
-                duration_ms: 800,
-                lines: 4,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        timed(&h, "Lab Parallel", 800, 4);
         let c = client(&h).await;
         let mut waits = Vec::new();
         let mut last = 0;
