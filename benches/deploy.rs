@@ -142,18 +142,34 @@ fn server_spans(sem: &str, n: usize, after: i64) -> (Vec<f64>, i64) {
         .enable_all()
         .build()
         .unwrap();
-    let tasks: Vec<serde_json::Value> = rt.block_on(async {
-        ralf_sh::clients::http_builder()
-            .build()
-            .unwrap()
-            .get(format!("{sem}/_lab/tasks"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let read = || -> Vec<serde_json::Value> {
+        rt.block_on(async {
+            ralf_sh::clients::http_builder()
+                .build()
+                .unwrap()
+                .get(format!("{sem}/_lab/tasks"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    };
+    // The client is done at the server's end event; the row with the end is written one write
+    // later, so the last tasks may not show their end yet.
+    let mut tasks = read();
+    for _ in 0..50 {
+        let unwritten = tasks
+            .iter()
+            .filter(|t| t["id"].as_i64().unwrap_or(0) > after && t["end"].is_null())
+            .count();
+        if n == 0 || unwritten == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        tasks = read();
+    }
     let at = |v: &serde_json::Value| {
         v.as_str()
             .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
