@@ -453,8 +453,12 @@ fn postgres_backend() {
             .map(|(i, st)| {
                 let barrier = &barrier;
                 sc.spawn(move || {
+                    // Six live controllers: each on a host of its own (a made-up pid on this
+                    // machine would read as a process that is gone, whose lease anyone may take).
+                    let mut me = holder(&format!("r{i}"), std::process::id() as i64);
+                    me.host = format!("controller-{i}");
                     barrier.wait();
-                    lease::acquire(st, &holder(&format!("r{i}"), i as i64)).is_ok() as usize
+                    lease::acquire(st, &me).is_ok() as usize
                 })
             })
             .collect();
