@@ -566,22 +566,7 @@ fn an_interrupted_run_is_resumed_from_its_page_in_chromium() {
         &format!("location.pathname === '/runs/{id}' && document.getElementById('status').textContent === 'ok'"),
         "the resumed run to end",
     );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let run: Value = rt.block_on(async {
-        ralf_sh::clients::http_builder()
-            .build()
-            .unwrap()
-            .get(format!("{url}/api/runs/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let run: Value = common::get_json(&format!("{url}/api/runs/{id}"));
     assert_eq!(run["attempts"], 2, "{run}");
     let steps = run["steps"].as_array().unwrap();
     let attempts_of = |k: &str| steps.iter().filter(|s| s["key"] == k).count();

@@ -35,19 +35,23 @@ enum At {
 
 /// The step is running (false while the store or its tables do not exist yet).
 fn step_running(lab: &Served, key: &str) -> bool {
-    let sql = "SELECT count(*) FROM steps WHERE key = $1 AND status = 'running'";
-    match &lab.state {
-        TestState::Sqlite(db) => {
-            let Ok(c) = rusqlite::Connection::open(db) else {
-                return false;
-            };
-            c.query_row(&sql.replace('$', "?"), [key], |r| r.get::<_, i64>(0))
-                .is_ok_and(|n| n > 0)
-        }
+    let n = match &lab.state {
+        TestState::Sqlite(db) => rusqlite::Connection::open(db).ok().and_then(|c| {
+            c.query_row(
+                "SELECT count(*) FROM steps WHERE key = ?1 AND status = 'running'",
+                [key],
+                |r| r.get::<_, i64>(0),
+            )
+            .ok()
+        }),
         TestState::Postgres(pg) => pg
-            .psql(&sql.replace("$1", &format!("'{key}'")))
-            .is_ok_and(|n| n.parse::<i64>().unwrap_or(0) > 0),
-    }
+            .psql(&format!(
+                "SELECT count(*) FROM steps WHERE key = '{key}' AND status = 'running'"
+            ))
+            .ok()
+            .and_then(|n| n.parse().ok()),
+    };
+    n.is_some_and(|n| n > 0)
 }
 
 fn postgresql_task(lab: &Served) -> bool {

@@ -496,20 +496,7 @@ fn lab_controller_deploys_on_a_signed_push_and_the_dashboard_shows_it() {
         steps.iter().any(|s| s["key"] == "postgresql/apply"),
         "{run}"
     );
-    let text = |path: &str| -> String {
-        rt.block_on(async {
-            ralf_sh::clients::http_builder()
-                .build()
-                .unwrap()
-                .get(format!("{url}{path}"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        })
-    };
+    let text = |path: &str| common::get_text(&format!("{url}{path}"));
     let svg = text(&format!("/runs/{run_id}/graph.svg"));
     assert!(
         svg.contains("data-node=\"n8n\" data-status=\"done\""),

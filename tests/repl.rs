@@ -161,7 +161,7 @@ fn method_completion_offers_no_setters_operators_or_closures() {
     p.flush().unwrap();
     // The list shows real methods (`trimmed`, `to_upper`, ...), and nothing with a `$` or an operator.
     let (listed, _) = p.exp_regex("to_upper[^\\n]*").unwrap();
-    let listed = listed + &p.exp_string("ralf>").unwrap_or_default();
+    let listed = listed + p.exp_string("ralf>").unwrap_or_default().as_str();
     assert!(!listed.contains('$'), "{listed}");
     assert!(
         !listed.contains(" + ") && !listed.contains(" == "),

@@ -485,11 +485,7 @@ fn webhooks_signed_by_github_and_gitea_start_runs_once_bad_ones_start_nothing() 
     );
 
     // /metrics parses as Prometheus text and counts what happened.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let text = rt.block_on(async { reqwest_get(&format!("{}/metrics", s.url)).await });
+    let text = common::get_text(&format!("{}/metrics", s.url));
     let lines = text.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
     let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
@@ -545,19 +541,6 @@ fn webhooks_signed_by_github_and_gitea_start_runs_once_bad_ones_start_nothing() 
     assert!(!text.contains(HOOK_SECRET) && !tf.contains(HOOK_SECRET));
     let log = std::fs::read_to_string(s.home.path().join("serve.log")).unwrap();
     assert!(!log.contains(HOOK_SECRET), "{log}");
-}
-
-async fn reqwest_get(url: &str) -> String {
-    ralf_sh::clients::http_builder()
-        .build()
-        .unwrap()
-        .get(url)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 /// 20 pushes in 2 s while a run takes 3 s: one running, one pending, the rest folded into it.

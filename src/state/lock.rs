@@ -41,19 +41,27 @@ impl Holder {
     }
 
     /// The holder's process ran where this one runs (same kernel boot, same pid namespace) and is
-    /// gone. Only then does its pid say anything: a pid from another machine or container, or a
-    /// record without the machine, never counts as dead.
+    /// gone ([`gone_here`]).
     pub fn is_dead_here(&self) -> bool {
-        !self.machine.is_empty()
-            && self.machine == machine_id()
-            && self.host == hostname()
-            && !pid_alive(self.pid)
+        gone_here(&self.host, &self.machine, self.pid)
     }
+}
+
+/// A process recorded as (host, machine, pid) ran where this one runs and is gone. Only then does
+/// its pid say anything: a pid from another machine or container, or a record without the
+/// machine, never counts as gone.
+pub fn gone_here(host: &str, machine: &str, pid: i64) -> bool {
+    !machine.is_empty() && machine == machine_id() && host == hostname() && !pid_alive(pid)
 }
 
 /// Where pids mean something: the kernel's boot id and this process's pid namespace (two
 /// containers on one kernel share the boot id, not the namespace). Empty when unreadable.
 pub fn machine_id() -> String {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(read_machine_id).clone()
+}
+
+fn read_machine_id() -> String {
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let ns = std::fs::read_link("/proc/self/ns/pid")
         .map(|p| p.display().to_string())

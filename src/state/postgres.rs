@@ -317,16 +317,11 @@ impl Pg {
 
     /// A `running` run whose heartbeat is still fresh but whose process ran on this machine and
     /// is gone (a kill -9 here) is interrupted now, not once its heartbeat is out of date.
-    fn with_liveness(&self, mut r: RunRecord) -> RResult<RunRecord> {
-        if r.status == "running"
-            && !r.machine.is_empty()
-            && r.machine == super::lock::machine_id()
-            && r.host == super::lock::hostname()
-            && !super::lock::pid_alive(r.pid)
-        {
+    fn with_liveness(mut r: RunRecord) -> RunRecord {
+        if r.status == "running" && super::lock::gone_here(&r.host, &r.machine, r.pid) {
             r.status = "interrupted".into();
         }
-        Ok(r)
+        r
     }
 
     /// `status` as readers see it: a `running` run without a heartbeat within the lease is interrupted.
@@ -470,7 +465,7 @@ impl Backend for Pg {
         let sql = format!("SELECT {} FROM runs WHERE id = $1", self.run_cols());
         let r =
             self.with(async |c| Ok(c.query_opt(&sql, &[&id]).await?.as_ref().map(run_from_row)))?;
-        r.map(|r| self.with_liveness(r)).transpose()
+        Ok(r.map(Self::with_liveness))
     }
 
     fn runs(&self, limit: usize) -> RResult<Vec<RunRecord>> {
@@ -482,7 +477,7 @@ impl Backend for Pg {
             let rows = c.query(&sql, &[&(limit as i64)]).await?;
             Ok(rows.iter().map(run_from_row).collect())
         })?;
-        rs.into_iter().map(|r| self.with_liveness(r)).collect()
+        Ok(rs.into_iter().map(Self::with_liveness).collect())
     }
 
     fn runs_for_service(&self, service: &str, limit: usize) -> RResult<Vec<RunRecord>> {
@@ -497,7 +492,7 @@ impl Backend for Pg {
             let rows = c.query(&sql, &[&service, &(limit as i64)]).await?;
             Ok(rows.iter().map(run_from_row).collect())
         })?;
-        rs.into_iter().map(|r| self.with_liveness(r)).collect()
+        Ok(rs.into_iter().map(Self::with_liveness).collect())
     }
 
     fn step_start(&self, run_id: &str, key: &str, service: Option<&str>) -> RResult<i64> {

@@ -258,18 +258,7 @@ pub mod reqwest {
         })
     }
     pub fn blocking_get(url: &str) -> String {
-        rt().block_on(async {
-            ralf_sh::clients::http_builder()
-                .build()
-                .unwrap()
-                .get(url)
-                .send()
-                .await
-                .expect("GET")
-                .text()
-                .await
-                .expect("body")
-        })
+        crate::common::get_text(url)
     }
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()

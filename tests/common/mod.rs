@@ -28,6 +28,36 @@ pub fn cmd(home: &Path) -> Command {
     c
 }
 
+/// GET `url` (loopback only) and return the body, on a throwaway runtime (from sync test code).
+pub fn get_text(url: &str) -> String {
+    assert!(
+        url.starts_with("http://127.") || url.starts_with("http://[::1]"),
+        "tests only talk to loopback: {url}"
+    );
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            ralf_sh::clients::http_builder()
+                .build()
+                .unwrap()
+                .get(url)
+                .send()
+                .await
+                .expect("GET")
+                .text()
+                .await
+                .expect("body")
+        })
+}
+
+/// [`get_text`], parsed as JSON.
+pub fn get_json(url: &str) -> serde_json::Value {
+    let body = get_text(url);
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {body}"))
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
