@@ -1,5 +1,7 @@
 //! Command line (clap).
 
+pub use crate::commands::docs::DocsFormat;
+pub use crate::commands::lab::LabArgs;
 use crate::logging::{LogFormat, LogTime};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -188,26 +190,6 @@ pub enum StateCommand {
     },
 }
 
-/// Options shared by `ralf-sh lab SCRIPT` and `ralf-sh lab serve`.
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct LabArgs {
-    /// Failure scenario to inject
-    #[arg(long, value_name = "NAME", global = true, value_parser = clap::builder::PossibleValuesParser::new(crate::lab::SCENARIOS))]
-    pub scenario: Option<String>,
-    /// Semaphore UI version the stand-in behaves like
-    #[arg(long, value_enum, global = true, default_value_t)]
-    pub semaphore_version: crate::lab::SemaphoreVersion,
-    /// Proxmox VE version the stand-in behaves like
-    #[arg(long = "pve-version", value_enum, global = true, default_value_t)]
-    pub pve_version: crate::lab::PveVersion,
-    /// OpenAI-compatible server the LLM stand-in behaves like
-    #[arg(long, value_enum, global = true, default_value_t)]
-    pub llm: crate::lab::LlmProfile,
-    /// Catalog folder that seeds the stand-ins and the run (default: $RALF_LAB_CATALOG, ./catalog/projects, else the embedded example)
-    #[arg(long, value_name = "DIR", global = true)]
-    pub catalog: Option<PathBuf>,
-}
-
 #[derive(Subcommand, Debug)]
 pub enum LabCommand {
     /// Start the stand-ins on loopback, print one JSON line with their URLs and credentials, run until Ctrl-C
@@ -229,7 +211,7 @@ pub enum LabCommand {
         #[arg(long, value_name = "URL")]
         to: String,
         /// Variable holding the webhook secret (in the lab's env file)
-        #[arg(long, value_name = "VAR", default_value = crate::commands::lab_controller::HOOK_SECRET_ENV)]
+        #[arg(long, value_name = "VAR", default_value = crate::commands::lab::controller::HOOK_SECRET_ENV)]
         secret_env: String,
         #[arg(long, default_value = "ralf/infra")]
         repository: String,
@@ -239,14 +221,4 @@ pub enum LabCommand {
         #[arg(long)]
         commit: Option<String>,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DocsFormat {
-    /// Markdown reference
-    Md,
-    /// Engine metadata as JSON
-    Json,
-    /// `.d.rhai` definition files for editors (needs --out DIR)
-    Defs,
 }

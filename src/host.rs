@@ -2,7 +2,7 @@
 //! dry-run recorder, journal hook). Bindings reach it through [`crate::bindings::host`].
 
 use crate::config::LoadedConfig;
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use crate::progress::Progress;
 use parking_lot::{Mutex, RwLock};
 use std::path::PathBuf;
@@ -185,7 +185,7 @@ impl Host {
         if !self.opts.dry_run {
             return false;
         }
-        let action = crate::secrets::redact(&action.into());
+        let action = crate::redact::redact(&action.into());
         tracing::info!(target: "ralf::dry_run", "would {binding}: {action}");
         self.dry_run_log.lock().push(DryRunAction {
             binding: binding.to_string(),
@@ -211,11 +211,11 @@ impl Host {
 /// Redact every string inside a JSON value.
 pub fn redact_json(v: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
-    if !crate::secrets::any_registered() {
+    if !crate::redact::any_registered() {
         return v;
     }
     match v {
-        Value::String(s) => Value::String(crate::secrets::redact(&s)),
+        Value::String(s) => Value::String(crate::redact::redact(&s)),
         Value::Array(a) => Value::Array(a.into_iter().map(redact_json).collect()),
         Value::Object(o) => {
             Value::Object(o.into_iter().map(|(k, v)| (k, redact_json(v))).collect())

@@ -79,7 +79,7 @@ impl Drop for LineWriter {
         if self.buf.is_empty() {
             return;
         }
-        let text = crate::secrets::redact(&String::from_utf8_lossy(&self.buf));
+        let text = crate::redact::redact(&String::from_utf8_lossy(&self.buf));
         crate::progress::Progress::new().suspend(|| {
             let mut e = std::io::stderr().lock();
             let _ = e.write_all(text.as_bytes());
@@ -272,7 +272,7 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for JournalLayer {
         }
         let mut m = MessageOf(String::new());
         ev.record(&mut m);
-        let msg = crate::secrets::redact(&m.0);
+        let msg = crate::redact::redact(&m.0);
         sink(ev.metadata().level().as_str(), ev.metadata().target(), &msg);
         IN_SINK.with(|f| f.set(false));
     }

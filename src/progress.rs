@@ -55,7 +55,7 @@ impl Progress {
             ProgressBar::hidden()
         };
         pb.set_message(
-            crate::text::visible_controls(&crate::secrets::redact(&msg.into())).into_owned(),
+            crate::text::visible_controls(&crate::redact::redact(&msg.into())).into_owned(),
         );
         self.wrap(pb)
     }
@@ -73,7 +73,7 @@ impl Progress {
             ProgressBar::hidden()
         };
         pb.set_message(
-            crate::text::visible_controls(&crate::secrets::redact(&msg.into())).into_owned(),
+            crate::text::visible_controls(&crate::redact::redact(&msg.into())).into_owned(),
         );
         self.wrap(pb)
     }
@@ -105,7 +105,7 @@ pub struct Spinner {
 impl Spinner {
     pub fn set_message(&self, msg: impl Into<String>) {
         self.pb.set_message(
-            crate::text::visible_controls(&crate::secrets::redact(&msg.into())).into_owned(),
+            crate::text::visible_controls(&crate::redact::redact(&msg.into())).into_owned(),
         );
     }
     pub fn inc(&self, n: u64) {

@@ -328,7 +328,7 @@ fn script_level_tests() {
         path: None,
     };
     let host = ralf_sh::host::Host::new(loaded, rt.handle().clone(), Default::default());
-    let failures = ralf_sh::app::on_script_thread(move || {
+    let failures = ralf_sh::engine::run::on_script_thread(move || {
         let se = ralf_sh::engine::build(&host);
         let ast = se.compile_text(&path.display().to_string(), &text).unwrap();
         let mut failures = Vec::new();
@@ -364,14 +364,14 @@ fn journal_records_events_and_step_details() {
     };
     let host = ralf_sh::host::Host::new(loaded, rt.handle().clone(), Default::default());
     assert!(host.journal().is_none());
-    ralf_sh::state::begin_run(&host, "/x/deploy.rhai", &["a".to_string()]);
+    ralf_sh::session::begin_run(&host, "/x/deploy.rhai", &["a".to_string()]);
     // The config names a state store: the journal is attached at run start.
     assert!(host.journal().is_some());
     host.record_event(
         "llm",
         serde_json::json!({ "prompt": "deploy?", "answer": "proceed" }),
     );
-    let rc = ralf_sh::state::run_ctx(&host).unwrap();
+    let rc = ralf_sh::session::run_ctx(&host).unwrap();
     let id = rc
         .store
         .step_start(&host.run_id, "deploy vw", Some("vaultwarden"))
@@ -383,7 +383,7 @@ fn journal_records_events_and_step_details() {
         None
     );
     rc.journal.pop_step(id);
-    ralf_sh::state::finish_run(&host, 3);
+    ralf_sh::session::finish_run(&host, 3);
     let st = ralf_sh::state::Store::open(&dir.path().join("state.db")).unwrap();
     let run = st.run(&host.run_id).unwrap().unwrap();
     assert_eq!(

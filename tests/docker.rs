@@ -6,7 +6,7 @@ mod dock;
 #[path = "common/sshd.rs"]
 mod sshd;
 
-use ralf_sh::engine::error::ErrorKind;
+use ralf_sh::error::ErrorKind;
 use sshd::SshLab;
 
 #[test]

@@ -7,7 +7,7 @@ mod exo_harness;
 use exo_harness::{closed_port, engine, stand, stand_profile};
 use ralf_sh::clients::exo::advisor;
 use ralf_sh::clients::exo::{ChatRequest, Client, ExoOptions, Message};
-use ralf_sh::engine::error::ErrorKind;
+use ralf_sh::error::ErrorKind;
 use ralf_sh::lab::llm::{Rule, DEFAULT_MODEL};
 use ralf_sh::lab::LlmProfile;
 use serde_json::json;
@@ -360,7 +360,7 @@ fn server_down_falls_back_at_once() {
 fn canary_secret_never_reaches_the_server() {
     let s = stand();
     let canary = "canary-7f3e9a1c55d04b2e";
-    ralf_sh::secrets::register(canary);
+    ralf_sh::redact::register(canary);
     let (se, events) = engine(&s.rt, &s.lab.url, DEFAULT_MODEL, "");
     let script = format!(
         r#"
@@ -489,7 +489,7 @@ fn rhai_script_tests() {
 fn doc_examples_run_against_the_stand_in() {
     let s = stand();
     let (se, _) = engine(&s.rt, &s.lab.url, DEFAULT_MODEL, "");
-    let src = include_str!("../src/bindings/exo.rs");
+    let src = include_str!("../src/bindings/exo/mod.rs");
     let mut examples = Vec::new();
     let mut cur: Option<String> = None;
     for line in src.lines() {

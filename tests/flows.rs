@@ -375,7 +375,7 @@ fn notify_send_is_journaled() {
     let events = std::sync::Arc::new(Events::default());
     host.set_journal(events.clone());
     let se = ralf_sh::engine::build(&host);
-    ralf_sh::secrets::register("journal-canary-9f8e7d");
+    ralf_sh::redact::register("journal-canary-9f8e7d");
     let r: rhai::Map = se
         .engine
         .eval(r#"notify::send(#{ title: "deploy", message: "key journal-canary-9f8e7d", priority: 5 })"#)

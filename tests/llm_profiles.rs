@@ -8,7 +8,7 @@ mod exo_harness;
 use exo_harness::{engine, stand_profile, stand_with};
 use ralf_sh::clients::exo::advisor::{self, DecideOptions};
 use ralf_sh::clients::exo::{Client, ExoOptions};
-use ralf_sh::engine::error::ErrorKind;
+use ralf_sh::error::ErrorKind;
 use ralf_sh::lab::llm::{LlmLabOptions, Reasoning, Rule};
 use ralf_sh::lab::LlmProfile;
 use serde_json::{json, Value};

@@ -14,7 +14,7 @@ mod exo_harness;
 
 use ralf_sh::clients::exo::advisor::{self, DecideOptions};
 use ralf_sh::clients::exo::{ChatRequest, Client, ExoOptions, Message};
-use ralf_sh::engine::error::ErrorKind;
+use ralf_sh::error::ErrorKind;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

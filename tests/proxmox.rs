@@ -3,7 +3,7 @@
 mod common;
 
 use ralf_sh::clients::proxmox::{Client, GuestRef, Options};
-use ralf_sh::engine::error::ErrorKind;
+use ralf_sh::error::ErrorKind;
 use ralf_sh::lab::proxmox::{spawn, Handle, SpawnOpts};
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 mod common;
 
 use ralf_sh::clients::proxmox::{Client, GuestRef, Options};
-use ralf_sh::engine::error::ErrorKind;
+use ralf_sh::error::ErrorKind;
 use ralf_sh::lab::proxmox::{spawn, Handle, PveVersion, SpawnOpts};
 use serde_json::Value;
 use std::time::Duration;

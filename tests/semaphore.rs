@@ -9,7 +9,7 @@ use ralf_sh::clients::semaphore::{
     Auth, Client, ClientOptions, RunRequest, Task, WaitEvent, WaitOptions,
 };
 use ralf_sh::config::IdOrName;
-use ralf_sh::engine::error::ErrorKind;
+use ralf_sh::error::ErrorKind;
 use ralf_sh::lab::semaphore::{spawn, Behaviour, Handle, LabOptions};
 use serde_json::{json, Value};
 use std::sync::Arc;

@@ -4,7 +4,7 @@ mod common;
 #[path = "common/sshd.rs"]
 mod sshd;
 
-use ralf_sh::engine::error::ErrorKind;
+use ralf_sh::error::ErrorKind;
 use sshd::{SshLab, TestEngine};
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! `args::argv()` gives the script's arguments anywhere, functions included.
 
 use crate::bindings::{host, AtCall};
-use crate::engine::error::{RResult, RalfError, RhaiResult};
+use crate::error::{RResult, RalfError, RhaiResult};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, NativeCallContext};
 
@@ -398,9 +398,9 @@ fn parse_impl(ctx: &NativeCallContext, argv: Array, spec: Map) -> RhaiResult<Map
             Err(exit_with(ctx, 0))
         }
         Err(Fail::Usage(msg)) => {
-            let line = crate::secrets::redact(&format!("error: {script}: {msg} (see --help)\n"));
+            let line = crate::redact::redact(&format!("error: {script}: {msg} (see --help)\n"));
             h.progress.suspend(|| eprint!("{line}"));
-            Err(exit_with(ctx, crate::engine::exit::USAGE))
+            Err(exit_with(ctx, crate::error::exit::USAGE))
         }
     }
 }
@@ -462,9 +462,9 @@ mod args_mod {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "SCRIPT".into());
-        let line = crate::secrets::redact(&format!("error: {script}: {msg} (see --help)\n"));
+        let line = crate::redact::redact(&format!("error: {script}: {msg} (see --help)\n"));
         h.progress.suspend(|| eprint!("{line}"));
-        Err(exit_with(&ctx, crate::engine::exit::USAGE))
+        Err(exit_with(&ctx, crate::error::exit::USAGE))
     }
 
     /// The script's arguments (the same as `ARGS`), readable anywhere: functions cannot see the

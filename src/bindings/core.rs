@@ -1,8 +1,8 @@
 //! Core globals: `env`, `secret`, `sleep`, `retry`, `parallel`, `confirm`, `json::`, `log::`, `time::`, `error::`.
 
 use crate::bindings::host;
-use crate::engine::error::{ErrorKind, RalfError, RhaiResult};
-use crate::engine::options::{self, Secs};
+use crate::error::{ErrorKind, RalfError, RhaiResult};
+use crate::script::decode::{self, Secs};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, FnPtr, Map, NativeCallContext};
 use serde::Deserialize;
@@ -43,13 +43,13 @@ pub struct ExitRequest(pub i32, pub Dynamic);
 fn sleep_any(ctx: &NativeCallContext, seconds: Dynamic) -> RhaiResult<()> {
     use crate::bindings::AtCall;
     let h = host(ctx)?;
-    let d = options::duration_arg(&seconds, "sleep").at(ctx)?;
-    crate::engine::bridge::sleep(&h, d).at(ctx)
+    let d = decode::duration_arg(&seconds, "sleep").at(ctx)?;
+    crate::script::bridge::sleep(&h, d).at(ctx)
 }
 
 fn retry_impl(ctx: &NativeCallContext, opts: &Map, f: &FnPtr) -> RhaiResult<Dynamic> {
     let h = host(ctx)?;
-    let o: RetryOpts = options::decode(opts, "retry")?;
+    let o: RetryOpts = decode::decode(opts, "retry")?;
     let attempts = o.attempts.unwrap_or(3);
     if attempts < 1 {
         return Err(RalfError::invalid(format!(
@@ -92,8 +92,8 @@ fn retry_impl(ctx: &NativeCallContext, opts: &Map, f: &FnPtr) -> RhaiResult<Dyna
         match f.call_within_context::<Dynamic>(ctx, ()) {
             Ok(v) => return Ok(v),
             Err(e) => {
-                let re = crate::engine::error::from_rhai(&e);
-                let ours = crate::engine::error::is_ralf_error(&e);
+                let re = crate::error::from_rhai(&e);
+                let ours = crate::error::is_ralf_error(&e);
                 let retryable = if re.kind == ErrorKind::Cancelled {
                     false
                 } else {
@@ -118,7 +118,7 @@ fn retry_impl(ctx: &NativeCallContext, opts: &Map, f: &FnPtr) -> RhaiResult<Dyna
                     re,
                     crate::text::human_duration(wait)
                 );
-                crate::engine::bridge::sleep(&h, wait)?;
+                crate::script::bridge::sleep(&h, wait)?;
                 delay = delay.mul_f64(backoff).min(max_delay);
                 attempt += 1;
             }
@@ -136,7 +136,7 @@ pub fn outcome(r: RhaiResult<Dynamic>) -> Map {
         }
         Err(e) => {
             m.insert("ok".into(), false.into());
-            m.insert("error".into(), crate::engine::error::caught_value(&e));
+            m.insert("error".into(), crate::error::caught_value(&e));
         }
     }
     m
@@ -150,7 +150,7 @@ pub fn spawn_workers<'scope, F: Fn() + Sync>(
     n: usize,
     what: &str,
     work: &'scope F,
-) -> crate::engine::error::RResult<usize> {
+) -> crate::error::RResult<usize> {
     let mut started = 0;
     for _ in 0..n {
         match std::thread::Builder::new()
@@ -705,7 +705,7 @@ mod time_mod {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn seconds(text: &str) -> RhaiResult<f64> {
-        options::parse_duration(text)
+        decode::parse_duration(text)
             .map(|d| d.as_secs_f64())
             .map_err(|e| RalfError::invalid(format!("time::seconds: {e}")).into())
     }
@@ -762,8 +762,8 @@ mod error_mod {
     /// ```
     pub fn text(e: Dynamic) -> String {
         match RalfError::from_dynamic(&e) {
-            Some(r) => crate::secrets::redact(&format!("[{}] {}", r.kind.as_str(), r.message)),
-            None => crate::secrets::redact(&e.to_string()),
+            Some(r) => crate::redact::redact(&format!("[{}] {}", r.kind.as_str(), r.message)),
+            None => crate::redact::redact(&e.to_string()),
         }
     }
 }

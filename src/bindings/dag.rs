@@ -7,7 +7,7 @@
 //! to input order. The scheduling core ([`Graph`], [`Ready`]) is plain Rust, tested on its own.
 
 use crate::bindings::host;
-use crate::engine::error::{RalfError, RhaiResult};
+use crate::error::{RalfError, RhaiResult};
 use parking_lot::{Condvar, Mutex};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, FnPtr, Map, NativeCallContext};

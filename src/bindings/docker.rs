@@ -3,10 +3,10 @@
 use crate::bindings::ssh::handle_from_dynamic;
 use crate::bindings::{host, AtCall};
 use crate::clients::docker::{Compose, Docker, UpOpts};
-use crate::engine::bridge::block_on;
-use crate::engine::error::{RResult, RalfError, RhaiResult};
-use crate::engine::options::{decode, Secs};
+use crate::error::{RResult, RalfError, RhaiResult};
 use crate::host::Host;
+use crate::script::bridge::block_on;
+use crate::script::decode::{decode, Secs};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 use serde::Deserialize;
@@ -93,7 +93,7 @@ fn on_impl(ctx: &NativeCallContext, target: &Dynamic, opts: &Map) -> RResult<Doc
 fn wait<T>(h: &Host, what: &str, fut: impl std::future::Future<Output = RResult<T>>) -> RResult<T> {
     let r = block_on(h, what, None, fut);
     if let Err(e) = &r {
-        if e.kind == crate::engine::error::ErrorKind::Cancelled {
+        if e.kind == crate::error::ErrorKind::Cancelled {
             let p = crate::bindings::ssh::pool(h);
             h.rt.block_on(p.finish_kills(std::time::Duration::from_secs(5)));
         }

@@ -7,10 +7,10 @@
 
 use crate::bindings::{host, AtCall};
 use crate::clients::gate::{Channels, Question, Seen, Sent};
-use crate::engine::bridge::block_on;
-use crate::engine::error::{RResult, RalfError, RhaiResult};
-use crate::engine::options::{decode, Secs};
+use crate::error::{RResult, RalfError, RhaiResult};
 use crate::host::Host;
+use crate::script::bridge::block_on;
+use crate::script::decode::{decode, Secs};
 use rhai::plugin::*;
 use rhai::{Dynamic, Engine, Map, NativeCallContext};
 use serde::{Deserialize, Serialize};
@@ -139,7 +139,7 @@ async fn read_once(ch: &Channels, p: &Pending) -> RResult<Vec<Seen>> {
 
 /// Answers given on the dashboard (rows the dashboard wrote into the state store).
 fn dashboard_answers(h: &Host, q: &Question) -> Vec<Seen> {
-    let Ok(rc) = crate::state::run_ctx(h) else {
+    let Ok(rc) = crate::session::run_ctx(h) else {
         return Vec::new();
     };
     match rc.store.gate_answers(&q.id) {
@@ -360,7 +360,7 @@ fn gate_body(h: &Host, question: &str, o: &GateOpts) -> RResult<Map> {
                 }
                 g
             }
-            Err(e) if e.kind == crate::engine::error::ErrorKind::Cancelled => return Err(e),
+            Err(e) if e.kind == crate::error::ErrorKind::Cancelled => return Err(e),
             Err(e) => {
                 tracing::warn!(target: "ralf::gate", "gate {}: reading the answers failed: {}", p.question.id, e.message);
                 h.check_cancelled()?;
@@ -505,7 +505,7 @@ fn gate_impl(ctx: &NativeCallContext, question: &str, opts: &Map) -> RhaiResult<
         m.insert("reason".into(), "dry run: nobody was asked".into());
         return Ok(m);
     }
-    let v = crate::bindings::catalog::run_step(ctx, &name, None, || {
+    let v = crate::bindings::run::run_step(ctx, &name, None, || {
         gate_body(&h, question, &o).map(Dynamic::from_map).at(ctx)
     })?;
     Ok(v.try_cast::<Map>().unwrap_or_default())

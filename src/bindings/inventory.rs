@@ -3,8 +3,8 @@
 
 use crate::bindings::AtCall;
 use crate::config::{Config, HostConfig};
-use crate::engine::error::{RResult, RalfError, RhaiResult};
-use crate::engine::options::decode;
+use crate::error::{RResult, RalfError, RhaiResult};
+use crate::script::decode::decode;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Map};
 use serde::Deserialize;

@@ -5,7 +5,7 @@
 //! call on it (see `engine::build`).
 
 use crate::bindings::{host, AtCall};
-use crate::engine::error::{RResult, RalfError, RhaiResult};
+use crate::error::{RResult, RalfError, RhaiResult};
 use rhai::plugin::*;
 use rhai::{Array, Blob, Dynamic, Engine, ImmutableString, NativeCallContext, INT};
 

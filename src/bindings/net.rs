@@ -2,8 +2,9 @@
 //! with `error`), never a throw; bad URLs and options throw `invalid`.
 
 use crate::bindings::{host, AtCall};
-use crate::engine::error::{RResult, RalfError, RhaiResult};
-use crate::engine::options::{decode, Secs};
+use crate::error::{RResult, RalfError, RhaiResult};
+use crate::script::decode::{decode, Secs};
+pub use crate::text::is_loopback_host;
 use rhai::plugin::*;
 use rhai::{Dynamic, Engine, Map, NativeCallContext};
 use serde::Deserialize;
@@ -228,20 +229,9 @@ fn describe_reqwest(e: &reqwest::Error, timeout: Duration) -> String {
     format!("{what}: {msg}")
 }
 
-/// Whether `host` (a name or an IP literal, brackets allowed) is a loopback address.
-pub fn is_loopback_host(host: &str) -> bool {
-    let h = host.trim_start_matches('[').trim_end_matches(']');
-    if h.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    h.parse::<std::net::IpAddr>()
-        .map(|ip| ip.is_loopback())
-        .unwrap_or(false)
-}
-
 fn refuse(what: &str, target: &str) -> RalfError {
     RalfError::new(
-        crate::engine::error::ErrorKind::Forbidden,
+        crate::error::ErrorKind::Forbidden,
         format!(
             "{what}: refusing to connect to {target}: only loopback targets are allowed here (net.only_loopback in the config)"
         ),
@@ -336,13 +326,13 @@ fn http_impl(ctx: &NativeCallContext, url: &str, opts: &Map) -> RhaiResult<Map> 
         tracing::warn!(
             target: "ralf::net",
             "net::http {}: TLS certificate verification is off (insecure: true)",
-            crate::secrets::redact(url)
+            crate::redact::redact(url)
         );
         cs.insecure
     } else {
         cs.verified
     };
-    let r = crate::engine::bridge::block_on(
+    let r = crate::script::bridge::block_on(
         &h,
         "net::http",
         Some(timeout + Duration::from_secs(5)),
@@ -357,12 +347,12 @@ fn http_impl(ctx: &NativeCallContext, url: &str, opts: &Map) -> RhaiResult<Map> 
             .map(|s| Dynamic::from_int(s as i64))
             .unwrap_or(Dynamic::UNIT),
     );
-    m.insert("body".into(), crate::secrets::redact(&r.body).into());
+    m.insert("body".into(), crate::redact::redact(&r.body).into());
     m.insert("duration".into(), Dynamic::from_float(r.duration));
     m.insert(
         "error".into(),
         r.error
-            .map(|e| Dynamic::from(crate::secrets::redact(&e)))
+            .map(|e| Dynamic::from(crate::redact::redact(&e)))
             .unwrap_or(Dynamic::UNIT),
     );
     Ok(m)
@@ -395,7 +385,7 @@ fn tcp_impl(ctx: &NativeCallContext, hostname: &str, port: i64, opts: &Map) -> R
     };
     let target = route_tcp(&h.cfg().net, hostname, target).at(ctx)?;
     let start = Instant::now();
-    let r = crate::engine::bridge::block_on(
+    let r = crate::script::bridge::block_on(
         &h,
         "net::tcp",
         Some(timeout + Duration::from_secs(5)),

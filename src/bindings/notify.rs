@@ -3,7 +3,7 @@
 
 use crate::bindings::{host, AtCall};
 use crate::clients::notify::{describe, Message, Notifier, Priority};
-use crate::engine::error::{RResult, RhaiResult};
+use crate::error::{RResult, RhaiResult};
 use crate::host::Host;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
@@ -47,7 +47,7 @@ fn notifier(h: &Host) -> RResult<Arc<Notifier>> {
 
 fn send_impl(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<Map> {
     let h = host(ctx)?;
-    let o: SendOpts = crate::engine::options::decode(opts, "notify::send").at(ctx)?;
+    let o: SendOpts = crate::script::decode::decode(opts, "notify::send").at(ctx)?;
     let priority = match o.priority {
         None => Priority::default(),
         Some(PriorityArg::Int(n)) => Priority::from_int(n).at(ctx)?,
@@ -80,7 +80,7 @@ fn send_impl(ctx: &NativeCallContext, opts: &Map) -> RhaiResult<Map> {
     let txn = format!("ralf-{}-{}", h.run_id, rand::random::<u32>());
     let n2 = n.clone();
     let msg2 = msg.clone();
-    let report = crate::engine::bridge::block_on(
+    let report = crate::script::bridge::block_on(
         &h,
         "notify::send",
         Some(crate::clients::notify::SEND_TIMEOUT * 2),

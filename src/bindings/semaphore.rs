@@ -8,10 +8,10 @@ use crate::clients::semaphore::{
     self as client, Auth, Client, ClientOptions, RunRequest, WaitEvent, WaitOptions,
 };
 use crate::config::IdOrName;
-use crate::engine::bridge::block_on;
-use crate::engine::error::{ErrorKind, RResult, RalfError, RhaiResult};
-use crate::engine::options::{decode, Secs};
+use crate::error::{ErrorKind, RResult, RalfError, RhaiResult};
 use crate::host::Host;
+use crate::script::bridge::block_on;
+use crate::script::decode::{decode, Secs};
 use parking_lot::Mutex;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
@@ -155,7 +155,7 @@ fn connect_impl(h: &Arc<Host>, o: ConnectOpts) -> RResult<Arc<Client>> {
                 RalfError::config("semaphore::connect: no url: set `semaphore.url` in the config or pass #{ url: ... }")
             })?;
             let auth = if let Some(t) = &o.token {
-                crate::secrets::register(t);
+                crate::redact::register(t);
                 Auth::Token(t.clone())
             } else if o.user.is_none() {
                 return Err(RalfError::config(
@@ -167,7 +167,7 @@ fn connect_impl(h: &Arc<Host>, o: ConnectOpts) -> RResult<Arc<Client>> {
                 let password = o.password.clone().ok_or_else(|| {
                     RalfError::invalid("semaphore::connect: `user` needs a `password` (e.g. password: secret(\"...\"))")
                 })?;
-                crate::secrets::register(&password);
+                crate::redact::register(&password);
                 Auth::Login { user, password }
             };
             ClientOptions {
@@ -618,7 +618,7 @@ fn ensure_impl(ctx: &NativeCallContext, sem: &Semaphore, spec: &Map) -> RResult<
             async move {
                 match c2.template(&IdOrName::Name(n2)).await {
                     Ok(t) => Ok(Some(t)),
-                    Err(e) if e.kind == crate::engine::error::ErrorKind::NotFound => Ok(None),
+                    Err(e) if e.kind == crate::error::ErrorKind::NotFound => Ok(None),
                     Err(e) => Err(e),
                 }
             },

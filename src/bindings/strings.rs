@@ -1,8 +1,8 @@
 //! Text for people: `print` of maps and arrays, `pretty`, `table`, and the small helpers scripts
 //! kept writing by hand (`join`, `trimmed`, `tail_lines`, `round_to`).
 
-use crate::engine::error::{RResult, RalfError};
-use crate::engine::pretty::{self, Column};
+use crate::error::{RResult, RalfError};
+use crate::script::pretty::{self, Column};
 use rhai::plugin::*;
 use rhai::{Array, Engine, Map, FLOAT, INT};
 

@@ -10,7 +10,7 @@ pub mod plan;
 pub use model::{Guest, Priority, SemaphoreSpec, Service, SmokeCheck, Snapshot};
 pub use plan::{Plan, PlanEntry, PlanOpts};
 
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use crate::text::did_you_mean;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

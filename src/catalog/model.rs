@@ -244,7 +244,7 @@ pub struct SmokeCheck {
     pub threshold: Option<String>,
     /// Per-check timeout in seconds (default 10).
     #[serde(default)]
-    pub timeout: Option<crate::engine::options::Secs>,
+    pub timeout: Option<crate::text::Secs>,
 }
 
 impl SmokeCheck {

@@ -1,7 +1,7 @@
 //! Deterministic planner: select services, pull in unmet dependencies, group into waves.
 
 use super::{Catalog, Priority};
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use crate::text::did_you_mean;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -5,8 +5,8 @@
 //! is known. Prints one table (what, result, how to fix); exit 0 when every row passes, else 1.
 
 use crate::config::{Config, NotifyChannel};
-use crate::engine::error::{ErrorKind, RalfError};
-use crate::engine::exit;
+use crate::error::exit;
+use crate::error::{ErrorKind, RalfError};
 use crate::host::Host;
 use std::path::Path;
 use std::sync::Arc;
@@ -45,7 +45,7 @@ const LIMIT: Duration = Duration::from_secs(15);
 
 pub fn run(host: &Arc<Host>) -> i32 {
     let rows = host.rt.block_on(check_all(host));
-    crate::out!("{}", crate::secrets::redact(&render(&rows)));
+    crate::out!("{}", crate::redact::redact(&render(&rows)));
     if rows.iter().all(|r| r.ok) {
         exit::OK
     } else {
@@ -80,8 +80,8 @@ pub async fn check_all(host: &Arc<Host>) -> Vec<Row> {
 /// The state store: a SQLite file (exists or will be made), or a PostgreSQL store reached,
 /// migrated and its run lease read.
 fn state_row(host: &Arc<Host>) -> Row {
-    let Some(o) = crate::state::pg_options(host) else {
-        let p = crate::state::state_path(host);
+    let Some(o) = crate::session::pg_options(host) else {
+        let p = crate::session::state_path(host);
         return Row::pass(
             "state",
             match p.exists() {
@@ -93,7 +93,7 @@ fn state_row(host: &Arc<Host>) -> Row {
     let st = o.and_then(|o| crate::state::Store::connect(&o));
     match st {
         Ok(st) => {
-            let lease = match crate::state::lock_holder(host, &st) {
+            let lease = match crate::session::lock_holder(host, &st) {
                 Some(h) => format!("run lease held by {h}"),
                 None => "run lease free".into(),
             };
@@ -368,7 +368,7 @@ async fn notify_row(i: usize, c: &NotifyChannel) -> Row {
     };
     match req.send().await {
         Err(e) => {
-            let msg = crate::secrets::redact(&format!("not reachable: {e}"));
+            let msg = crate::redact::redact(&format!("not reachable: {e}"));
             Row::fail(what, msg, "check the channel's URL, DNS and firewalls")
         }
         Ok(r) if proves_token && (r.status() == 401 || r.status() == 403 || r.status() == 404) => {
@@ -413,7 +413,7 @@ async fn host_row(host: &Arc<Host>, name: &str) -> Row {
         )
     };
     let r = async {
-        let h = crate::bindings::ssh::handle_for(host, name)?;
+        let h = crate::session::ssh::handle_for(host, name)?;
         let spec = crate::clients::ssh::RunSpec {
             timeout: Some(LIMIT),
             ..crate::clients::ssh::RunSpec::new("true")

@@ -1,9 +1,10 @@
 //! `ralf-sh history` and `ralf-sh resume`: the state store for people (the app layer; `state`
 //! stays below it).
 
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use crate::host::Host;
-use crate::state::{existing_store, lock_holder, store_location, RunRecord, StepRecord};
+use crate::session::{existing_store, lock_holder, store_location};
+use crate::state::{RunRecord, StepRecord};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -205,10 +206,10 @@ pub fn cli_history(
     json: bool,
 ) -> i32 {
     match history_impl(host, service, run, json) {
-        Ok(()) => crate::engine::exit::OK,
+        Ok(()) => crate::error::exit::OK,
         Err(e) => {
-            eprintln!("error: {}", crate::secrets::redact(&e.message));
-            crate::engine::exit::FAILED
+            eprintln!("error: {}", crate::redact::redact(&e.message));
+            crate::error::exit::FAILED
         }
     }
 }
@@ -218,7 +219,7 @@ pub fn cli_history(
 pub fn cli_resume(host: &Arc<Host>, run_id: &str, abandon: bool) -> i32 {
     let path = store_location(host);
     let fail = |msg: String, code: i32| {
-        eprintln!("error: {}", crate::secrets::redact(&msg));
+        eprintln!("error: {}", crate::redact::redact(&msg));
         code
     };
     let st = match existing_store(host) {
@@ -226,20 +227,20 @@ pub fn cli_resume(host: &Arc<Host>, run_id: &str, abandon: bool) -> i32 {
         Ok(None) => {
             return fail(
                 format!("no state store at {path}: nothing to resume"),
-                crate::engine::exit::FAILED,
+                crate::error::exit::FAILED,
             )
         }
-        Err(e) => return fail(e.message, crate::engine::exit::FAILED),
+        Err(e) => return fail(e.message, crate::error::exit::FAILED),
     };
     let run = match st.run(run_id) {
         Ok(Some(r)) => r,
         Ok(None) => {
             return fail(
                 format!("no run `{run_id}` in the state store at {path} (see `ralf-sh history`)"),
-                crate::engine::exit::FAILED,
+                crate::error::exit::FAILED,
             )
         }
-        Err(e) => return fail(e.message, crate::engine::exit::FAILED),
+        Err(e) => return fail(e.message, crate::error::exit::FAILED),
     };
     if abandon {
         if run.status == "running" {
@@ -248,24 +249,24 @@ pub fn cli_resume(host: &Arc<Host>, run_id: &str, abandon: bool) -> i32 {
                     "run {run_id} is still running (pid {} on {}); stop it first",
                     run.pid, run.host
                 ),
-                crate::engine::exit::LOCKED,
+                crate::error::exit::LOCKED,
             );
         }
-        return match st.end_run(run_id, "abandoned", crate::engine::exit::FAILED) {
+        return match st.end_run(run_id, "abandoned", crate::error::exit::FAILED) {
             Ok(()) => {
                 crate::outln!(
                     "run {run_id} abandoned: a new run of {} starts over instead of resuming it (Semaphore tasks it started are not stopped)",
                     run.script
                 );
-                crate::engine::exit::OK
+                crate::error::exit::OK
             }
-            Err(e) => fail(e.message, crate::engine::exit::FAILED),
+            Err(e) => fail(e.message, crate::error::exit::FAILED),
         };
     }
     match run.status.as_str() {
         "ok" => {
             crate::outln!("run {run_id} already completed successfully; nothing to resume");
-            return crate::engine::exit::OK;
+            return crate::error::exit::OK;
         }
         "running" => {
             return fail(
@@ -273,7 +274,7 @@ pub fn cli_resume(host: &Arc<Host>, run_id: &str, abandon: bool) -> i32 {
                     "run {run_id} is still running (pid {} on {})",
                     run.pid, run.host
                 ),
-                crate::engine::exit::LOCKED,
+                crate::error::exit::LOCKED,
             )
         }
         _ => {}
@@ -282,14 +283,14 @@ pub fn cli_resume(host: &Arc<Host>, run_id: &str, abandon: bool) -> i32 {
     tracing::info!(target: "ralf::state", "resuming run {run_id} ({} {})", run.script, run.args.join(" "));
     if run.script == "-e" {
         let expr = run.args.first().cloned().unwrap_or_default();
-        return crate::app::run_eval(&host2, &expr);
+        return crate::engine::run::run_eval(&host2, &expr);
     }
     let script = PathBuf::from(&run.script);
     if !script.exists() {
         return fail(
             format!("run {run_id}: script {} no longer exists", script.display()),
-            crate::engine::exit::FAILED,
+            crate::error::exit::FAILED,
         );
     }
-    crate::app::run_script(&host2, &script, run.args.clone())
+    crate::engine::run::run_script(&host2, &script, run.args.clone())
 }

@@ -1,9 +1,10 @@
 //! `ralf-sh state migrate --to postgres://...`: copy a SQLite store into PostgreSQL.
 
-use crate::engine::error::{RResult, RalfError};
-use crate::engine::exit;
+use crate::error::exit;
+use crate::error::{RResult, RalfError};
 use crate::host::Host;
-use crate::state::{lock, state_path, Store};
+use crate::session::state_path;
+use crate::state::{lock, Store};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ pub fn migrate(
     match migrate_impl(host, to, password_env, from) {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("error: {}", crate::secrets::redact(&e.message));
+            eprintln!("error: {}", crate::redact::redact(&e.message));
             exit::FAILED
         }
     }
@@ -70,7 +71,7 @@ fn migrate_impl(
         .collect();
     if !live.is_empty() {
         return Err(RalfError::new(
-            crate::engine::error::ErrorKind::Locked,
+            crate::error::ErrorKind::Locked,
             format!(
                 "runs still running in {}: {}; migrate when they have ended",
                 src_path.display(),
@@ -78,7 +79,7 @@ fn migrate_impl(
             ),
         ));
     }
-    let opts = crate::state::pg_options_for(&cfg)?;
+    let opts = crate::session::pg_options_for(&cfg)?;
     let dst = Store::connect(&opts)?;
     if !dst.is_empty()? {
         return Err(RalfError::invalid(format!(

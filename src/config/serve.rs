@@ -214,7 +214,7 @@ pub(crate) fn validate_trigger(
             "a schedule needs a cron expression (e.g. \"0 * * * *\")".into(),
         ));
     };
-    crate::serve::schedule::parse(expr).map_err(|e| ("cron", e))?;
+    crate::config::cron::parse(expr).map_err(|e| ("cron", e))?;
     if let Some(tz) = &t.timezone {
         tz.parse::<chrono_tz::Tz>().map_err(|_| {
             (

@@ -1,11 +1,11 @@
 //! The one engine builder used by every entry point (file, -e, REPL, check, docs, tests).
 
-pub mod bridge;
-pub mod error;
-pub mod options;
-pub mod pretty;
+pub mod meta;
 pub mod render;
 pub mod resolver;
+pub mod run;
+
+use crate::error::exit;
 
 use crate::host::Host;
 use resolver::{Resolver, SourceMap};
@@ -13,16 +13,6 @@ use rhai::{Dynamic, Engine, EvalAltResult, Scope, AST};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-
-/// Exit codes of the process.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const FAILED: i32 = 1;
-    pub const USAGE: i32 = 2;
-    pub const PARTIAL: i32 = 3;
-    pub const LOCKED: i32 = 75;
-    pub const CANCELLED: i32 = 130;
-}
 
 /// An engine with every binding registered, plus what error rendering needs.
 pub struct ScriptEngine {
@@ -57,7 +47,7 @@ pub fn build(host: &Arc<Host>) -> ScriptEngine {
     let progress = host.progress.clone();
     let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
     engine.on_print(move |s| {
-        let mut text = crate::secrets::redact(s);
+        let mut text = crate::redact::redact(s);
         if tty {
             // Printed text often carries remote text: no escape sequence reaches the terminal raw.
             text = crate::text::visible_controls(&text).into_owned();
@@ -156,12 +146,12 @@ impl ScriptEngine {
 
     /// A value as people read it ([`pretty::pretty`]): handles by their registered `to_string`.
     pub fn show(&self, v: &Dynamic) -> String {
-        pretty::pretty(v, &|x| self.handle_text(x))
+        crate::script::pretty::pretty(v, &|x| self.handle_text(x))
     }
 
     /// A value as JSON for `--output json`.
     pub fn show_json(&self, v: &Dynamic) -> String {
-        pretty::to_json(v, &|x| self.handle_text(x)).to_string()
+        crate::script::pretty::to_json(v, &|x| self.handle_text(x)).to_string()
     }
 
     /// A handle's registered `to_string` (its type name when it has none).
@@ -221,8 +211,8 @@ pub fn exit_code_for(err: &EvalAltResult) -> i32 {
         EvalAltResult::ErrorTerminated(_, _) => exit::CANCELLED,
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
         | EvalAltResult::ErrorInModule(_, inner, _) => exit_code_for(inner),
-        EvalAltResult::ErrorRuntime(v, _) => match error::RalfError::from_dynamic(v) {
-            Some(e) if e.kind == error::ErrorKind::Cancelled => exit::CANCELLED,
+        EvalAltResult::ErrorRuntime(v, _) => match crate::error::RalfError::from_dynamic(v) {
+            Some(e) if e.kind == crate::error::ErrorKind::Cancelled => exit::CANCELLED,
             // An error may name the process exit code it implies (e.g. 75 for a held run lock).
             Some(e) => e
                 .details

@@ -1,8 +1,8 @@
 //! Rendering of uncaught errors: `file:line:col`, the source line with a caret, the message and
 //! the call chain through functions and imported modules. Never a raw map or a Debug dump.
 
-use crate::engine::error::RalfError;
 use crate::engine::resolver::SourceMap;
+use crate::error::RalfError;
 use rhai::{Dynamic, EvalAltResult, ParseError, Position};
 
 /// A thrown value in an error message: a ralf-sh error as `[kind] message`, anything else as Rhai
@@ -67,14 +67,14 @@ pub fn render_runtime(
 ) -> String {
     let (inner, src, frames) = unwind(err, main_src, module_sources);
     let pos = inner.position();
-    let mut out = format!("error: {}\n", crate::secrets::redact(&message_of(inner)));
+    let mut out = format!("error: {}\n", crate::redact::redact(&message_of(inner)));
     out.push_str(&format!("  --> {}\n", loc(&src, pos)));
     snippet(&mut out, sources, &src, pos);
     // Call chain, innermost first.
     for f in frames.iter().rev() {
         out.push_str(&format!("  = {f}\n"));
     }
-    crate::secrets::redact(&out)
+    crate::redact::redact(&out)
 }
 
 /// An uncaught error as the fields of one JSON log line: `kind`, `file`, `line`, `column` and
@@ -94,7 +94,7 @@ pub fn error_fields(
         _ => "script".into(),
     };
     let chain: Vec<String> = frames.iter().rev().cloned().collect();
-    let msg = crate::secrets::redact(&message_of(inner));
+    let msg = crate::redact::redact(&message_of(inner));
     let fields = serde_json::json!({
         "kind": kind, "file": src, "line": pos.line(), "column": pos.position(), "chain": chain,
     });

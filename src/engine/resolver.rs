@@ -148,7 +148,7 @@ impl ModuleResolver for Resolver {
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
         let (name, text) = self.locate(source, path).map_err(|msg| {
             Box::new(EvalAltResult::ErrorRuntime(
-                crate::engine::error::RalfError::not_found(format!("import \"{path}\": {msg}"))
+                crate::error::RalfError::not_found(format!("import \"{path}\": {msg}"))
                     .to_dynamic(),
                 pos,
             ))

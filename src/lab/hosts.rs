@@ -22,7 +22,7 @@
 //! `transport: local` and `env: { RALF_HOST_ROOT: <root> }`, so every command runs here under
 //! `/bin/sh` in that host's directory tree, and the release flow behaves the same way.
 
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use serde_json::{json, Value};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -4,7 +4,7 @@
 //! Nothing is pulled or downloaded, no base image is needed, and no extra package either (the
 //! busybox-static package the lab used to need is not on a fresh machine).
 
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};

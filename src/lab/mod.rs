@@ -1,7 +1,6 @@
 //! Local stand-ins of the APIs that cannot run here (Semaphore, Proxmox, an OpenAI-compatible LLM),
 //! used by `ralf-sh lab` and by the tests. Each stand-in listens on loopback only.
 
-pub mod gates;
 pub mod hosts;
 pub mod image;
 pub mod llm;
@@ -12,7 +11,7 @@ pub mod proxmox;
 pub mod semaphore;
 pub mod smoke;
 
-use crate::engine::error::RResult;
+use crate::error::RResult;
 pub use profiles::{LabSetup, LlmProfile, PveVersion, SemaphoreVersion};
 use serde_json::{Map, Value};
 
@@ -41,7 +40,7 @@ impl Lab {
 
 /// Start every stand-in on 127.0.0.1 with ephemeral ports. Must be called within a tokio runtime.
 pub async fn start_all(setup: &LabSetup) -> RResult<Lab> {
-    crate::clients::ensure_crypto();
+    ensure_crypto();
     let mut lab = Lab {
         setup: setup.clone(),
         ..Lab::default()
@@ -196,7 +195,7 @@ pub async fn apply_scenario(lab: &Lab, name: &str) -> RResult<()> {
         let hint = crate::text::did_you_mean(name, SCENARIOS.iter().copied())
             .map(|s| format!("; did you mean `{s}`?"))
             .unwrap_or_else(|| format!("; known: {}", SCENARIOS.join(", ")));
-        return Err(crate::engine::error::RalfError::invalid(format!(
+        return Err(crate::error::RalfError::invalid(format!(
             "unknown scenario `{name}`{hint}"
         )));
     }
@@ -211,7 +210,7 @@ pub async fn apply_scenario(lab: &Lab, name: &str) -> RResult<()> {
     if let Some((host, broken)) = release {
         let info = lab.info.get("hosts").cloned().unwrap_or_default();
         let dir = hosts::app_dir(&info, host).ok_or_else(|| {
-            crate::engine::error::RalfError::unavailable(format!(
+            crate::error::RalfError::unavailable(format!(
                 "scenario `{name}` needs the lab hosts, which are not running ({})",
                 info.get("reason")
                     .and_then(|r| r.as_str())
@@ -231,7 +230,7 @@ pub async fn apply_scenario(lab: &Lab, name: &str) -> RResult<()> {
     if name == "secrets-drift" {
         let info = lab.info.get("hosts").cloned().unwrap_or_default();
         let dir = hosts::app_dir(&info, "rtx1080").ok_or_else(|| {
-            crate::engine::error::RalfError::unavailable(format!(
+            crate::error::RalfError::unavailable(format!(
                 "scenario `{name}` needs the lab hosts, which are not running"
             ))
         })?;
@@ -349,23 +348,22 @@ const PHASE1_FAILURE: &[&str] = &[
 
 /// POST a JSON body to a stand-in's control API (loopback only).
 pub async fn control(url: &str, body: Value) -> RResult<()> {
-    let u = reqwest::Url::parse(url).map_err(|e| {
-        crate::engine::error::RalfError::invalid(format!("lab: bad URL {url}: {e}"))
-    })?;
-    if !crate::bindings::net::is_loopback_host(u.host_str().unwrap_or_default()) {
-        return Err(crate::engine::error::RalfError::invalid(format!(
+    let u = reqwest::Url::parse(url)
+        .map_err(|e| crate::error::RalfError::invalid(format!("lab: bad URL {url}: {e}")))?;
+    if !crate::text::is_loopback_host(u.host_str().unwrap_or_default()) {
+        return Err(crate::error::RalfError::invalid(format!(
             "lab: control URL {url} is not loopback"
         )));
     }
-    crate::clients::ensure_crypto();
+    ensure_crypto();
     let r = reqwest::Client::new()
         .post(u)
         .json(&body)
         .send()
         .await
-        .map_err(|e| crate::engine::error::RalfError::unavailable(format!("lab: {url}: {e}")))?;
+        .map_err(|e| crate::error::RalfError::unavailable(format!("lab: {url}: {e}")))?;
     if !r.status().is_success() {
-        return Err(crate::engine::error::RalfError::unavailable(format!(
+        return Err(crate::error::RalfError::unavailable(format!(
             "lab: {url}: HTTP {}",
             r.status()
         )));
@@ -386,7 +384,7 @@ pub fn run_config(
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
-            .map_err(crate::engine::error::RalfError::from)?;
+            .map_err(crate::error::RalfError::from)?;
         if let Some(Value::Object(o)) = info.get_mut(name) {
             o.insert(
                 "url".into(),
@@ -404,7 +402,7 @@ pub fn run_config(
     env.extend(net_env);
     let catalog = lab.setup.catalog();
     if catalog.is_dir() {
-        let abs = std::fs::canonicalize(&catalog).map_err(crate::engine::error::RalfError::from)?;
+        let abs = std::fs::canonicalize(&catalog).map_err(crate::error::RalfError::from)?;
         yaml.push_str(&format!(
             "catalog:\n  path: {:?}\n",
             abs.display().to_string()
@@ -431,4 +429,13 @@ pub fn skip_suite(what: &str, missing: &str, enable: &str) -> bool {
     }
     eprintln!("\n**** SKIP: {what} did not run: {missing}; enable with: {enable} ****\n");
     true
+}
+
+/// The stand-ins' TLS (the Proxmox stand-in's HTTPS, the control client) uses ring, installed once
+/// as the process's provider; another provider installed first is used as it is.
+fn ensure_crypto() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }

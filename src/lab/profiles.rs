@@ -89,8 +89,8 @@ impl LabSetup {
     pub fn resolve_catalog(
         &mut self,
         work: &std::path::Path,
-    ) -> crate::engine::error::RResult<(CatalogOrigin, usize)> {
-        use crate::engine::error::RalfError;
+    ) -> crate::error::RResult<(CatalogOrigin, usize)> {
+        use crate::error::RalfError;
         let named = match (&self.catalog_dir, std::env::var_os("RALF_LAB_CATALOG")) {
             (Some(d), _) => Some((d.clone(), CatalogOrigin::Flag, "--catalog")),
             (None, Some(d)) if !d.is_empty() => {

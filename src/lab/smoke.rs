@@ -14,7 +14,7 @@
 //!   original URL contains one of these fail from now on (`[]` clears).
 //! - `GET /_lab/requests`: what arrived (`{kind, target}`), in order.
 
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};

@@ -7,19 +7,16 @@
 //! a delivery id seen in the last 72 h starts nothing.
 
 use super::hooks;
-use super::runner::{Launch, Runner};
+use super::runner::Launch;
+use super::Served;
 use crate::config::TriggerConfig;
-use crate::state::Store;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use parking_lot::Mutex;
+use axum::Json;
 use serde_json::json;
-use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,65 +28,7 @@ pub struct Hook {
     pub script: PathBuf,
 }
 
-pub struct Served {
-    pub dash: super::dash::Dash,
-    pub store: Arc<Store>,
-    pub runner: Arc<Runner>,
-    pub hooks: HashMap<String, Hook>,
-    /// Bearer token `/metrics` requires (listening beyond loopback).
-    pub token: Option<String>,
-    backoff: Mutex<HashMap<IpAddr, (u32, Instant)>>,
-    deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
-    /// One delivery at a time between the replay check and its record.
-    admit: tokio::sync::Mutex<()>,
-}
-
-impl Served {
-    pub fn new(
-        store: Arc<Store>,
-        runner: Arc<Runner>,
-        hooks: HashMap<String, Hook>,
-        token: Option<String>,
-        dash: super::dash::Dash,
-    ) -> Arc<Served> {
-        Arc::new(Served {
-            dash,
-            store,
-            runner,
-            hooks,
-            token,
-            backoff: Mutex::new(HashMap::new()),
-            deliveries: Mutex::new(BTreeMap::new()),
-            admit: tokio::sync::Mutex::new(()),
-        })
-    }
-
-    fn count(&self, trigger: &str, result: &'static str) {
-        *self
-            .deliveries
-            .lock()
-            .entry((trigger.to_string(), result))
-            .or_default() += 1;
-    }
-}
-
-pub fn router(s: Arc<Served>) -> Router {
-    let pages = super::dash::routes().layer(axum::middleware::from_fn_with_state(
-        s.clone(),
-        super::dash::require_login,
-    ));
-    Router::new()
-        .merge(pages)
-        .merge(super::dash::login_routes())
-        .route("/hooks/{name}", post(hook))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .layer(DefaultBodyLimit::max(hooks::MAX_BODY))
-        .layer(axum::middleware::map_response(security_headers))
-        .with_state(s)
-}
-
-async fn security_headers(mut r: Response) -> Response {
+pub(super) async fn security_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.insert(
         "x-content-type-options",
@@ -105,7 +44,7 @@ fn answer(code: StatusCode, body: serde_json::Value) -> Response {
     (code, Json(body)).into_response()
 }
 
-async fn hook(
+pub(super) async fn hook(
     State(s): State<Arc<Served>>,
     Path(name): Path<String>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -222,7 +161,7 @@ async fn hook(
         let st = s.store.clone();
         let seen = tokio::task::spawn_blocking(move || st.delivery(&id))
             .await
-            .unwrap_or_else(|e| Err(crate::engine::error::RalfError::internal(e.to_string())));
+            .unwrap_or_else(|e| Err(crate::error::RalfError::internal(e.to_string())));
         match seen {
             Ok(Some(run_id)) => {
                 s.count(&name, "duplicate");
@@ -258,7 +197,7 @@ async fn hook(
     )
 }
 
-async fn metrics(State(s): State<Arc<Served>>, headers: HeaderMap) -> Response {
+pub(super) async fn metrics(State(s): State<Arc<Served>>, headers: HeaderMap) -> Response {
     if let Some(tok) = &s.token {
         let given = headers
             .get(header::AUTHORIZATION)
@@ -281,7 +220,7 @@ async fn metrics(State(s): State<Arc<Served>>, headers: HeaderMap) -> Response {
         Ok(Err(e)) => {
             return (
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("state store: {}\n", crate::secrets::redact(&e.message)),
+                format!("state store: {}\n", crate::redact::redact(&e.message)),
             )
                 .into_response()
         }

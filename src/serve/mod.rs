@@ -14,24 +14,32 @@ pub mod dash;
 pub mod hooks;
 pub mod http;
 pub mod runner;
-pub mod schedule;
 
 use crate::config::TriggerConfig;
-use crate::engine::error::{RResult, RalfError};
-use crate::engine::exit;
+use crate::error::exit;
+use crate::error::{RResult, RalfError};
 use crate::host::Host;
 use crate::state::Store;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
 use chrono::{DateTime, Utc};
+use http::Hook;
+use parking_lot::Mutex;
+use runner::Runner;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 /// Run the triggers until SIGINT/SIGTERM.
 pub fn run(host: &Arc<Host>) -> i32 {
     match run_impl(host) {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("error: {}", crate::secrets::redact(&e.message));
+            eprintln!("error: {}", crate::redact::redact(&e.message));
             exit::FAILED
         }
     }
@@ -39,7 +47,7 @@ pub fn run(host: &Arc<Host>) -> i32 {
 
 struct Trigger {
     cfg: TriggerConfig,
-    schedule: schedule::Schedule,
+    schedule: crate::config::cron::Schedule,
     script: PathBuf,
 }
 
@@ -48,13 +56,13 @@ fn run_impl(host: &Arc<Host>) -> RResult<()> {
     if cfg.serve.triggers.is_empty() {
         tracing::info!(target: "ralf::serve", "no triggers in the config (serve.triggers): serving the dashboard and /metrics only");
     }
-    let store = crate::state::store(host)?;
+    let store = crate::session::store(host)?;
     let runner = runner::Runner::new(host.clone());
     let mut schedules = Vec::new();
     let mut hooks = std::collections::HashMap::new();
     let mut manual = Vec::new();
     for t in &cfg.serve.triggers {
-        let script = crate::state::relative_to_config(host, &t.script);
+        let script = crate::session::relative_to_config(host, &t.script);
         if !script.exists() {
             return Err(RalfError::config(format!(
                 "serve trigger {}: script {} does not exist",
@@ -75,7 +83,7 @@ fn run_impl(host: &Arc<Host>) -> RResult<()> {
             let file = t
                 .secret_file
                 .as_ref()
-                .map(|p| crate::state::relative_to_config(host, p));
+                .map(|p| crate::session::relative_to_config(host, p));
             let what = format!("serve trigger {} signing secret", t.name);
             let secret = crate::secrets::load_ref(t.secret_env.as_deref(), file.as_deref(), &what)?
                 .ok_or_else(|| RalfError::config(format!("{what}: not configured")))?;
@@ -89,7 +97,7 @@ fn run_impl(host: &Arc<Host>) -> RResult<()> {
             );
             continue;
         }
-        let cron = schedule::parse(t.cron.as_deref().unwrap_or_default())
+        let cron = crate::config::cron::parse(t.cron.as_deref().unwrap_or_default())
             .map_err(|e| RalfError::config(format!("serve trigger {}: {e}", t.name)))?;
         let tz = t
             .timezone
@@ -99,7 +107,7 @@ fn run_impl(host: &Arc<Host>) -> RResult<()> {
             .map_err(|e| RalfError::config(format!("serve trigger {}: {e}", t.name)))?;
         schedules.push(Trigger {
             cfg: t.clone(),
-            schedule: schedule::Schedule { cron, tz },
+            schedule: crate::config::cron::Schedule { cron, tz },
             script,
         });
     }
@@ -115,7 +123,7 @@ fn run_impl(host: &Arc<Host>) -> RResult<()> {
     let addr = listener
         .local_addr()
         .map_err(|e| RalfError::io(format!("serve: {e}")))?;
-    let app = http::router(http::Served::new(
+    let app = router(Served::new(
         store.clone(),
         runner.clone(),
         hooks,
@@ -158,8 +166,7 @@ fn catalog_deps(host: &Arc<Host>) -> std::collections::HashMap<String, Vec<Strin
     if host.cfg().catalog.is_none() {
         return Default::default();
     }
-    let loaded = crate::bindings::catalog::default_catalog_path(host)
-        .and_then(crate::catalog::Catalog::load);
+    let loaded = crate::session::default_catalog_path(host).and_then(crate::catalog::Catalog::load);
     match loaded {
         Ok(c) => c
             .services
@@ -205,10 +212,10 @@ fn schedule_loop(
             if let Some(missed) = t.schedule.latest_between(last, now) {
                 match t.cfg.catch_up.as_deref().unwrap_or("one") {
                     "none" => {
-                        tracing::info!(target: "ralf::serve", "trigger {name}: ticks missed since {} skipped (catch_up: none)", schedule::tick_key(last))
+                        tracing::info!(target: "ralf::serve", "trigger {name}: ticks missed since {} skipped (catch_up: none)", crate::config::cron::tick_key(last))
                     }
                     _ => {
-                        tracing::info!(target: "ralf::serve", "trigger {name}: catching up the latest missed tick {} (catch_up: one)", schedule::tick_key(missed));
+                        tracing::info!(target: "ralf::serve", "trigger {name}: catching up the latest missed tick {} (catch_up: one)", crate::config::cron::tick_key(missed));
                         fire(store, runner, t, missed, me);
                     }
                 }
@@ -233,7 +240,7 @@ fn schedule_loop(
 /// Claim the tick; the controller that claims it starts the run.
 fn fire(store: &Store, runner: &Arc<runner::Runner>, t: &Trigger, tick: DateTime<Utc>, me: &str) {
     let name = &t.cfg.name;
-    let key = schedule::tick_key(tick);
+    let key = crate::config::cron::tick_key(tick);
     let run_id = crate::host::new_run_id();
     match store.claim_tick(name, &key, &run_id, me) {
         Ok(true) => {
@@ -255,4 +262,64 @@ fn fire(store: &Store, runner: &Arc<runner::Runner>, t: &Trigger, tick: DateTime
             tracing::error!(target: "ralf::serve", "trigger {name}: cannot claim tick {key}: {e}")
         }
     }
+}
+
+pub struct Served {
+    pub dash: dash::Dash,
+    pub store: Arc<Store>,
+    pub runner: Arc<Runner>,
+    pub hooks: HashMap<String, Hook>,
+    /// Bearer token `/metrics` requires (listening beyond loopback).
+    pub token: Option<String>,
+    backoff: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// One delivery at a time between the replay check and its record.
+    admit: tokio::sync::Mutex<()>,
+}
+
+impl Served {
+    pub fn new(
+        store: Arc<Store>,
+        runner: Arc<Runner>,
+        hooks: HashMap<String, Hook>,
+        token: Option<String>,
+        dash: dash::Dash,
+    ) -> Arc<Served> {
+        Arc::new(Served {
+            dash,
+            store,
+            runner,
+            hooks,
+            token,
+            backoff: Mutex::new(HashMap::new()),
+            deliveries: Mutex::new(BTreeMap::new()),
+            admit: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    fn count(&self, trigger: &str, result: &'static str) {
+        *self
+            .deliveries
+            .lock()
+            .entry((trigger.to_string(), result))
+            .or_default() += 1;
+    }
+}
+
+/// The controller's HTTP surface: the dashboard pages (behind the login), the webhooks, metrics
+/// and the health check, with the body limit and the security headers on every answer.
+pub fn router(s: Arc<Served>) -> Router {
+    let pages = dash::routes().layer(axum::middleware::from_fn_with_state(
+        s.clone(),
+        dash::require_login,
+    ));
+    Router::new()
+        .merge(pages)
+        .merge(dash::login_routes())
+        .route("/hooks/{name}", post(http::hook))
+        .route("/metrics", get(http::metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(hooks::MAX_BODY))
+        .layer(axum::middleware::map_response(http::security_headers))
+        .with_state(s)
 }

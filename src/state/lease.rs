@@ -5,23 +5,10 @@
 
 use super::lock::Holder;
 use super::store::Store;
-use crate::engine::error::{ErrorKind, RResult, RalfError};
+use crate::error::{ErrorKind, RResult, RalfError};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
-
-pub(crate) trait Lease: Send + Sync {
-    /// How long the lease lasts without a renewal.
-    fn ttl(&self) -> Duration;
-    /// Take the lease for `me`: `Ok(previous)` (the holder of an expired lease taken over, if
-    /// any), or `Err((holder, until))` while another run holds it.
-    fn acquire(&self, me: &Holder) -> RResult<Result<Option<Holder>, (Holder, String)>>;
-    /// Extend the lease; false when `me` no longer holds it.
-    fn renew(&self, me: &Holder) -> RResult<bool>;
-    fn release(&self, me: &Holder) -> RResult<()>;
-    /// The holder of an unexpired lease.
-    fn current(&self) -> RResult<Option<Holder>>;
-}
 
 /// Take the run lease of a shared store, or fail with kind `locked` (exit code 75) naming the holder.
 pub fn acquire(store: &Store, me: &Holder) -> RResult<()> {
@@ -51,7 +38,7 @@ pub fn acquire(store: &Store, me: &Holder) -> RResult<()> {
                 store.location
             ),
         )
-        .with("exit_code", crate::engine::exit::LOCKED)
+        .with("exit_code", crate::error::exit::LOCKED)
         .with("pid", h.pid)
         .with("host", h.host)
         .with("run_id", h.run_id)

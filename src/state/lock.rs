@@ -5,7 +5,7 @@
 //! `kill -9`ed run is free; finding such a leftover holder record (dead pid on this host) is
 //! reported as a stale lock taken over, with a warning.
 
-use crate::engine::error::{ErrorKind, RResult, RalfError};
+use crate::error::{ErrorKind, RResult, RalfError};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -34,7 +34,7 @@ impl Holder {
             pid: std::process::id() as i64,
             host: hostname(),
             run_id: run_id.to_string(),
-            since: crate::state::store::now(),
+            since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             script: script.to_string(),
             machine: machine_id(),
         }
@@ -167,7 +167,7 @@ pub fn acquire(path: &Path, me: Holder) -> RResult<RunLock> {
                 path.display()
             ),
         )
-        .with("exit_code", crate::engine::exit::LOCKED)
+        .with("exit_code", crate::error::exit::LOCKED)
         .with("lock_file", path.display().to_string());
         if let Some(h) = holder {
             e = e

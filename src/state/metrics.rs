@@ -4,7 +4,7 @@
 //! atomic rename), so "no successful deploy in 26 h" can alert from the file alone.
 
 use super::store::Store;
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use std::fmt::Write;
 use std::path::Path;
 

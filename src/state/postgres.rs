@@ -9,10 +9,10 @@
 //! locks, no prepared statements kept across transactions), so PgBouncer in transaction pooling works.
 
 use super::lock::Holder;
-use super::store::{
+use super::model::{
     now, parse_json, Backend, Dump, EventRecord, RunRecord, ServiceRecord, StepRecord,
 };
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -784,7 +784,7 @@ impl Backend for Pg {
         })
     }
 
-    fn lease(&self) -> Option<&dyn crate::state::lease::Lease> {
+    fn lease(&self) -> Option<&dyn crate::state::model::Lease> {
         Some(self)
     }
 }

@@ -1,10 +1,10 @@
 //! The SQLite backend: one file, WAL mode, a busy timeout; liveness of a `running` run is its
 //! process on this machine.
 
-use super::store::{
+use super::model::{
     now, parse_json, Backend, Dump, EventRecord, RunRecord, ServiceRecord, StepRecord,
 };
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use parking_lot::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;

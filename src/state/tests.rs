@@ -1,7 +1,7 @@
 use super::lock::{acquire, Holder};
 use super::*;
 use super::{lease, postgres};
-use crate::engine::error::ErrorKind;
+use crate::error::ErrorKind;
 use std::sync::Arc;
 
 fn rec(id: &str) -> RunRecord {

@@ -2,7 +2,7 @@
 //! keys in a temp dir, plus a ralf config whose `hosts:` point at them, and an in-process engine.
 #![allow(dead_code)]
 
-use ralf_sh::engine::error::{from_rhai, RalfError};
+use ralf_sh::error::{from_rhai, RalfError};
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -4,10 +4,10 @@
 
 use crate::bindings::{host, AtCall};
 use crate::clients::proxmox::{self as pve, Client, GuestRef, Kind, Options, TaskStatus};
-use crate::engine::bridge::block_on;
-use crate::engine::error::{RResult, RalfError, RhaiResult};
-use crate::engine::options::{decode, Secs};
+use crate::error::{RResult, RalfError, RhaiResult};
 use crate::host::Host;
+use crate::script::bridge::block_on;
+use crate::script::decode::{decode, Secs};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 use serde::Deserialize;
@@ -160,14 +160,14 @@ fn connect_impl(h: &Arc<Host>, o: ConnectOpts) -> RResult<Pve> {
         opts.token_id = o.token_id;
     }
     if let Some(s) = o.token_secret {
-        crate::secrets::register(&s);
+        crate::redact::register(&s);
         opts.token_secret = Some(s);
     }
     if o.user.is_some() {
         opts.user = o.user;
     }
     if let Some(p) = o.password {
-        crate::secrets::register(&p);
+        crate::redact::register(&p);
         opts.password = Some(p);
     }
     if o.fingerprint.is_some() {

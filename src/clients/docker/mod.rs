@@ -8,7 +8,7 @@
 //! `--wait`, so containers are found with `ps -q` + `docker inspect` and readiness is polled.
 
 use crate::clients::ssh::{quote, Handle, Output, RunSpec};
-use crate::engine::error::{ErrorKind, RResult, RalfError};
+use crate::error::{ErrorKind, RResult, RalfError};
 use serde_json::{json, Map as JMap, Value};
 use std::time::{Duration, Instant};
 
@@ -622,7 +622,7 @@ impl Compose<'_> {
         for img in &images {
             let cmd = format!(
                 "docker image inspect --format '{{{{.Id}}}}' -- {}",
-                crate::clients::ssh::quote(img)
+                crate::text::quote(img)
             );
             let o = self.docker.call(cmd, None, CALL_TIMEOUT).await?;
             if !o.ok() {

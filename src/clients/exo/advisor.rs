@@ -6,7 +6,7 @@
 
 use super::parse::split_think;
 use super::{ChatRequest, Client, Message};
-use crate::engine::error::{ErrorKind, RResult, RalfError};
+use crate::error::{ErrorKind, RResult, RalfError};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -356,9 +356,9 @@ pub fn journal_record(
 ) -> Value {
     let messages: Vec<Value> = messages
         .iter()
-        .map(|m| json!({"role": m.role, "content": crate::secrets::redact(&m.content)}))
+        .map(|m| json!({"role": m.role, "content": crate::redact::redact(&m.content)}))
         .collect();
-    let answers: Vec<String> = answers.iter().map(|a| crate::secrets::redact(a)).collect();
+    let answers: Vec<String> = answers.iter().map(|a| crate::redact::redact(a)).collect();
     let mut v = json!({
         "op": op,
         "model": model,

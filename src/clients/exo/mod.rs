@@ -12,7 +12,7 @@
 //! - Retries: 408, 409, 429, 5xx and connection errors, exponential backoff, `Retry-After` honoured (≤ 120 s),
 //!   `x-should-retry` obeyed. Never other 4xx.
 //!
-//! Every message content goes through [`crate::secrets::redact`] before it leaves the machine.
+//! Every message content goes through [`crate::redact::redact`] before it leaves the machine.
 
 pub mod advisor;
 pub mod parse;
@@ -26,7 +26,7 @@ pub use parse::{error_message, model_ids};
 pub use probe::Health;
 use retry::Attempt;
 
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -513,7 +513,7 @@ impl Client {
         let messages: Vec<Value> = req
             .messages
             .iter()
-            .map(|m| json!({"role": m.role, "content": crate::secrets::redact(&m.content)}))
+            .map(|m| json!({"role": m.role, "content": crate::redact::redact(&m.content)}))
             .collect();
         let mut body = json!({
             "model": req.model.as_deref().unwrap_or(&self.opts.model),

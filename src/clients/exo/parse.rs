@@ -1,7 +1,7 @@
 //! Reading servers' answers: completions, stream chunks, model lists, error shapes.
 
 use super::ChatResponse;
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use serde_json::Value;
 
 pub(crate) fn parse_completion(v: &Value, url: &str) -> RResult<ChatResponse> {
@@ -208,13 +208,13 @@ pub(crate) fn excerpt(s: &str) -> String {
     if t.chars().count() > 200 {
         out.push('…');
     }
-    crate::secrets::redact(&out)
+    crate::redact::redact(&out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::error::ErrorKind;
+    use crate::error::ErrorKind;
     use serde_json::json;
     #[test]
     fn error_shapes() {

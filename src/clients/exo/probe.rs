@@ -171,7 +171,7 @@ impl Client {
                 h.ready = true;
                 h.ok = true;
             }
-            Err(why) => h.error = Some(crate::secrets::redact(&why)),
+            Err(why) => h.error = Some(crate::redact::redact(&why)),
         }
         h
     }

@@ -4,7 +4,7 @@ use super::{
     error_chain, error_message, excerpt, model_ids, parse_retry_after, remaining, ChatRequest,
     Client, MAX_RETRY_AFTER,
 };
-use crate::engine::error::{ErrorKind, RResult, RalfError};
+use crate::error::{ErrorKind, RResult, RalfError};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 

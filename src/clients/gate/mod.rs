@@ -14,7 +14,7 @@ pub mod telegram;
 
 use crate::clients::notify::Channel;
 use crate::config::NotifyChannel;
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -35,8 +35,8 @@ impl Question {
         Question {
             id: format!("{:08x}", rand::random::<u32>()),
             nonce: format!("{:016x}", rand::random::<u64>()),
-            text: crate::secrets::redact(text),
-            details: crate::secrets::redact(details),
+            text: crate::redact::redact(text),
+            details: crate::redact::redact(details),
         }
     }
 
@@ -154,7 +154,7 @@ impl Channels {
             };
             match r {
                 Ok(s) => sent.push(s),
-                Err(e) => failed.push((ch.describe(), crate::secrets::redact(&e.message))),
+                Err(e) => failed.push((ch.describe(), crate::redact::redact(&e.message))),
             }
         }
         (sent, failed)
@@ -232,7 +232,7 @@ impl Channels {
                 Sent::Dashboard {} => Ok(()),
             };
             if let Err(e) = r {
-                failed.push((ch.describe(), crate::secrets::redact(&e.message)));
+                failed.push((ch.describe(), crate::redact::redact(&e.message)));
             }
         }
         failed
@@ -242,13 +242,13 @@ impl Channels {
 /// A failed request, named without its URL (the Telegram URL carries the bot token).
 pub(crate) fn http_error(name: &str, e: reqwest::Error) -> RalfError {
     let kind = if e.is_timeout() {
-        crate::engine::error::ErrorKind::Timeout
+        crate::error::ErrorKind::Timeout
     } else {
-        crate::engine::error::ErrorKind::Unavailable
+        crate::error::ErrorKind::Unavailable
     };
     RalfError::new(
         kind,
-        crate::secrets::redact(&format!("{name}: {}", e.without_url())),
+        crate::redact::redact(&format!("{name}: {}", e.without_url())),
     )
 }
 
@@ -259,13 +259,13 @@ pub(crate) async fn json_of(name: &str, r: reqwest::Response) -> RResult<serde_j
     if !status.is_success() {
         let snippet: String = text.chars().take(200).collect();
         let kind = if status.as_u16() == 401 || status.as_u16() == 403 {
-            crate::engine::error::ErrorKind::Auth
+            crate::error::ErrorKind::Auth
         } else {
-            crate::engine::error::ErrorKind::Unavailable
+            crate::error::ErrorKind::Unavailable
         };
         return Err(RalfError::new(
             kind,
-            crate::secrets::redact(&format!("{name}: HTTP {status}: {snippet}")),
+            crate::redact::redact(&format!("{name}: HTTP {status}: {snippet}")),
         ));
     }
     serde_json::from_str(&text)

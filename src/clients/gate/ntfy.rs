@@ -7,7 +7,7 @@
 use super::{http_error, json_of, Channels, Question, Seen, Sent};
 use crate::clients::notify::Channel;
 use crate::config::NotifyChannel;
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use serde_json::{json, Value};
 
 fn parts(ch: &Channel) -> RResult<(String, String, String)> {

@@ -6,7 +6,7 @@
 use super::{http_error, json_of, Channels, Question, Seen, Sent};
 use crate::clients::notify::{Channel, TELEGRAM_API};
 use crate::config::NotifyChannel;
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use serde_json::{json, Value};
 
 fn base(ch: &Channel) -> (String, String) {
@@ -37,7 +37,7 @@ async fn call(c: &Channels, ch: &Channel, method: &str, body: Value) -> RResult<
         let d = v["description"]
             .as_str()
             .unwrap_or("answer without \"ok\": true");
-        return Err(RalfError::unavailable(crate::secrets::redact(&format!(
+        return Err(RalfError::unavailable(crate::redact::redact(&format!(
             "{name} {method}: {d}"
         ))));
     }

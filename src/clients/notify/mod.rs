@@ -11,8 +11,8 @@
 //! - Webhook: `POST <url>` with `{"title","message","priority","tags","source":"ralf-sh"}`, optional Bearer token.
 
 use crate::config::NotifyChannel;
-use crate::engine::error::{RResult, RalfError};
-use crate::secrets::redact;
+use crate::error::{RResult, RalfError};
+use crate::redact::redact;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -310,9 +310,9 @@ impl Notifier {
         };
         let resp = req.send().await.map_err(|e| {
             let kind = if e.is_timeout() {
-                crate::engine::error::ErrorKind::Timeout
+                crate::error::ErrorKind::Timeout
             } else {
-                crate::engine::error::ErrorKind::Unavailable
+                crate::error::ErrorKind::Unavailable
             };
             // without_url: the Telegram URL carries the bot token.
             RalfError::new(kind, redact(&format!("{name}: {}", e.without_url())))

@@ -3,7 +3,7 @@
 //! per-parameter `errors` of a 400, and the exit status of a failed task.
 
 use super::GuestRef;
-use crate::engine::error::{ErrorKind, RalfError};
+use crate::error::{ErrorKind, RalfError};
 use serde_json::Value;
 
 /// The task error of a snapshot on storage that cannot snapshot

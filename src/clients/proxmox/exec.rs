@@ -4,7 +4,7 @@
 //! (`proxmox.node_hosts: { pve: pve-root }`, resolved through `hosts:`), so no password prompt can hang a run.
 
 use crate::config::{Config, HostConfig};
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use std::time::{Duration, Instant};
 
 /// Result of one remote command.

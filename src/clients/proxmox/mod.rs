@@ -13,7 +13,7 @@ mod tasks;
 pub mod tls;
 
 use crate::config::ProxmoxConfig;
-use crate::engine::error::{ErrorKind, RResult, RalfError};
+use crate::error::{ErrorKind, RResult, RalfError};
 pub use errors::{flock_timeout_file, http_error, lock_name, NO_SNAPSHOT_FEATURE};
 use errors::{guest_error, task_error, task_hint};
 pub use names::{check_snapshot_name, Kind, Upid};
@@ -363,8 +363,8 @@ impl Client {
                 "proxmox: login answer lacks ticket or CSRFPreventionToken",
             ));
         }
-        crate::secrets::register(&ticket);
-        crate::secrets::register(&csrf);
+        crate::redact::register(&ticket);
+        crate::redact::register(&csrf);
         let t = Ticket {
             ticket,
             csrf,

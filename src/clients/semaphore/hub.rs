@@ -8,7 +8,6 @@
 //! every subscription ends (its waits fall back to polling) and the next wait connects again; a
 //! socket nobody listens to is closed after [`IDLE_CLOSE`].
 
-use super::wait::Ws;
 use super::Client;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -16,8 +15,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+/// The websocket's transport: plain TCP or TLS over it.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
 
 /// A shared socket with no subscriber for this long is closed.
 const IDLE_CLOSE: Duration = Duration::from_secs(10);

@@ -28,7 +28,7 @@ pub use run::StopOutcome;
 pub use wait::{WaitEvent, WaitOptions};
 
 use crate::config::{IdOrName, SemaphoreConfig};
-use crate::engine::error::{ErrorKind, RResult, RalfError};
+use crate::error::{ErrorKind, RResult, RalfError};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -545,7 +545,7 @@ impl Client {
                 )
             })?;
         if let Some(v) = cookie.split_once('=').map(|x| x.1) {
-            crate::secrets::register(v);
+            crate::redact::register(v);
         }
         *self.cookie.lock() = Some(cookie);
         Ok(())

@@ -6,18 +6,14 @@
 //! most every [`OUTPUT_EVERY`] (and once at the end), skipping the lines already seen by count.
 
 use super::{is_terminal, Client, Task};
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-/// The websocket's transport: plain TCP or TLS over it.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-pub(crate) type Ws = tokio_tungstenite::WebSocketStream<Box<dyn Io>>;
+use super::hub::{Io, Ws};
 
 /// While polling, the whole output is fetched at most this often.
 pub const OUTPUT_EVERY: Duration = Duration::from_secs(5);

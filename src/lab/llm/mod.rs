@@ -53,7 +53,7 @@ pub mod llamacpp;
 pub mod ollama;
 
 use super::LlmProfile;
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -772,7 +772,10 @@ mod tests {
 
     #[test]
     fn schema_instances() {
-        let schema = crate::clients::exo::advisor::decision_schema();
+        // The shape the advisor asks for (a decision enum and a reason).
+        let schema = json!({"type": "object", "required": ["decision", "reason"],
+            "properties": {"decision": {"type": "string", "enum": ["proceed", "wait", "skip"]},
+                           "reason": {"type": "string"}}});
         let d = json!({"decision": "wait", "reason": "r"});
         assert_eq!(instance_of(&schema, &d), d);
         let v = instance_of(&schema, &json!({"decision": "later"}));

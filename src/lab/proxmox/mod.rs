@@ -32,7 +32,7 @@
 //!   guest's config flock fail with "can't lock file '...' - got timeout"
 //! - `POST /_lab/tasks/duration`               `{"ms": 300}`: base duration of every task
 
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 pub use crate::lab::profiles::PveVersion;
 use axum::body::Bytes;
 use axum::extract::State as AxState;
@@ -210,7 +210,7 @@ pub async fn spawn(opts: SpawnOpts) -> RResult<Handle> {
     let cert_der = leaf.der().to_vec();
     let cert_pem = leaf.pem();
     let ca_pem = ca_cert.pem();
-    let fingerprint = crate::clients::proxmox::tls::fingerprint_of(&cert_der);
+    let fingerprint = sha256_fingerprint(&cert_der);
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let server_cfg = rustls::ServerConfig::builder_with_provider(provider)
@@ -241,8 +241,8 @@ pub async fn spawn(opts: SpawnOpts) -> RResult<Handle> {
     }));
     let password = format!("lab-{}", rand_hex(20));
     let token_secret = uuid();
-    crate::secrets::register(&password);
-    crate::secrets::register(&token_secret);
+    crate::redact::register(&password);
+    crate::redact::register(&token_secret);
     let app = Arc::new(App {
         state: state.clone(),
         user: "root@pam".into(),
@@ -455,4 +455,13 @@ pub(super) async fn login(app: &App, params: &[(String, String)]) -> Response {
         json!({"data": {"username": user, "ticket": ticket, "CSRFPreventionToken": csrf,
             "cap": {"vms": {"VM.PowerMgmt": 1, "VM.Snapshot": 1, "VM.Audit": 1}}}}),
     )
+}
+
+/// The certificate's SHA-256 fingerprint as PVE shows it (`pvenode cert info`): upper-case hex
+/// pairs joined by colons.
+fn sha256_fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(der);
+    let pairs: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
+    pairs.join(":")
 }

@@ -3,7 +3,7 @@
 use super::*;
 
 pub(super) fn find_task<'a>(st: &'a LabState, upid: &str) -> Result<&'a Task, ApiErr> {
-    if crate::clients::proxmox::Upid::parse(upid).is_err() {
+    if !upid_is_valid(upid) {
         return Err(param_err("upid", "unable to parse worker upid"));
     }
     st.tasks
@@ -39,21 +39,16 @@ pub(super) fn new_task(
         Some(t) => t.clone(),
         None => user.to_string(),
     };
-    let u = crate::clients::proxmox::Upid {
-        node: node.to_string(),
-        pid: st.next_pid,
-        pstart: 0x0123_0000 + st.next_pid as u64,
-        starttime,
-        kind: kind.to_string(),
-        id: vmid.to_string(),
-        user: full_user,
-    };
-    let upid = u.format();
+    let pid = st.next_pid;
+    let pstart = 0x0123_0000 + st.next_pid as u64;
+    // PVE's worker id (pve-common PVE::Tools::upid_encode): node, pid, pstart and start time in hex.
+    let upid =
+        format!("UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{kind}:{vmid}:{full_user}:");
     st.tasks.push(Task {
         upid: upid.clone(),
         node: node.to_string(),
-        pid: u.pid,
-        pstart: u.pstart,
+        pid,
+        pstart,
         starttime,
         kind: kind.to_string(),
         id: vmid.to_string(),
@@ -157,4 +152,32 @@ where
         finish_task(&mut st, &upid2, lines, result);
     });
     Ok(upid)
+}
+
+/// Whether `upid` has the shape pve-common's `upid_decode` accepts:
+/// `UPID:node:PID(8 hex):PSTART(8-9 hex):STARTTIME(8 hex):type:id:user:`.
+fn upid_is_valid(upid: &str) -> bool {
+    let Some(rest) = upid.strip_prefix("UPID:").and_then(|r| r.strip_suffix(':')) else {
+        return false;
+    };
+    let f: Vec<&str> = rest.split(':').collect();
+    let hex = |s: &str, lens: &[usize]| {
+        lens.contains(&s.len()) && s.chars().all(|c| c.is_ascii_hexdigit())
+    };
+    let node_ok = !f.is_empty()
+        && !f[0].is_empty()
+        && f[0].chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !f[0].starts_with('-')
+        && !f[0].ends_with('-');
+    let word = |s: &str| !s.chars().any(char::is_whitespace);
+    f.len() == 7
+        && node_ok
+        && hex(f[1], &[8])
+        && hex(f[2], &[8, 9])
+        && hex(f[3], &[8])
+        && !f[4].is_empty()
+        && word(f[4])
+        && word(f[5])
+        && !f[6].is_empty()
+        && word(f[6])
 }

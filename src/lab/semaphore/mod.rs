@@ -15,7 +15,7 @@
 // Handlers return early with a ready `Response` as the error value; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use axum::body::{Body, Bytes};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{MatchedPath, Path, Request, State};
@@ -429,8 +429,8 @@ pub async fn start(lab: &mut super::Lab) -> RResult<()> {
         ..Default::default()
     })
     .await?;
-    crate::secrets::register(&h.password);
-    crate::secrets::register(&h.token);
+    crate::redact::register(&h.password);
+    crate::redact::register(&h.token);
     lab.info.insert("semaphore".into(), h.info());
     lab.guards.push(Box::new(h));
     Ok(())

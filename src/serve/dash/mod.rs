@@ -10,7 +10,7 @@
 
 pub mod graph;
 
-use super::http::Served;
+use super::Served;
 use crate::state::{RunRecord, Store};
 use axum::extract::{Form, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -152,14 +152,14 @@ fn render(s: &Served, name: &str, ctx: minijinja::Value) -> Response {
 
 async fn blocking<T: Send + 'static>(
     s: &Arc<Served>,
-    f: impl FnOnce(&Store) -> crate::engine::error::RResult<T> + Send + 'static,
+    f: impl FnOnce(&Store) -> crate::error::RResult<T> + Send + 'static,
 ) -> Result<T, Response> {
     let st = s.store.clone();
     match tokio::task::spawn_blocking(move || f(&st)).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err((
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("state store: {}\n", crate::secrets::redact(&e.message)),
+            format!("state store: {}\n", crate::redact::redact(&e.message)),
         )
             .into_response()),
         Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response()),
@@ -240,7 +240,7 @@ async fn start_manual(
 
 /// Gates waiting for an answer that the dashboard may give (their step detail lists it among the
 /// places asked). The nonce stays on the server.
-fn pending_gates(st: &Store) -> crate::engine::error::RResult<Vec<serde_json::Value>> {
+fn pending_gates(st: &Store) -> crate::error::RResult<Vec<serde_json::Value>> {
     Ok(st
         .running_steps_with("gate")?
         .into_iter()

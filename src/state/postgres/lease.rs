@@ -1,7 +1,7 @@
 //! The run lease of a PostgreSQL store (see [`crate::state::lease`]).
 
 use super::*;
-use crate::state::lease::Lease;
+use crate::state::model::Lease;
 
 /// The run lease: one row, taken in a transaction that locks it (`FOR UPDATE`), so two controllers
 /// asking at once serialise on the row and exactly one gets it.

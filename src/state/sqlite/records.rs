@@ -2,7 +2,7 @@
 //! webhook deliveries, dashboard gate answers) and the figures `/metrics` reads.
 
 use super::*;
-use crate::state::store::{GateAnswer, ServeRecords};
+use crate::state::model::{GateAnswer, ServeRecords};
 
 impl ServeRecords for Sqlite {
     fn claim_tick(&self, trigger: &str, tick: &str, run_id: &str, by: &str) -> RResult<bool> {

@@ -15,7 +15,9 @@
 //! Control API: `GET /_lab/notifications` lists `{kind, path, auth, body}` (auth is "bearer" or "none",
 //! never the token); `DELETE /_lab/notifications` clears the list.
 
-use crate::engine::error::{RResult, RalfError};
+mod gates;
+
+use crate::error::{RResult, RalfError};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -33,7 +35,7 @@ pub(super) struct Inner {
     matrix_txns: HashMap<String, String>,
     pub(super) next_id: u64,
     /// Gates: what phones and chat clients have answered (see `super::gates`).
-    pub(super) gates: super::gates::GateState,
+    pub(super) gates: gates::GateState,
 }
 
 #[derive(Clone)]
@@ -96,7 +98,7 @@ pub async fn spawn() -> RResult<NotifySink> {
         .route("/webhook/{*rest}", post(webhook))
         .route("/status/{code}", any(status))
         .route("/_lab/notifications", get(list).delete(clear_records));
-    let app = super::gates::routes(app).with_state(state.clone());
+    let app = gates::routes(app).with_state(state.clone());
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -317,7 +319,7 @@ async fn telegram_send(State(st): State<AppState>, Path(bot): Path<String>, b: B
             .into_response();
     }
     let id = record(&st, "telegram", "/sendMessage".into(), "token", v.clone());
-    super::gates::after_send(&st, &v, id);
+    gates::after_send(&st, &v, id);
     Json(json!({"ok": true, "result": {"message_id": id, "chat": {"id": v["chat_id"]}, "text": v["text"],
         "date": chrono::Utc::now().timestamp(), "reply_markup": v.get("reply_markup")}}))
         .into_response()

@@ -5,8 +5,8 @@
 //! Unknown keys and wrong types are errors with `file:line:col` and a did-you-mean.
 //! Secrets never live here: sections name environment variables (`*_env`) or files (`*_file`).
 
-use crate::engine::error::{RResult, RalfError};
-use crate::engine::options::Secs;
+use crate::error::{RResult, RalfError};
+use crate::text::Secs;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +59,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
 }
 
+pub mod cron;
 mod serve;
 pub use serve::*;
 
@@ -544,14 +545,14 @@ pub fn yaml_error(
 
 /// `semaphore: unknown field `urll`, expected one of ...` -> `unknown key `urll` in semaphore; did you mean `url`?`
 pub fn rewrite_unknown_key(body: &str) -> String {
-    match crate::engine::options::parse_unknown_field(body) {
+    match crate::text::parse_unknown_field(body) {
         Some((prefix, field, expected)) => {
             let where_ = if prefix.is_empty() {
                 String::new()
             } else {
                 format!("in `{prefix}`")
             };
-            crate::engine::options::unknown_name_message("key", field, &where_, &expected)
+            crate::text::unknown_name_message("key", field, &where_, &expected)
         }
         None => body.to_string(),
     }
@@ -701,7 +702,7 @@ pub fn render_effective(loaded: &LoadedConfig) -> String {
         None => out.push_str("# config: none found (defaults)\n"),
     }
     out.push_str(&crate::yaml::to_string(&loaded.config).unwrap_or_default());
-    crate::secrets::redact(&out)
+    crate::redact::redact(&out)
 }
 
 #[cfg(test)]
@@ -739,7 +740,7 @@ mod tests {
             Path::new("ralf.yaml"),
         )
         .unwrap_err();
-        assert_eq!(e.kind, crate::engine::error::ErrorKind::Config);
+        assert_eq!(e.kind, crate::error::ErrorKind::Config);
         assert!(
             e.message.starts_with("ralf.yaml:4: proxmox.insecure"),
             "{}",

@@ -9,6 +9,16 @@ use rhai::{Dynamic, EvalAltResult, Map, Position};
 use serde::Serialize;
 use std::fmt;
 
+/// Exit codes of the process.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const PARTIAL: i32 = 3;
+    pub const LOCKED: i32 = 75;
+    pub const CANCELLED: i32 = 130;
+}
+
 /// What went wrong, coarse enough for a script to branch on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -173,7 +183,7 @@ impl RalfError {
         m.insert("kind".into(), self.kind.as_str().into());
         m.insert(
             "message".into(),
-            crate::secrets::redact(&self.message).into(),
+            crate::redact::redact(&self.message).into(),
         );
         let details = rhai::serde::to_dynamic(serde_json::Value::Object(self.details.clone()))
             .unwrap_or(Dynamic::UNIT);
@@ -214,12 +224,7 @@ impl RalfError {
 
 impl fmt::Display for RalfError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: {}",
-            self.kind,
-            crate::secrets::redact(&self.message)
-        )
+        write!(f, "{}: {}", self.kind, crate::redact::redact(&self.message))
     }
 }
 

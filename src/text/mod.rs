@@ -1,5 +1,13 @@
 //! Ground-floor text helpers every layer may use.
 
+mod duration;
+mod names;
+mod quote;
+
+pub use duration::{parse_duration, Secs};
+pub use names::{parse_unknown_field, rewrite_serde_message, unknown_name_message};
+pub use quote::{join_argv, quote};
+
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -101,6 +109,17 @@ pub fn did_you_mean<'a>(
         }
     }
     best.map(|(c, _)| c)
+}
+
+/// Whether `host` (a name or an IP literal, brackets allowed) is a loopback address.
+pub fn is_loopback_host(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    if h.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    h.parse::<std::net::IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! them) and flag calls of functions that are neither registered nor defined, with did-you-mean.
 //! No side effects. Exit 0 clean, 2 otherwise.
 
-use crate::engine::{self, exit, ScriptEngine};
+use crate::engine::{self, ScriptEngine};
+use crate::error::exit;
 use crate::host::Host;
 use rhai::{ASTNode, Expr, Stmt, AST};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -12,7 +13,7 @@ use std::sync::Arc;
 pub fn run(host: &Arc<Host>, scripts: &[PathBuf]) -> i32 {
     let host = host.clone();
     let scripts = scripts.to_vec();
-    crate::app::on_script_thread(move || {
+    crate::engine::run::on_script_thread(move || {
         let se = engine::build(&host);
         let mut problems = 0;
         for s in &scripts {
@@ -49,13 +50,13 @@ struct Known {
 
 fn known(se: &ScriptEngine) -> Known {
     let mut k = Known {
-        global: crate::meta::BUILTIN_FUNCTIONS
+        global: crate::engine::meta::BUILTIN_FUNCTIONS
             .iter()
             .map(|s| s.to_string())
             .collect(),
         namespaced: HashMap::new(),
     };
-    for f in crate::meta::functions(&se.engine, true) {
+    for f in crate::engine::meta::functions(&se.engine, true) {
         if f.namespace.is_empty() || f.global {
             k.global.insert(f.name.clone());
         }

@@ -3,7 +3,7 @@
 //! Scripts run on a blocking thread; [`block_on`] runs a future on the host's tokio runtime and
 //! races it against the run's cancel token and the call's deadline.
 
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use crate::host::Host;
 use std::future::Future;
 use std::time::Duration;
@@ -80,10 +80,7 @@ mod tests {
         let start = std::time::Instant::now();
         let r = sleep(&host, Duration::from_secs(20));
         t.join().unwrap();
-        assert_eq!(
-            r.unwrap_err().kind,
-            crate::engine::error::ErrorKind::Cancelled
-        );
+        assert_eq!(r.unwrap_err().kind, crate::error::ErrorKind::Cancelled);
         assert!(start.elapsed() < Duration::from_secs(10));
     }
 
@@ -105,7 +102,7 @@ mod tests {
             },
         );
         let e = r.unwrap_err();
-        assert_eq!(e.kind, crate::engine::error::ErrorKind::Timeout);
+        assert_eq!(e.kind, crate::error::ErrorKind::Timeout);
         assert_eq!(e.message, "waiting for godot did not finish within 50ms");
     }
 }

@@ -16,7 +16,7 @@
 //! - `POST /_lab/gates/auto {"answer": "approve"|"deny"|"none", "user": NAME}`: every later Telegram
 //!   question is answered so (scenarios `gate-approve`, `gate-deny`).
 
-use super::notify::{matrix_auth, record, telegram_auth, AppState};
+use super::{matrix_auth, record, telegram_auth, AppState};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};

@@ -3,13 +3,13 @@
 //! catalog's allow-list, see `ralf/heal`). Both send only the log's tail, scrubbed of secrets, and
 //! are journaled like every exchange.
 
-use crate::bindings::exo::{run_chat, Exo, DEFAULT_FIX_TOKENS, DEFAULT_LOG_BUDGET};
+use super::{run_chat, Exo, DEFAULT_FIX_TOKENS, DEFAULT_LOG_BUDGET};
 use crate::bindings::{host, AtCall};
 use crate::clients::exo::advisor;
 use crate::clients::exo::proposal::{self, Proposal};
 use crate::clients::exo::ChatRequest;
-use crate::engine::error::{RResult, RalfError, RhaiResult};
-use crate::engine::options::decode;
+use crate::error::{RResult, RalfError, RhaiResult};
+use crate::script::decode::decode;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 use serde::Deserialize;
@@ -74,7 +74,7 @@ fn fix_impl(
         ..Default::default()
     };
     let r = run_chat(&h, ai, "suggest_fix", req, false).at(ctx)?;
-    Ok(crate::secrets::redact(&r.text))
+    Ok(crate::redact::redact(&r.text))
 }
 
 /// What a proposal may be about: `allow` as the catalog's `self_heal` gives it, and the service's
@@ -100,10 +100,10 @@ fn proposal_map(p: &Proposal, source: &str) -> Map {
     m.insert("action".into(), p.action.clone().into());
     let mut env = Map::new();
     for (k, v) in &p.env {
-        env.insert(k.as_str().into(), crate::secrets::redact(v).into());
+        env.insert(k.as_str().into(), crate::redact::redact(v).into());
     }
     m.insert("env".into(), env.into());
-    m.insert("reason".into(), crate::secrets::redact(&p.reason).into());
+    m.insert("reason".into(), crate::redact::redact(&p.reason).into());
     m.insert("source".into(), source.into());
     m
 }

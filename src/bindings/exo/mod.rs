@@ -7,13 +7,15 @@
 //! Every prompt is scrubbed of registered secrets before it leaves the machine, and every exchange is
 //! recorded in the run journal (kind `llm`).
 
+pub mod fix;
+
 use crate::bindings::{host, AtCall};
 use crate::clients::exo::advisor::{self, DecideOptions, Decision};
 use crate::clients::exo::{ChatRequest, ChatResponse, Client, ExoOptions, Message};
-use crate::engine::bridge::block_on;
-use crate::engine::error::{RResult, RalfError, RhaiResult};
-use crate::engine::options::{decode, decode_dynamic, Secs};
+use crate::error::{RResult, RalfError, RhaiResult};
 use crate::host::Host;
+use crate::script::bridge::block_on;
+use crate::script::decode::{decode, decode_dynamic, Secs};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 use serde::Deserialize;
@@ -26,7 +28,6 @@ pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Exo>("Exo");
     engine.register_static_module("exo", exported_module!(exo_mod).into());
     engine.register_global_module(exported_module!(exo_methods).into());
-    crate::bindings::exo_fix::register(engine);
 }
 
 /// Default token budget of `suggest_fix` and `propose_fix`: five short lines need about 150 tokens; the rest is room
@@ -205,10 +206,10 @@ fn connect_impl(h: &Host, o: ConnectOpts) -> RResult<Exo> {
 fn decision_map(d: &Decision) -> Map {
     let mut m = Map::new();
     m.insert("decision".into(), d.decision.clone().into());
-    m.insert("reason".into(), crate::secrets::redact(&d.reason).into());
+    m.insert("reason".into(), crate::redact::redact(&d.reason).into());
     m.insert("source".into(), d.source.clone().into());
     if let Some(e) = &d.error {
-        m.insert("error".into(), crate::secrets::redact(e).into());
+        m.insert("error".into(), crate::redact::redact(e).into());
     }
     m
 }
@@ -285,7 +286,7 @@ fn ask_impl(ctx: &NativeCallContext, ai: &Exo, prompt: &str, opts: &Map) -> Rhai
         ..Default::default()
     };
     let r = run_chat(&h, ai, "ask", req, o.stream.unwrap_or(false)).at(ctx)?;
-    Ok(crate::secrets::redact(&r.text))
+    Ok(crate::redact::redact(&r.text))
 }
 
 fn chat_impl(ctx: &NativeCallContext, ai: &Exo, messages: Array, opts: &Map) -> RhaiResult<String> {
@@ -320,7 +321,7 @@ fn chat_impl(ctx: &NativeCallContext, ai: &Exo, messages: Array, opts: &Map) -> 
         ..Default::default()
     };
     let r = run_chat(&h, ai, "chat", req, o.stream.unwrap_or(false)).at(ctx)?;
-    Ok(crate::secrets::redact(&r.text))
+    Ok(crate::redact::redact(&r.text))
 }
 
 fn decide_impl(

@@ -1,12 +1,15 @@
 //! `ssh::` bindings: multiplexed SSH sessions to hosts from the config (or `user@host:port`), and
 //! the same handle shape for the control machine (`ssh::local()`).
 
+pub mod secret_sync;
+
 use crate::bindings::{host, AtCall};
-use crate::clients::ssh::{self as client, Handle, Output, Pool, RunSpec, Settings};
-use crate::engine::bridge::block_on;
-use crate::engine::error::{RResult, RalfError, RhaiResult};
-use crate::engine::options::{decode, Secs};
+use crate::clients::ssh::{self as client, Handle, Output, RunSpec};
+use crate::error::{RResult, RalfError, RhaiResult};
 use crate::host::Host;
+use crate::script::bridge::block_on;
+use crate::script::decode::{decode, Secs};
+pub use crate::session::ssh::{handle_for, pool};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 use serde::Deserialize;
@@ -32,29 +35,6 @@ pub fn register(engine: &mut Engine) {
     m.combine_flatten(exported_module!(crate::bindings::inventory::inventory_mod));
     engine.register_static_module("ssh", m.into());
     engine.register_global_module(exported_module!(ssh_methods).into());
-}
-
-/// The run's connection pool (one master per host).
-pub fn pool(h: &Host) -> Arc<Pool> {
-    h.extension(|| Pool::new(Settings::from_config(&h.cfg().ssh)))
-}
-
-/// Resolve an alias / literal to a handle (no connection yet).
-pub fn handle_for(h: &Host, name: &str) -> RResult<Handle> {
-    if name == "local" && !h.cfg().hosts.contains_key("local") {
-        return Ok(Handle::local(pool(h).settings.max_output));
-    }
-    if let Some(c) = h.cfg().hosts.get(name) {
-        if c.transport.as_deref() == Some("local") {
-            return Ok(Handle::local_alias(
-                name,
-                c.env.clone(),
-                pool(h).settings.max_output,
-            ));
-        }
-    }
-    let t = client::resolve(name, &h.cfg().hosts)?;
-    Ok(Handle::remote(t, pool(h)))
 }
 
 /// A host given as an `SshHost` or as a name.
@@ -196,7 +176,7 @@ pub fn exec_blocking(h: &Host, handle: &Handle, spec: &RunSpec, what: &str) -> R
     // the bridge only adds cancellation.
     let r = block_on(h, what, None, handle.exec(spec));
     if let Err(e) = &r {
-        if e.kind == crate::engine::error::ErrorKind::Cancelled {
+        if e.kind == crate::error::ErrorKind::Cancelled {
             let p = pool(h);
             h.rt.block_on(p.finish_kills(Duration::from_secs(5)));
         }
@@ -268,11 +248,11 @@ fn file_error(host_name: &str, action: &str, path: &str, o: &Output) -> RalfErro
     let tail = o.stderr_tail(3);
     let lower = tail.to_lowercase();
     let kind = if lower.contains("no such file") {
-        crate::engine::error::ErrorKind::NotFound
+        crate::error::ErrorKind::NotFound
     } else if lower.contains("permission denied") || lower.contains("read-only") {
-        crate::engine::error::ErrorKind::Forbidden
+        crate::error::ErrorKind::Forbidden
     } else {
-        crate::engine::error::ErrorKind::CommandFailed
+        crate::error::ErrorKind::CommandFailed
     };
     RalfError::new(
         kind,
@@ -480,7 +460,7 @@ fn run_all_impl(ctx: &NativeCallContext, hosts: Array, cmd: Dynamic, opts: Map) 
     let results = match results {
         Ok(r) => r,
         Err(e) => {
-            if e.kind == crate::engine::error::ErrorKind::Cancelled {
+            if e.kind == crate::error::ErrorKind::Cancelled {
                 let p = pool(&h);
                 h.rt.block_on(p.finish_kills(Duration::from_secs(5)));
             }

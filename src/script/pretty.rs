@@ -61,7 +61,7 @@ pub fn to_json(v: &Dynamic, leaf: Leaf) -> serde_json::Value {
     if v.is_string() || v.is_char() {
         return v.to_string().into();
     }
-    if let Some(e) = crate::engine::error::RalfError::from_dynamic(v) {
+    if let Some(e) = crate::error::RalfError::from_dynamic(v) {
         return serde_json::json!({"kind": e.kind.to_string(), "message": e.message});
     }
     leaf(v).into()
@@ -79,7 +79,7 @@ fn scalar(v: &Dynamic, leaf: Leaf) -> String {
     if v.is_string() || v.is_char() || v.is_int() || v.is_float() || v.is_bool() {
         return v.to_string();
     }
-    if let Some(e) = crate::engine::error::RalfError::from_dynamic(v) {
+    if let Some(e) = crate::error::RalfError::from_dynamic(v) {
         return e.to_string();
     }
     leaf(v)

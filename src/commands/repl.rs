@@ -6,9 +6,10 @@
 //! scrubbed; `:help NAME`, `:vars`, `:load FILE`, `:quit`; Ctrl-C clears the line (or stops the
 //! running line), Ctrl-D leaves.
 
-use crate::engine::{self, exit, Outcome, ScriptEngine};
+use crate::engine::meta::FnDoc;
+use crate::engine::{self, Outcome, ScriptEngine};
+use crate::error::exit;
 use crate::host::Host;
-use crate::meta::FnDoc;
 use rhai::{Dynamic, Scope, AST};
 use rustyline::completion::{Completer, Pair};
 use rustyline::error::ReadlineError;
@@ -24,11 +25,11 @@ use std::sync::Arc;
 
 pub fn run(host: &Arc<Host>) -> i32 {
     let host = host.clone();
-    crate::app::on_script_thread(move || {
+    crate::engine::run::on_script_thread(move || {
         let code = Repl::new(&host).run();
         // A session that used the state store (run::step, catalog::mark, run::lock) is recorded
         // as a run; close it and release the lock.
-        crate::state::finish_run(&host, code);
+        crate::session::finish_run(&host, code);
         code
     })
 }
@@ -318,7 +319,7 @@ impl Repl {
         se.engine.set_strict_variables(false);
         // An interactive session is not bounded in operations (Ctrl-C stops a line).
         se.engine.set_max_operations(0);
-        let fns = crate::meta::functions(&se.engine, true);
+        let fns = crate::engine::meta::functions(&se.engine, true);
         let namespaces = fns
             .iter()
             .filter(|f| !f.namespace.is_empty())
@@ -347,7 +348,7 @@ impl Repl {
             .map(|(n, _, v)| {
                 (
                     n.to_string(),
-                    crate::meta::pretty_type(self.se.engine.map_type_name(v.type_name())),
+                    crate::engine::meta::pretty_type(self.se.engine.map_type_name(v.type_name())),
                 )
             })
             .collect();
@@ -406,7 +407,7 @@ impl Repl {
             if line.trim().is_empty() {
                 continue;
             }
-            let clean = crate::secrets::redact(&line);
+            let clean = crate::redact::redact(&line);
             let _ = rl.add_history_entry(clean.as_str());
             append_history(&hist, &clean);
             match line.trim() {
@@ -463,7 +464,7 @@ impl Repl {
         let ast = match self.se.compile_in_scope(name, text, &self.scope) {
             Ok(a) => a,
             Err(msg) => {
-                eprint!("{}", crate::secrets::redact(&msg));
+                eprint!("{}", crate::redact::redact(&msg));
                 return None;
             }
         };
@@ -508,7 +509,7 @@ impl Repl {
         match r {
             Ok(Outcome::Value(v)) => {
                 if print_value && !v.is_unit() {
-                    let text = crate::secrets::redact(&self.show(v));
+                    let text = crate::redact::redact(&self.show(v));
                     println!("{}", crate::text::visible_controls(&text));
                 }
                 (None, true)
@@ -556,14 +557,14 @@ impl Repl {
 
     fn vars(&self) {
         for (name, constant, v) in self.scope.iter_raw() {
-            let ty = crate::meta::pretty_type(self.se.engine.map_type_name(v.type_name()));
+            let ty = crate::engine::meta::pretty_type(self.se.engine.map_type_name(v.type_name()));
             let kw = if constant { "const" } else { "let" };
             let mut val = self.show(v.clone());
             if val.len() > 80 {
                 val.truncate(77);
                 val.push_str("...");
             }
-            println!("{kw} {name}: {ty} = {}", crate::secrets::redact(&val));
+            println!("{kw} {name}: {ty} = {}", crate::redact::redact(&val));
         }
         for f in self.fns_ast.iter_functions() {
             println!("fn {}({})", f.name, f.params.join(", "));
@@ -597,7 +598,7 @@ impl Repl {
         if matches.is_empty() {
             let mut all: Vec<String> = h.fns.iter().map(|f| f.qualified()).collect();
             all.extend(h.namespaces.iter().cloned());
-            all.extend(crate::meta::TYPES.iter().map(|t| t.1.to_string()));
+            all.extend(crate::engine::meta::TYPES.iter().map(|t| t.1.to_string()));
             let hint = crate::text::did_you_mean(name, all.iter().map(|s| s.as_str()))
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
@@ -618,7 +619,7 @@ impl Repl {
     /// module or function (`deploy`, `deploy::run_plan`). False when `name` is none of them.
     fn help_topic(&self, fns: &[FnDoc], name: &str) -> bool {
         let engine = &self.se.engine;
-        if let Some(t) = crate::meta::types(engine)
+        if let Some(t) = crate::engine::meta::types(engine)
             .into_iter()
             .find(|t| t.name == name)
         {
@@ -641,7 +642,7 @@ impl Repl {
         }
         let in_ns: Vec<&FnDoc> = fns
             .iter()
-            .filter(|f| f.namespace == name && crate::meta::method_of(f).is_none())
+            .filter(|f| f.namespace == name && crate::engine::meta::method_of(f).is_none())
             .collect();
         if !in_ns.is_empty() {
             for f in in_ns.iter().filter(|f| !f.name.contains('$')) {
@@ -649,7 +650,7 @@ impl Repl {
             }
             return true;
         }
-        let stdlib = crate::meta::stdlib_fns(engine);
+        let stdlib = crate::engine::meta::stdlib_fns(engine);
         let hits: Vec<&FnDoc> = stdlib
             .iter()
             .filter(|f| f.namespace == name || f.qualified() == name)
@@ -710,13 +711,13 @@ fn append_history(path: &std::path::Path, entry: &str) {
         opts.mode(0o600);
     }
     if let Ok(mut f) = opts.open(path) {
-        let _ = writeln!(f, "{}", encode(&crate::secrets::redact(entry)));
+        let _ = writeln!(f, "{}", encode(&crate::redact::redact(entry)));
     }
 }
 
 /// Scrub secrets registered since entries were written (keeps the last 1000 entries).
 fn rewrite_history(path: &std::path::Path) {
-    if !crate::secrets::any_registered() {
+    if !crate::redact::any_registered() {
         return;
     }
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -726,7 +727,7 @@ fn rewrite_history(path: &std::path::Path) {
     let keep = &lines[lines.len().saturating_sub(1000)..];
     let cleaned: Vec<String> = keep
         .iter()
-        .map(|l| encode(&crate::secrets::redact(&decode(l))))
+        .map(|l| encode(&crate::redact::redact(&decode(l))))
         .collect();
     let new = cleaned.join("\n") + "\n";
     if new != text {

@@ -4,7 +4,8 @@
 //! fresh scope. Output: one line per test, then `N passed, N failed`. Exit 0 all passed, 1 any
 //! failed, 2 a file did not compile.
 
-use crate::engine::{self, exit};
+use crate::engine;
+use crate::error::exit;
 use crate::host::Host;
 use rhai::{CallFnOptions, Dynamic};
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use std::time::Instant;
 pub fn run(host: &Arc<Host>, files: &[PathBuf]) -> i32 {
     let host = host.clone();
     let files = files.to_vec();
-    crate::app::on_script_thread(move || run_inner(&host, &files))
+    crate::engine::run::on_script_thread(move || run_inner(&host, &files))
 }
 
 fn run_inner(host: &Arc<Host>, files: &[PathBuf]) -> i32 {
@@ -26,7 +27,7 @@ fn run_inner(host: &Arc<Host>, files: &[PathBuf]) -> i32 {
         let ast = match se.compile_file(file) {
             Ok(a) => a,
             Err(msg) => {
-                eprint!("{}", crate::secrets::redact(&msg));
+                eprint!("{}", crate::redact::redact(&msg));
                 compile_errors += 1;
                 continue;
             }
@@ -65,7 +66,7 @@ fn run_inner(host: &Arc<Host>, files: &[PathBuf]) -> i32 {
         }
     }
     for f in &failures {
-        crate::out!("{}", crate::secrets::redact(f));
+        crate::out!("{}", crate::redact::redact(f));
     }
     crate::outln!("{passed} passed, {failed} failed");
     if host.cancel.is_cancelled() {

@@ -5,8 +5,18 @@
 //! * `--format json`: the function list as JSON (namespace, name, params, return type, doc)
 //! * `--format defs --out DIR`: `.d.rhai` definition files for editors
 
-use crate::cli::DocsFormat;
-use crate::engine::{self, exit};
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DocsFormat {
+    /// Markdown reference
+    Md,
+    /// Engine metadata as JSON
+    Json,
+    /// `.d.rhai` definition files for editors (needs --out DIR)
+    Defs,
+}
+
+use crate::engine;
+use crate::error::exit;
 use crate::host::Host;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,7 +26,7 @@ pub fn run(host: &Arc<Host>, format: DocsFormat, out: Option<&Path>) -> i32 {
     let text = match format {
         DocsFormat::Md => markdown(&se.engine),
         DocsFormat::Json => {
-            let fns = crate::meta::functions(&se.engine, false);
+            let fns = crate::engine::meta::functions(&se.engine, false);
             serde_json::to_string_pretty(&fns).unwrap_or_default() + "\n"
         }
         DocsFormat::Defs => {
@@ -59,11 +69,11 @@ pub fn run(host: &Arc<Host>, format: DocsFormat, out: Option<&Path>) -> i32 {
 /// The Markdown reference: namespaces (functions), types (properties and methods), and the
 /// stdlib modules.
 pub fn markdown(engine: &rhai::Engine) -> String {
-    use crate::meta::{method_of, stdlib_fns, types};
-    let groups = crate::meta::by_namespace(engine);
+    use crate::engine::meta::{method_of, stdlib_fns, types};
+    let groups = crate::engine::meta::by_namespace(engine);
     let types = types(engine);
     let stdlib = stdlib_fns(engine);
-    let mut stdlib_groups: std::collections::BTreeMap<&str, Vec<&crate::meta::FnDoc>> =
+    let mut stdlib_groups: std::collections::BTreeMap<&str, Vec<&crate::engine::meta::FnDoc>> =
         Default::default();
     for f in &stdlib {
         stdlib_groups
@@ -144,7 +154,7 @@ pub fn markdown(engine: &rhai::Engine) -> String {
     out
 }
 
-fn function(out: &mut String, f: &crate::meta::FnDoc) {
+fn function(out: &mut String, f: &crate::engine::meta::FnDoc) {
     out.push_str(&format!("\n### `{}`\n\n", f.signature()));
     if f.doc.is_empty() {
         out.push_str("_(undocumented)_\n");
@@ -161,7 +171,7 @@ pub fn defs(engine: &rhai::Engine) -> Vec<(String, String)> {
         "any" | "" => "Dynamic".to_string(),
         other => other.to_string(),
     };
-    let decl = |f: &crate::meta::FnDoc| {
+    let decl = |f: &crate::engine::meta::FnDoc| {
         let mut d = String::new();
         for l in f
             .doc
@@ -176,7 +186,7 @@ pub fn defs(engine: &rhai::Engine) -> Vec<(String, String)> {
             .enumerate()
             .map(|(i, p)| {
                 let (n, t) = p.split_once(':').unwrap_or(("_", p));
-                let n = if i == 0 && crate::meta::method_of(f).is_some() {
+                let n = if i == 0 && crate::engine::meta::method_of(f).is_some() {
                     "this"
                 } else {
                     n.trim()
@@ -197,7 +207,7 @@ pub fn defs(engine: &rhai::Engine) -> Vec<(String, String)> {
         }
     };
     let mut files = Vec::new();
-    for (ns, fns) in crate::meta::by_namespace(engine) {
+    for (ns, fns) in crate::engine::meta::by_namespace(engine) {
         let (file, head) = if ns.is_empty() {
             (
                 "__static__.d.rhai".to_string(),

@@ -3,8 +3,8 @@
 //! trigger (`lab-push`: repository ralf/infra, branch main, running deploy_all); `lab push` sends
 //! it a push signed the way Gitea signs (`X-Gitea-Signature`, `X-Gitea-Event`, `X-Gitea-Delivery`).
 
-use super::lab::Session;
-use crate::engine::exit;
+use super::Session;
+use crate::error::exit;
 use crate::host::Host;
 use std::io::BufRead;
 use std::path::Path;
@@ -36,7 +36,7 @@ pub fn start(host: &Host, s: &mut Session, dir: &Path) -> Result<(Child, String)
         ));
     }
     let secret = hex::encode(rand::random::<[u8; 20]>());
-    crate::secrets::register(&secret);
+    crate::redact::register(&secret);
     s.env.push((HOOK_SECRET_ENV.into(), secret));
     s.config = controller_config(s, &script);
     s.write_config(dir).map_err(|e| e.to_string())?;
@@ -76,7 +76,7 @@ pub fn push(
     commit: &str,
 ) -> i32 {
     let fail = |msg: String| {
-        eprintln!("error: lab push: {}", crate::secrets::redact(&msg));
+        eprintln!("error: lab push: {}", crate::redact::redact(&msg));
         exit::FAILED
     };
     let Ok(url) = reqwest::Url::parse(to) else {

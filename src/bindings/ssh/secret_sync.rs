@@ -6,7 +6,7 @@
 use crate::bindings::ssh::{put_file, simple, SshHost};
 use crate::bindings::{host, AtCall};
 use crate::clients::ssh as client;
-use crate::engine::error::{RResult, RalfError};
+use crate::error::{RResult, RalfError};
 use crate::host::Host;
 use rhai::plugin::*;
 use rhai::{Engine, Map, NativeCallContext};

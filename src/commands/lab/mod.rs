@@ -2,14 +2,35 @@
 //! configuration at them, then run a script, open the REPL, or keep serving (optionally writing a
 //! `ralf.yaml` + `env` pair so other ralf-sh processes reach the running lab).
 
-use crate::cli::LabArgs;
-use crate::engine::exit;
+pub mod controller;
+
+use crate::error::exit;
 use crate::host::Host;
 use crate::lab::profiles::CatalogOrigin;
 use crate::lab::{Lab, LabSetup};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Options shared by `ralf-sh lab SCRIPT` and `ralf-sh lab serve`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct LabArgs {
+    /// Failure scenario to inject
+    #[arg(long, value_name = "NAME", global = true, value_parser = clap::builder::PossibleValuesParser::new(crate::lab::SCENARIOS))]
+    pub scenario: Option<String>,
+    /// Semaphore UI version the stand-in behaves like
+    #[arg(long, value_enum, global = true, default_value_t)]
+    pub semaphore_version: crate::lab::SemaphoreVersion,
+    /// Proxmox VE version the stand-in behaves like
+    #[arg(long = "pve-version", value_enum, global = true, default_value_t)]
+    pub pve_version: crate::lab::PveVersion,
+    /// OpenAI-compatible server the LLM stand-in behaves like
+    #[arg(long, value_enum, global = true, default_value_t)]
+    pub llm: crate::lab::LlmProfile,
+    /// Catalog folder that seeds the stand-ins and the run (default: $RALF_LAB_CATALOG, ./catalog/projects, else the embedded example)
+    #[arg(long, value_name = "DIR", global = true)]
+    pub catalog: Option<PathBuf>,
+}
 
 /// A running lab and the host (config, state store, cancel token) pointed at it.
 pub struct Session {
@@ -43,7 +64,7 @@ pub fn start(
     state: Option<PathBuf>,
 ) -> Result<Session, i32> {
     let fail = |code: i32, msg: String| {
-        eprintln!("error: lab: {}", crate::secrets::redact(&msg));
+        eprintln!("error: lab: {}", crate::redact::redact(&msg));
         code
     };
     let dir = std::env::temp_dir().join(format!("ralf-lab-{}", std::process::id()));
@@ -74,7 +95,7 @@ pub fn start(
             .iter()
             .any(|w| k.contains(w))
         {
-            crate::secrets::register(v);
+            crate::redact::register(v);
         }
         // Set before the script thread starts; the clients read their token_env variables.
         std::env::set_var(k, v);
@@ -87,7 +108,7 @@ pub fn start(
             path: Some(cfg_path),
         })
         .map_err(|e| fail(exit::FAILED, format!("config: {}", e.message)))?;
-    tracing::debug!(target: "ralf::lab", "lab up: {}", crate::secrets::redact(&lab.info_line()));
+    tracing::debug!(target: "ralf::lab", "lab up: {}", crate::redact::redact(&lab.info_line()));
     let lab_host = Host::new(loaded, host.rt.clone(), host.opts.clone());
     // Ctrl-C reaches the lab run through the same token.
     let cancel = host.cancel.clone();
@@ -201,7 +222,7 @@ impl Session {
             std::process::id()
         )?;
         for (k, v) in &self.env {
-            writeln!(f, "export {k}={}", crate::clients::ssh::quote(v))?;
+            writeln!(f, "export {k}={}", crate::text::quote(v))?;
         }
         Ok(())
     }
@@ -216,7 +237,7 @@ fn value_name<T: clap::ValueEnum>(v: &T) -> String {
 
 fn announce(host: &Host, s: &Session) {
     if !host.opts.quiet {
-        eprint!("{}", crate::secrets::redact(&s.summary()));
+        eprint!("{}", crate::redact::redact(&s.summary()));
     }
 }
 
@@ -234,8 +255,8 @@ pub fn run_script(
         Err(code) => return code,
     };
     announce(host, &s);
-    let code = crate::app::run_script(&s.host, script, script_args);
-    crate::app::print_dry_run(&s.host);
+    let code = crate::engine::run::run_script(&s.host, script, script_args);
+    crate::engine::run::print_dry_run(&s.host);
     code
 }
 
@@ -251,7 +272,7 @@ pub fn repl(
         Err(code) => return code,
     };
     announce(host, &s);
-    crate::repl::run(&s.host)
+    crate::commands::repl::run(&s.host)
 }
 
 /// `ralf-sh lab serve [--write-config DIR]`: the JSON line first on stdout, then serve until
@@ -275,14 +296,14 @@ pub fn serve(
         let dir = write_config
             .map(Path::to_path_buf)
             .unwrap_or_else(|| s.dir.join("controller"));
-        match super::lab_controller::start(host, &mut s, &dir) {
+        match controller::start(host, &mut s, &dir) {
             Ok((child, url)) => {
                 crate::outln!(
                     "{}",
                     serde_json::json!({ "controller": {
                         "url": url,
                         "hook": format!("{url}/hooks/lab-push"),
-                        "secret_env": super::lab_controller::HOOK_SECRET_ENV,
+                        "secret_env": controller::HOOK_SECRET_ENV,
                         "config": dir.join("ralf.yaml"),
                         "env": dir.join("env"),
                     }})
@@ -298,7 +319,7 @@ pub fn serve(
             Err(e) => {
                 eprintln!(
                     "error: lab serve --controller: {}",
-                    crate::secrets::redact(&e)
+                    crate::redact::redact(&e)
                 );
                 return exit::FAILED;
             }
