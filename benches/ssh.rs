@@ -7,7 +7,7 @@
 //! Logs in as `ralfbench` (login shell /bin/sh, created when running as root) so a heavy root
 //! `~/.bashrc` does not hide what is measured. Prints rows of the benchmark table.
 
-#[path = "../tests/common/sshd.rs"]
+#[path = "../tests/it/common/sshd.rs"]
 mod sshd;
 
 use std::path::{Path, PathBuf};

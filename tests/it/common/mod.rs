@@ -1,0 +1,94 @@
+//! Shared helpers for the integration tests. Domain-specific harnesses live beside this file
+//! (e.g. `tests/common/sshd.rs`) and are included by the tests that need them.
+#![allow(dead_code)]
+
+pub mod deploy;
+pub mod docker;
+pub mod exo;
+pub mod semaphore;
+pub mod sshd;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Path of the built binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ralf-sh"))
+}
+
+/// A command for the binary with a clean, isolated environment rooted in `home`:
+/// no inherited RALF_* variables, XDG dirs inside `home`, CI set (no progress bars).
+pub fn cmd(home: &Path) -> Command {
+    let mut c = Command::new(bin());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RALF_") {
+            c.env_remove(k);
+        }
+    }
+    c.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_STATE_HOME", home.join(".state"))
+        .env("CI", "1")
+        .env("NO_COLOR", "1")
+        .current_dir(home);
+    c
+}
+
+/// GET `url` (loopback only) and return the body, on a throwaway runtime (from sync test code).
+pub fn get_text(url: &str) -> String {
+    assert!(
+        url.starts_with("http://127.") || url.starts_with("http://[::1]"),
+        "tests only talk to loopback: {url}"
+    );
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            ralf_sh::clients::http_builder()
+                .build()
+                .unwrap()
+                .get(url)
+                .send()
+                .await
+                .expect("GET")
+                .text()
+                .await
+                .expect("body")
+        })
+}
+
+/// [`get_text`], parsed as JSON.
+pub fn get_json(url: &str) -> serde_json::Value {
+    let body = get_text(url);
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {body}"))
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Run and return (code, stdout, stderr).
+pub fn run(mut c: Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = c.output().expect("run ralf-sh");
+    (status.code().unwrap_or(-1), text(&stdout), text(&stderr))
+}
+
+/// `ralf-sh test FILE` with `c` (config and environment set by the caller): asserts that it passed
+/// and that at least `min_tests` script tests ran; returns (stdout, stderr).
+pub fn script_tests(mut c: Command, file: &Path, min_tests: usize) -> (String, String) {
+    c.arg("test").arg(file);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let passed: usize = out
+        .lines()
+        .find_map(|l| l.strip_suffix(" passed, 0 failed"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no summary line in:\n{out}"));
+    assert!(passed >= min_tests, "{passed} tests ran:\n{out}");
+    (out, err)
+}

@@ -1,0 +1,570 @@
+//! `ralf-sh serve` schedule triggers through the binary: every tick runs exactly once over a
+//! restart (kill -9), missed ticks follow `catch_up`, and two controllers sharing a PostgreSQL
+//! store start each tick once between them.
+
+use crate::common;
+
+use chrono::{DateTime, Utc};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const SCRIPT: &str = "print(`tick ${ARGS}`);\n";
+
+fn write_config(home: &Path, state: &str, catch_up: &str) -> std::path::PathBuf {
+    std::fs::write(home.join("tick.rhai"), SCRIPT).unwrap();
+    let cfg = home.join("ralf.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{state}serve:\n  listen: 127.0.0.1:0\n  triggers:\n    - name: every-second\n      on: schedule\n      cron: \"* * * * * *\"\n      \
+             timezone: Europe/Berlin\n      catch_up: {catch_up}\n      script: tick.rhai\n      args: [x]\n"
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn serve(home: &Path, cfg: &Path, env: &[(&str, &str)], log: &Path) -> Child {
+    let mut c = common::cmd(home);
+    c.arg("--config").arg(cfg).arg("serve");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("start serve")
+}
+
+fn stop(mut child: Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let t0 = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "serve did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// (tick, run_id) of the trigger, oldest first; and the ids of recorded runs.
+fn sqlite_ticks(db: &Path) -> (Vec<(DateTime<Utc>, String)>, Vec<String>) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut st = c
+        .prepare("SELECT tick, run_id FROM trigger_ticks ORDER BY tick")
+        .unwrap();
+    let ticks = st
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .unwrap()
+        .map(|r| {
+            let (t, id) = r.unwrap();
+            (t.parse::<DateTime<Utc>>().unwrap(), id)
+        })
+        .collect();
+    let mut st = c.prepare("SELECT id FROM runs ORDER BY id").unwrap();
+    let runs = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    (ticks, runs)
+}
+
+fn wait_for(mut f: impl FnMut() -> bool, what: &str, secs: u64) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every tick once, each with its run; after a kill -9 the missed ticks follow the policy.
+#[test]
+fn schedule_ticks_run_once_over_a_kill_and_restart_with_catch_up_one_or_none() {
+    for policy in ["one", "none"] {
+        let home = tempfile::tempdir().unwrap();
+        let cfg = write_config(home.path(), "state:\n  path: state.db\n", policy);
+        let db = home.path().join("state.db");
+        let first = serve(home.path(), &cfg, &[], &home.path().join("serve1.log"));
+        wait_for(
+            || db.exists() && sqlite_ticks(&db).0.len() >= 3,
+            "three ticks",
+            20,
+        );
+        let mut first = first;
+        first.kill().unwrap();
+        first.wait().unwrap();
+        let last_before = sqlite_ticks(&db).0.last().unwrap().0;
+        // At least two ticks pass with no controller.
+        std::thread::sleep(Duration::from_millis(2600));
+        let restarted_at = Utc::now();
+        let log2 = home.path().join("serve2.log");
+        let second = serve(home.path(), &cfg, &[], &log2);
+        wait_for(
+            || {
+                sqlite_ticks(&db)
+                    .0
+                    .iter()
+                    .filter(|t| t.0 > restarted_at)
+                    .count()
+                    >= 3
+            },
+            "three ticks after the restart",
+            20,
+        );
+        stop(second);
+        std::thread::sleep(Duration::from_millis(500));
+        let (ticks, runs) = sqlite_ticks(&db);
+        // Each tick started its run, once: the run ids recorded are the ticks' run ids.
+        let mut ids: Vec<String> = ticks.iter().map(|t| t.1.clone()).collect();
+        ids.sort();
+        assert_eq!(ids, runs, "one run per tick");
+        // Regular ticks one second apart before the kill.
+        let log = std::fs::read_to_string(&log2).unwrap();
+        let in_gap: Vec<&DateTime<Utc>> = ticks
+            .iter()
+            .map(|t| &t.0)
+            .filter(|t| **t > last_before && **t <= restarted_at)
+            .collect();
+        match policy {
+            "one" => {
+                let line = log
+                    .lines()
+                    .find(|l| l.contains("catching up the latest missed tick"))
+                    .unwrap_or_else(|| panic!("no catch-up in:\n{log}"));
+                let caught: DateTime<Utc> = line
+                    .split("missed tick ")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(ticks.iter().any(|t| t.0 == caught), "{caught} claimed");
+                let caught_or_gap: Vec<_> = ticks
+                    .iter()
+                    .filter(|t| t.0 > last_before && t.0 <= caught)
+                    .collect();
+                assert_eq!(
+                    caught_or_gap.len(),
+                    1,
+                    "only the latest missed tick: {ticks:?}"
+                );
+                assert!(caught.signed_duration_since(last_before).num_seconds() >= 2);
+            }
+            _ => {
+                assert!(log.contains("skipped (catch_up: none)"), "{log}");
+                assert!(in_gap.is_empty(), "missed ticks were run: {in_gap:?}");
+            }
+        }
+    }
+}
+
+/// Two controllers on one PostgreSQL store, a schedule every second: exactly one run per tick.
+#[test]
+fn two_controllers_share_a_schedule_one_run_per_tick() {
+    if ralf_sh::lab::postgres::bin_dir().is_none() {
+        ralf_sh::lab::skip_suite(
+            "the shared-schedule test",
+            "no PostgreSQL server binaries (initdb)",
+            "apt-get install postgresql",
+        );
+        return;
+    }
+    const TICKS: usize = 100;
+    let home = tempfile::tempdir().unwrap();
+    let pg = ralf_sh::lab::postgres::Cluster::start(&home.path().join("pg")).unwrap();
+    let state = format!(
+        "state:\n  url: {}\n  password_env: RALF_TEST_PG_PASSWORD\n",
+        pg.url()
+    );
+    let env = [("RALF_TEST_PG_PASSWORD", ralf_sh::lab::postgres::PASSWORD)];
+    let mut controllers = Vec::new();
+    for name in ["a", "b"] {
+        let h = home.path().join(name);
+        std::fs::create_dir_all(&h).unwrap();
+        let cfg = write_config(&h, &state, "none");
+        controllers.push(serve(&h, &cfg, &env, &h.join("serve.log")));
+    }
+    let count = |sql: &str| -> usize { pg.psql(sql).unwrap_or_default().parse().unwrap_or(0) };
+    wait_for(
+        || count("SELECT count(*) FROM trigger_ticks") >= TICKS,
+        "100 ticks",
+        TICKS as u64 + 30,
+    );
+    for c in controllers {
+        stop(c);
+    }
+    // Runs still finishing end within a second or two.
+    wait_for(
+        || count("SELECT count(*) FROM runs WHERE status = 'running'") == 0,
+        "the last runs to end",
+        20,
+    );
+    let ticks = count("SELECT count(*) FROM trigger_ticks");
+    assert!(ticks >= TICKS);
+    assert_eq!(
+        count("SELECT count(DISTINCT tick) FROM trigger_ticks"),
+        ticks
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM runs"),
+        ticks,
+        "one run per tick"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM trigger_ticks t JOIN runs r ON r.id = t.run_id AND r.status = 'ok'"),
+        ticks,
+        "every tick's run recorded and ok"
+    );
+    let split = pg
+        .psql("SELECT string_agg(c::text, ' / ') FROM (SELECT count(*) c FROM trigger_ticks GROUP BY claimed_by) s")
+        .unwrap();
+    eprintln!("{ticks} ticks, one run each; claimed per controller: {split}");
+}
+
+// ---- webhooks and metrics -------------------------------------------------------------------
+
+const HOOK_SECRET: &str = "hook-secret-for-tests-5d1c";
+
+/// A serve with a push trigger (Gitea/GitHub, main branch of ralf/infra) and a generic webhook;
+/// both run a script that records the event and takes `pause` seconds.
+struct Hooked {
+    home: tempfile::TempDir,
+    child: Option<Child>,
+    url: String,
+}
+
+impl Hooked {
+    fn start(pause: f64) -> Hooked {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join("deploy.rhai"),
+            format!(
+                "print(`deploying ${{env(\"RALF_EVENT_COMMIT\", \"-\")}} for ${{env(\"RALF_TRIGGER\")}} ${{ARGS}}`);\nsleep({pause});\n"
+            ),
+        )
+        .unwrap();
+        let cfg = home.path().join("ralf.yaml");
+        std::fs::write(
+            &cfg,
+            "state:\n  path: state.db\nmetrics:\n  textfile: metrics/ralf.prom\nserve:\n  listen: 127.0.0.1:0\n  triggers:\n    \
+             - name: infra-push\n      on: push\n      repository: ralf/infra\n      branch: main\n      secret_env: RALF_HOOK_SECRET\n      \
+             script: deploy.rhai\n      args: [--commit, \"{commit}\"]\n    \
+             - name: deploy-next\n      on: webhook\n      secret_env: RALF_HOOK_SECRET\n      script: deploy.rhai\n",
+        )
+        .unwrap();
+        let mut c = common::cmd(home.path());
+        c.arg("--config")
+            .arg(&cfg)
+            .arg("serve")
+            .env("RALF_HOOK_SECRET", HOOK_SECRET)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(home.path().join("serve.log")).unwrap());
+        let mut child = c.spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            panic!(
+                "{e}: {line:?} {}",
+                std::fs::read_to_string(home.path().join("serve.log")).unwrap_or_default()
+            )
+        });
+        Hooked {
+            url: v["listen"].as_str().unwrap().to_string(),
+            home,
+            child: Some(child),
+        }
+    }
+
+    fn db(&self) -> std::path::PathBuf {
+        self.home.path().join("state.db")
+    }
+
+    /// Runs recorded: (id, status, args).
+    fn runs(&self) -> Vec<(String, String, String)> {
+        if !self.db().exists() {
+            return Vec::new();
+        }
+        let c = rusqlite::Connection::open(self.db()).unwrap();
+        let mut st = c
+            .prepare("SELECT id, status, args FROM runs ORDER BY id")
+            .unwrap();
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    }
+
+    fn wait_runs_ended(&self, n: usize) {
+        wait_for(
+            || {
+                let r = self.runs();
+                r.len() >= n && r.iter().all(|x| x.1 != "running")
+            },
+            &format!("{n} runs to end"),
+            30,
+        );
+    }
+}
+
+impl Drop for Hooked {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.take() {
+            stop(c);
+        }
+    }
+}
+
+/// POST a delivery from `from` (a loopback address): (status, JSON body, seconds taken).
+fn post(
+    url: &str,
+    from: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> (u16, serde_json::Value, f64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = ralf_sh::clients::http_builder()
+            .local_address(from.parse::<std::net::IpAddr>().unwrap())
+            .build()
+            .unwrap();
+        let mut rq = c.post(url).body(body);
+        for (k, v) in headers {
+            rq = rq.header(*k, v);
+        }
+        let t0 = Instant::now();
+        let r = rq.send().await.unwrap();
+        let code = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let took = t0.elapsed().as_secs_f64();
+        (
+            code,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+            took,
+        )
+    })
+}
+
+fn push_body(branch: &str, commit: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ref": format!("refs/heads/{branch}"), "before": "0000", "after": commit,
+        "repository": { "full_name": "ralf/infra", "name": "infra" },
+        "pusher": { "login": "admin" }
+    }))
+    .unwrap()
+}
+
+fn github(body: &[u8], delivery: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-github-event", "push".into()),
+        ("x-github-delivery", delivery.into()),
+        (
+            "x-hub-signature-256",
+            format!(
+                "sha256={}",
+                ralf_sh::serve::hooks::sign(HOOK_SECRET.as_bytes(), body)
+            ),
+        ),
+        ("content-type", "application/json".into()),
+    ]
+}
+
+fn gitea(body: &[u8], delivery: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-gitea-event", "push".into()),
+        ("x-gitea-delivery", delivery.into()),
+        (
+            "x-gitea-signature",
+            ralf_sh::serve::hooks::sign(HOOK_SECRET.as_bytes(), body),
+        ),
+        ("content-type", "application/json".into()),
+    ]
+}
+
+#[test]
+fn webhooks_signed_by_github_and_gitea_start_runs_once_bad_ones_start_nothing() {
+    let s = Hooked::start(0.0);
+    let hook = format!("{}/hooks/infra-push", s.url);
+    let mut slowest: f64 = 0.0;
+    // GitHub: 202 with a run id, and that run happens with the push's commit.
+    let b = push_body("main", "c0ffee1");
+    let (code, v, took) = post(&hook, "127.0.0.1", &github(&b, "gh-1"), b.clone());
+    slowest = slowest.max(took);
+    assert_eq!(code, 202, "{v}");
+    let gh_run = v["run_id"].as_str().unwrap().to_string();
+    s.wait_runs_ended(1);
+    // The same delivery again: nothing new starts; the answer names the first run.
+    let (code, v, _) = post(&hook, "127.0.0.1", &github(&b, "gh-1"), b.clone());
+    assert_eq!((code, v["duplicate"].as_bool()), (200, Some(true)), "{v}");
+    assert_eq!(v["run_id"], gh_run.as_str());
+    // Gitea.
+    let b2 = push_body("main", "beef002");
+    let (code, v, took) = post(&hook, "127.0.0.1", &gitea(&b2, "gt-1"), b2.clone());
+    slowest = slowest.max(took);
+    assert_eq!(code, 202, "{v}");
+    let gt_run = v["run_id"].as_str().unwrap().to_string();
+    s.wait_runs_ended(2);
+    let runs = s.runs();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let args_of = |id: &str| {
+        runs.iter()
+            .find(|r| r.0 == id)
+            .map(|r| (r.1.clone(), r.2.clone()))
+            .unwrap()
+    };
+    assert_eq!(
+        args_of(&gh_run),
+        ("ok".into(), "[\"--commit\",\"c0ffee1\"]".into())
+    );
+    assert_eq!(
+        args_of(&gt_run),
+        ("ok".into(), "[\"--commit\",\"beef002\"]".into())
+    );
+    // Another branch, another repository: answered, ignored.
+    let b3 = push_body("dev", "d3v");
+    let (code, v, _) = post(&hook, "127.0.0.1", &gitea(&b3, "gt-2"), b3.clone());
+    assert_eq!(code, 200);
+    assert!(v["ignored"].as_str().unwrap().contains("branch dev"), "{v}");
+    // The generic webhook with X-Ralf-Signature.
+    let gb = b"{\"reason\": \"next service\"}".to_vec();
+    let gen_headers = vec![(
+        "x-ralf-signature",
+        format!(
+            "sha256={}",
+            ralf_sh::serve::hooks::sign(HOOK_SECRET.as_bytes(), &gb)
+        ),
+    )];
+    let (code, v, _) = post(
+        &format!("{}/hooks/deploy-next", s.url),
+        "127.0.0.1",
+        &gen_headers,
+        gb,
+    );
+    assert_eq!(code, 202, "{v}");
+    s.wait_runs_ended(3);
+
+    // Bad signatures from another address: 401, no run, then that address is backed off.
+    let (code, v, _) = post(
+        &hook,
+        "127.0.0.9",
+        &[("x-gitea-signature", "00".repeat(32))],
+        b2.clone(),
+    );
+    assert_eq!(code, 401, "{v}");
+    let mut wrong = gitea(&b2, "gt-9");
+    wrong[2].1 = ralf_sh::serve::hooks::sign(b"not-the-secret", &b2);
+    let (code, _, _) = post(&hook, "127.0.0.9", &wrong, b2.clone());
+    assert_eq!(code, 429, "backed off after a bad signature");
+    let (code, v, _) = post(&hook, "127.0.0.9", &[], b2.clone());
+    assert_eq!(code, 429, "{v}");
+    // A body over 1 MiB: refused.
+    let big = vec![b' '; 2 * 1024 * 1024];
+    let (code, _, _) = post(&hook, "127.0.0.1", &github(&big, "gh-big"), big.clone());
+    assert_eq!(code, 413);
+    // An unknown trigger.
+    let (code, _, _) = post(&format!("{}/hooks/nope", s.url), "127.0.0.1", &[], vec![]);
+    assert_eq!(code, 404);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(s.runs().len(), 3, "no run from a bad delivery");
+    eprintln!(
+        "slowest accepted delivery answered in {:.0} ms",
+        slowest * 1000.0
+    );
+    assert!(
+        slowest < 5.0,
+        "senders give up after 5-10 s: {slowest:.1} s"
+    );
+
+    // /metrics parses as Prometheus text and counts what happened.
+    let text = common::get_text(&format!("{}/metrics", s.url));
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    assert_eq!(
+        value(
+            "ralf_webhook_deliveries_total",
+            &[("trigger", "infra-push"), ("result", "accepted")]
+        ),
+        2.0,
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "ralf_webhook_deliveries_total",
+            &[("trigger", "infra-push"), ("result", "duplicate")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            "ralf_webhook_deliveries_total",
+            &[("trigger", "infra-push"), ("result", "bad_signature")]
+        ),
+        1.0
+    );
+    assert_eq!(value("ralf_runs", &[("status", "ok")]), 3.0, "{text}");
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "ralf_step_duration_seconds"),
+        "{text}"
+    );
+    // Each run also wrote the node_exporter textfile, which parses too.
+    let tf = std::fs::read_to_string(s.home.path().join("metrics/ralf.prom")).unwrap();
+    let tscrape = prometheus_parse::Scrape::parse(tf.lines().map(|l| Ok(l.to_string()))).unwrap();
+    assert!(
+        tscrape.samples.iter().any(|x| x.metric == "ralf_runs"),
+        "{tf}"
+    );
+    assert!(!text.contains(HOOK_SECRET) && !tf.contains(HOOK_SECRET));
+    let log = std::fs::read_to_string(s.home.path().join("serve.log")).unwrap();
+    assert!(!log.contains(HOOK_SECRET), "{log}");
+}
+
+/// 20 pushes in 2 s while a run takes 3 s: one running, one pending, the rest folded into it.
+#[test]
+fn a_burst_of_pushes_coalesces_to_one_running_and_one_pending_run() {
+    let s = Hooked::start(3.0);
+    let hook = format!("{}/hooks/infra-push", s.url);
+    let mut states = Vec::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..20 {
+        let b = push_body("main", &format!("c{i:02}"));
+        let (code, v, _) = post(&hook, "127.0.0.1", &github(&b, &format!("burst-{i}")), b);
+        assert_eq!(code, 202, "{v}");
+        states.push(v["state"].as_str().unwrap().to_string());
+        ids.insert(v["run_id"].as_str().unwrap().to_string());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(states[0], "started");
+    assert_eq!(states[1], "queued");
+    assert!(states[2..].iter().all(|s| s == "coalesced"), "{states:?}");
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    s.wait_runs_ended(2);
+    let runs = s.runs();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    // The pending run took the newest push.
+    assert!(runs.iter().any(|r| r.2.contains("c19")), "{runs:?}");
+}
