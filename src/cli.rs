@@ -1,7 +1,7 @@
 //! Command line (clap).
 
-pub use crate::commands::docs::DocsFormat;
-pub use crate::commands::lab::LabArgs;
+use crate::commands::docs::DocsFormat;
+use crate::commands::lab::LabArgs;
 use crate::logging::{LogFormat, LogTime};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

@@ -21,4 +21,5 @@ pub mod serve;
 pub mod session;
 pub mod state;
 pub mod text;
+pub mod tls;
 pub mod yaml;

@@ -5,7 +5,7 @@ use crate::catalog::{Catalog, LoadOpts, Plan, PlanOpts, Service};
 use crate::error::{RResult, RalfError, RhaiResult};
 use crate::host::Host;
 use crate::script::decode::{self, to_json};
-pub use crate::session::default_catalog_path;
+use crate::session::default_catalog_path;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 use std::sync::Arc;
@@ -149,16 +149,16 @@ fn mark_impl(ctx: &NativeCallContext, name: &str, status: &str, details: Map) ->
     if name.trim().is_empty() {
         return Err(RalfError::invalid("catalog::mark: service name is empty").into());
     }
-    if !crate::state::store::SERVICE_STATUSES.contains(&status) {
+    if !crate::state::model::SERVICE_STATUSES.contains(&status) {
         let hint = crate::text::did_you_mean(
             status,
-            crate::state::store::SERVICE_STATUSES.iter().copied(),
+            crate::state::model::SERVICE_STATUSES.iter().copied(),
         )
         .map(|s| format!("; did you mean `{s}`?"))
         .unwrap_or_default();
         return Err(RalfError::invalid(format!(
             "catalog::mark: unknown status `{status}` (one of: {}){hint}",
-            crate::state::store::SERVICE_STATUSES.join(", ")
+            crate::state::model::SERVICE_STATUSES.join(", ")
         ))
         .into());
     }

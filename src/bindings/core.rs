@@ -2,7 +2,8 @@
 
 use crate::bindings::host;
 use crate::error::{ErrorKind, RalfError, RhaiResult};
-use crate::script::decode::{self, Secs};
+use crate::script::decode;
+use crate::text::Secs;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, FnPtr, Map, NativeCallContext};
 use serde::Deserialize;
@@ -705,7 +706,7 @@ mod time_mod {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn seconds(text: &str) -> RhaiResult<f64> {
-        decode::parse_duration(text)
+        crate::text::parse_duration(text)
             .map(|d| d.as_secs_f64())
             .map_err(|e| RalfError::invalid(format!("time::seconds: {e}")).into())
     }

@@ -6,7 +6,8 @@ use crate::clients::docker::{Compose, Docker, UpOpts};
 use crate::error::{RResult, RalfError, RhaiResult};
 use crate::host::Host;
 use crate::script::bridge::block_on;
-use crate::script::decode::{decode, Secs};
+use crate::script::decode::decode;
+use crate::text::Secs;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 use serde::Deserialize;
@@ -94,7 +95,7 @@ fn wait<T>(h: &Host, what: &str, fut: impl std::future::Future<Output = RResult<
     let r = block_on(h, what, None, fut);
     if let Err(e) = &r {
         if e.kind == crate::error::ErrorKind::Cancelled {
-            let p = crate::bindings::ssh::pool(h);
+            let p = crate::session::ssh::pool(h);
             h.rt.block_on(p.finish_kills(std::time::Duration::from_secs(5)));
         }
     }

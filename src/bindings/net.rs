@@ -3,8 +3,9 @@
 
 use crate::bindings::{host, AtCall};
 use crate::error::{RResult, RalfError, RhaiResult};
-use crate::script::decode::{decode, Secs};
-pub use crate::text::is_loopback_host;
+use crate::script::decode::decode;
+use crate::text::is_loopback_host;
+use crate::text::Secs;
 use rhai::plugin::*;
 use rhai::{Dynamic, Engine, Map, NativeCallContext};
 use serde::Deserialize;

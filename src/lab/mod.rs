@@ -40,7 +40,7 @@ impl Lab {
 
 /// Start every stand-in on 127.0.0.1 with ephemeral ports. Must be called within a tokio runtime.
 pub async fn start_all(setup: &LabSetup) -> RResult<Lab> {
-    ensure_crypto();
+    crate::tls::ensure_crypto();
     let mut lab = Lab {
         setup: setup.clone(),
         ..Lab::default()
@@ -355,7 +355,7 @@ pub async fn control(url: &str, body: Value) -> RResult<()> {
             "lab: control URL {url} is not loopback"
         )));
     }
-    ensure_crypto();
+    crate::tls::ensure_crypto();
     let r = reqwest::Client::new()
         .post(u)
         .json(&body)
@@ -429,13 +429,4 @@ pub fn skip_suite(what: &str, missing: &str, enable: &str) -> bool {
     }
     eprintln!("\n**** SKIP: {what} did not run: {missing}; enable with: {enable} ****\n");
     true
-}
-
-/// The stand-ins' TLS (the Proxmox stand-in's HTTPS, the control client) uses ring, installed once
-/// as the process's provider; another provider installed first is used as it is.
-fn ensure_crypto() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }

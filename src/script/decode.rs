@@ -4,8 +4,8 @@
 //! "unknown field" complaint into "unknown option `timout` for semaphore::run; did you mean `timeout`?".
 
 use crate::error::{RResult, RalfError};
+use crate::text::parse_duration;
 use crate::text::rewrite_serde_message;
-pub use crate::text::{parse_duration, Secs};
 use rhai::{Dynamic, Map};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -78,6 +78,7 @@ pub fn to_json<T: serde::Serialize>(v: &T) -> Dynamic {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::text::Secs;
     use serde::Deserialize;
 
     #[derive(Deserialize, Debug)]

@@ -14,7 +14,7 @@ pub mod ssh;
 
 use crate::error::{RResult, RalfError};
 use crate::host::{Host, Journal};
-use crate::state::{lease, lock, metrics, postgres, store, RunRecord, Store};
+use crate::state::{lease, lock, metrics, model, postgres, RunRecord, Store};
 use parking_lot::Mutex;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -236,7 +236,7 @@ pub fn run_ctx(host: &Host) -> RResult<Arc<RunCtx>> {
         },
         host: lock::hostname(),
         pid: std::process::id() as i64,
-        started_at: store::now(),
+        started_at: model::now(),
         ended_at: None,
         status: "running".into(),
         exit_code: None,

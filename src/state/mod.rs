@@ -12,7 +12,8 @@ pub mod postgres;
 pub mod sqlite;
 pub mod store;
 
-pub use store::{Dump, EventRecord, GateAnswer, RunRecord, ServiceRecord, StepRecord, Store};
+pub use model::{Dump, EventRecord, GateAnswer, RunRecord, ServiceRecord, StepRecord};
+pub use store::Store;
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The state store: one [`Store`] over the SQLite or PostgreSQL backend (the records and the
 //! backend traits are in [`super::model`]).
 
-pub use super::model::*;
+use super::model::*;
 use crate::error::RResult;
 use serde_json::Value;
 use std::collections::HashMap;

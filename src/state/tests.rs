@@ -1,6 +1,6 @@
 use super::lock::{acquire, Holder};
 use super::*;
-use super::{lease, postgres};
+use super::{lease, model, postgres};
 use crate::error::ErrorKind;
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ fn rec(id: &str) -> RunRecord {
         user: "tester".into(),
         host: lock::hostname(),
         pid: std::process::id() as i64,
-        started_at: store::now(),
+        started_at: model::now(),
         ended_at: None,
         status: "running".into(),
         exit_code: None,

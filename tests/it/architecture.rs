@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// modules of the same row are beside each other and import nothing of each other.
 const LAYERS: &[&[&str]] = &[
     // ground floor
-    &["text", "yaml", "out"],
+    &["text", "yaml", "out", "tls"],
     &["redact"],
     &["error"],
     // cross-cutting

@@ -15,7 +15,8 @@ use crate::clients::exo::{ChatRequest, ChatResponse, Client, ExoOptions, Message
 use crate::error::{RResult, RalfError, RhaiResult};
 use crate::host::Host;
 use crate::script::bridge::block_on;
-use crate::script::decode::{decode, decode_dynamic, Secs};
+use crate::script::decode::{decode, decode_dynamic};
+use crate::text::Secs;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 use serde::Deserialize;

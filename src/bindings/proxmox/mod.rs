@@ -7,7 +7,8 @@ use crate::clients::proxmox::{self as pve, Client, GuestRef, Kind, Options, Task
 use crate::error::{RResult, RalfError, RhaiResult};
 use crate::host::Host;
 use crate::script::bridge::block_on;
-use crate::script::decode::{decode, Secs};
+use crate::script::decode::decode;
+use crate::text::Secs;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 use serde::Deserialize;

@@ -559,7 +559,7 @@ impl Compose<'_> {
         if services.is_empty() {
             String::new()
         } else {
-            format!(" -- {}", crate::clients::ssh::join_argv(services))
+            format!(" -- {}", crate::text::join_argv(services))
         }
     }
 
@@ -706,7 +706,7 @@ impl Compose<'_> {
                     "docker inspect",
                     format!(
                         "docker inspect --type container -- {}",
-                        crate::clients::ssh::join_argv(&ids)
+                        crate::text::join_argv(&ids)
                     ),
                     None,
                     CALL_TIMEOUT,

@@ -181,3 +181,31 @@ fn upid_is_valid(upid: &str) -> bool {
         && !f[6].is_empty()
         && word(f[6])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::upid_is_valid;
+
+    #[test]
+    fn upids_are_checked_like_pve_common_decodes_them() {
+        // As a PVE node writes them: a user task, a token's task, a task without an id.
+        for ok in [
+            "UPID:pve:000B5F2A:0113D6E5:6560A1B2:vzsnapshot:2013:root@pam:",
+            "UPID:pve-2:000B5F2A:10113D6E5:6560A1B2:qmstart:101:root@pam!ralf:",
+            "UPID:pve:000B5F2A:0113D6E5:6560A1B2:aptupdate::root@pam:",
+        ] {
+            assert!(upid_is_valid(ok), "{ok}");
+        }
+        for bad in [
+            "UPID:pve:000B5F2A:0113D6E5:6560A1B2:vzsnapshot:2013:root@pam", // no closing ':'
+            "UPID:pve:0B5F2A:0113D6E5:6560A1B2:vzsnapshot:2013:root@pam:",  // pid not 8 hex
+            "UPID:-pve:000B5F2A:0113D6E5:6560A1B2:vzsnapshot:2013:root@pam:", // node starts with '-'
+            "UPID:pve:000B5F2A:0113D6E5:6560A1B2:vz snap:2013:root@pam:",     // space in the type
+            "UPID:pve:000B5F2A:0113D6E5:6560A1B2:vzsnapshot:2013::",          // no user
+            "UPID:pve:000B5F2A:0113D6E5:6560A1B2:vzsnapshot:root@pam:",       // a field missing
+            "pve:000B5F2A:0113D6E5:6560A1B2:vzsnapshot:2013:root@pam:",       // no UPID prefix
+        ] {
+            assert!(!upid_is_valid(bad), "{bad}");
+        }
+    }
+}
