@@ -7,8 +7,10 @@
 //! Logs in as `ralfbench` (login shell /bin/sh, created when running as root) so a heavy root
 //! `~/.bashrc` does not hide what is measured. Prints rows of the benchmark table.
 
-#[path = "../tests/it/common/sshd.rs"]
-mod sshd;
+#[path = "../tests/it/common/mod.rs"]
+mod common;
+
+use common::sshd;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 /// Make `ralf-sh [OPTS] SCRIPT ARGS..` unambiguous: once the first positional word is a script
 /// (not a subcommand name), everything after it belongs to the script, even words like `check`.
-pub fn normalize_args(argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+pub(crate) fn normalize_args(argv: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     const WITH_VALUE: &[&str] = &[
         "--config",
         "--log-format",
@@ -71,7 +71,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
     crate::script::bridge::runtime()
 }
 
-pub fn run(cli: Cli) -> i32 {
+pub(crate) fn run(cli: Cli) -> i32 {
     if let Some(Command::Completions { shell }) = &cli.command {
         let mut cmd = Cli::command();
         let mut buf = Vec::new();

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     /// Readable text: multi-line maps, tables for lists of maps
     #[default]
     Text,
@@ -25,7 +25,7 @@ pub enum OutputFormat {
     override_usage = "ralf-sh [OPTIONS] [SCRIPT [ARGS]...]\n       ralf-sh [OPTIONS] -e EXPR\n       ralf-sh [OPTIONS] <COMMAND>",
     after_help = "Exit codes: 0 success, 1 failed, 2 usage or compile error, 3 partial success, 75 another run holds the lock, 130 cancelled."
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Config file (default: $RALF_CONFIG, ./ralf.yaml, $XDG_CONFIG_HOME/ralf/config.yaml)
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -89,7 +89,7 @@ pub struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(crate) enum Command {
     /// Interactive shell (the default with no arguments)
     Repl,
     /// Compile scripts and flag unknown functions, without running anything
@@ -174,7 +174,7 @@ pub enum Command {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum StateCommand {
+pub(crate) enum StateCommand {
     /// Copy the SQLite state store (runs, steps, status, history, events) into an empty
     /// PostgreSQL database and verify every table's row count; then point `state.url` at it
     Migrate {
@@ -191,7 +191,7 @@ pub enum StateCommand {
 }
 
 #[derive(Subcommand, Debug)]
-pub enum LabCommand {
+pub(crate) enum LabCommand {
     /// Start the stand-ins on loopback, print one JSON line with their URLs and credentials, run until Ctrl-C
     Serve {
         /// Also write DIR/ralf.yaml and DIR/env (export lines with the credentials, mode 0600):

@@ -83,7 +83,7 @@ pub struct Host {
     pub cancel: Cancel,
     pub opts: HostOptions,
     pub run_id: String,
-    pub progress: Progress,
+    pub(crate) progress: Progress,
     /// The script being run (None for -e and the REPL).
     pub script: RwLock<Option<PathBuf>>,
     /// The script's arguments (`ARGS`; `args::argv()`).

@@ -1,25 +1,25 @@
 //! ralf-sh: a Rhai shell for homelab rollouts. See README.md and DESIGN.md.
 
 pub mod app;
-pub mod bindings;
+pub(crate) mod bindings;
 pub mod catalog;
-pub mod cli;
+pub(crate) mod cli;
 pub mod clients;
-pub mod commands;
+pub(crate) mod commands;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod host;
 pub mod lab;
-pub mod logging;
-pub mod out;
-pub mod progress;
+pub(crate) mod logging;
+pub(crate) mod out;
+pub(crate) mod progress;
 pub mod redact;
-pub mod script;
-pub mod secrets;
+pub(crate) mod script;
+pub(crate) mod secrets;
 pub mod serve;
 pub mod session;
 pub mod state;
 pub mod text;
-pub mod tls;
+pub(crate) mod tls;
 pub mod yaml;

@@ -13,7 +13,7 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     #[default]
     Human,
     Json,
@@ -21,7 +21,7 @@ pub enum LogFormat {
 
 /// Timestamps on human log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
-pub enum LogTime {
+pub(crate) enum LogTime {
     /// When stderr is not a terminal (cron, a file); not on a terminal.
     #[default]
     Auto,
@@ -33,18 +33,18 @@ pub enum LogTime {
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
 /// True when logs are JSON lines (`--log-format json`).
-pub fn is_json() -> bool {
+pub(crate) fn is_json() -> bool {
     FORMAT.get() == Some(&LogFormat::Json)
 }
 
 /// Colour on `stderr`: a terminal, and `NO_COLOR` unset or empty (no-color.org).
-pub fn color_on_stderr() -> bool {
+pub(crate) fn color_on_stderr() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The field that carries a JSON object of extra fields (a script's `log::info(msg, fields)`,
 /// an uncaught error's location): its keys become top-level keys of a JSON line.
-pub const FIELDS: &str = "fields";
+pub(crate) const FIELDS: &str = "fields";
 
 /// Keys of a JSON line that fields never overwrite.
 const RESERVED: &[&str] = &["ts", "level", "target", "run_id", "message"];
@@ -60,7 +60,7 @@ fn merge_fields(m: &mut serde_json::Map<String, serde_json::Value>, json_text: &
 }
 
 /// A writer that buffers one formatted event, redacts it and writes it with bars suspended.
-pub struct LineWriter {
+pub(crate) struct LineWriter {
     buf: Vec<u8>,
 }
 
@@ -89,7 +89,7 @@ impl Drop for LineWriter {
 }
 
 #[derive(Clone, Copy)]
-pub struct MakeLineWriter;
+pub(crate) struct MakeLineWriter;
 
 impl<'a> MakeWriter<'a> for MakeLineWriter {
     type Writer = LineWriter;
@@ -183,7 +183,7 @@ impl tracing_subscriber::fmt::time::FormatTime for Rfc3339 {
 
 /// Install the global subscriber. `verbosity`: -1 quiet, 0 info, 1 debug, 2+ trace.
 /// `RALF_LOG` (EnvFilter syntax) overrides it.
-pub fn init(format: LogFormat, time: LogTime, verbosity: i8, run_id: &str) {
+pub(crate) fn init(format: LogFormat, time: LogTime, verbosity: i8, run_id: &str) {
     let _ = FORMAT.set(format);
     let level = match verbosity {
         i8::MIN..=-1 => "warn",
@@ -233,7 +233,7 @@ type Sink = std::sync::Arc<dyn Fn(&str, &str, &str) + Send + Sync>;
 static JOURNAL_SINK: parking_lot::RwLock<Option<Sink>> = parking_lot::RwLock::new(None);
 
 /// Send info-and-above log lines (level, target, message) to `sink` from now on.
-pub fn set_journal_sink(sink: Sink) {
+pub(crate) fn set_journal_sink(sink: Sink) {
     *JOURNAL_SINK.write() = Some(sink);
 }
 

@@ -8,7 +8,7 @@
 use std::io::Write;
 
 /// Write `text` to stdout; on a closed stdout exit 0 at once, on any other error ignore it.
-pub fn write(text: &str) {
+pub(crate) fn write(text: &str) {
     let mut o = std::io::stdout().lock();
     if let Err(e) = o.write_all(text.as_bytes()).and_then(|_| o.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {

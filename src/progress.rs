@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 #[derive(Clone)]
-pub struct Progress {
+pub(crate) struct Progress {
     multi: MultiProgress,
     enabled: bool,
 }
@@ -60,24 +60,6 @@ impl Progress {
         self.wrap(pb)
     }
 
-    /// A bar of `len` steps.
-    pub fn bar(&self, len: u64, msg: impl Into<String>) -> Spinner {
-        let pb = if self.enabled {
-            let pb = self.multi.add(ProgressBar::new(len));
-            pb.set_style(
-                ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} {elapsed:>4} {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            pb
-        } else {
-            ProgressBar::hidden()
-        };
-        pb.set_message(
-            crate::text::visible_controls(&crate::redact::redact(&msg.into())).into_owned(),
-        );
-        self.wrap(pb)
-    }
-
     fn wrap(&self, pb: ProgressBar) -> Spinner {
         Spinner {
             pb,
@@ -97,7 +79,7 @@ impl Progress {
 
 /// A live spinner or bar; taken off the display when finished (indicatif would otherwise keep a
 /// finished bar below a long-running one, and every redraw would walk the pile).
-pub struct Spinner {
+pub(crate) struct Spinner {
     pb: ProgressBar,
     multi: Option<MultiProgress>,
 }
@@ -107,12 +89,6 @@ impl Spinner {
         self.pb.set_message(
             crate::text::visible_controls(&crate::redact::redact(&msg.into())).into_owned(),
         );
-    }
-    pub fn inc(&self, n: u64) {
-        self.pb.inc(n);
-    }
-    pub fn finish(self) {
-        // Drop does it.
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// Register every secret the config names (`*_env` variables that are set, `*_file` files that
 /// can be read), when the config loads: a value printed before its client connects is scrubbed too.
-pub fn register_configured(cfg: &crate::config::Config) {
+pub(crate) fn register_configured(cfg: &crate::config::Config) {
     for (_, env, file) in cfg.secret_refs() {
         if let Some(v) = env.and_then(|e| std::env::var(e).ok()) {
             register(&v);
@@ -21,7 +21,7 @@ pub fn register_configured(cfg: &crate::config::Config) {
 }
 
 /// Turn a secret name into its environment variable: `semaphore-token` -> `RALF_SECRET_SEMAPHORE_TOKEN`.
-pub fn env_name(name: &str) -> String {
+pub(crate) fn env_name(name: &str) -> String {
     let mut s = String::from("RALF_SECRET_");
     for c in name.chars() {
         if c.is_ascii_alphanumeric() {
@@ -34,7 +34,7 @@ pub fn env_name(name: &str) -> String {
 }
 
 /// Read a secret from a file, refusing files that the group or others can read.
-pub fn read_file(path: &Path, what: &str) -> RResult<String> {
+pub(crate) fn read_file(path: &Path, what: &str) -> RResult<String> {
     check_private(path, what)?;
     let text = std::fs::read_to_string(path).map_err(|e| {
         RalfError::config(format!(
@@ -51,7 +51,7 @@ pub fn read_file(path: &Path, what: &str) -> RResult<String> {
 /// A secret that is a whole file, byte for byte (an app's env file): from the variable `env` or
 /// the file `file` (which must not be readable by group or others). The content and every value
 /// of its `KEY=VALUE` lines are registered with the redactor. None when neither is configured.
-pub fn load_file_secret(
+pub(crate) fn load_file_secret(
     env: Option<&str>,
     file: Option<&Path>,
     what: &str,
@@ -78,7 +78,7 @@ pub fn load_file_secret(
 }
 
 /// Register the value of every `KEY=VALUE` line (quotes removed) of an env file.
-pub fn register_env_values(text: &str) {
+pub(crate) fn register_env_values(text: &str) {
     for line in text.lines() {
         let line = line.trim();
         if line.starts_with('#') {
@@ -121,7 +121,7 @@ fn check_private(path: &Path, what: &str) -> RResult<()> {
 }
 
 /// Read a secret from an environment variable (None when unset).
-pub fn read_env(var: &str, what: &str) -> RResult<Option<String>> {
+pub(crate) fn read_env(var: &str, what: &str) -> RResult<Option<String>> {
     match std::env::var(var) {
         Ok(v) => {
             check_value(&v, what)?;
@@ -150,7 +150,11 @@ fn check_value(v: &str, what: &str) -> RResult<()> {
 /// Load a secret given an optional env var name and an optional file path (env wins).
 /// `what` names the secret in messages. Returns None when neither source is configured; a named
 /// variable that is not set (with no file to fall back on) is a `config` error naming it.
-pub fn load_ref(env: Option<&str>, file: Option<&Path>, what: &str) -> RResult<Option<String>> {
+pub(crate) fn load_ref(
+    env: Option<&str>,
+    file: Option<&Path>,
+    what: &str,
+) -> RResult<Option<String>> {
     if let Some(var) = env {
         if let Some(v) = read_env(var, what)? {
             return Ok(Some(v));

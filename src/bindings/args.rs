@@ -9,7 +9,7 @@ use crate::error::{RResult, RalfError, RhaiResult};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, NativeCallContext};
 
-pub fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine) {
     engine.register_static_module("args", exported_module!(args_mod).into());
 }
 

@@ -10,7 +10,7 @@ use rhai::plugin::*;
 use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 use std::sync::Arc;
 
-pub fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine) {
     engine.register_type_with_name::<CatalogRef>("Catalog");
     engine.register_type_with_name::<ServiceRef>("Service");
     engine.register_type_with_name::<PlanRef>("Plan");
@@ -19,11 +19,11 @@ pub fn register(engine: &mut Engine) {
 
 /// A loaded, validated catalog.
 #[derive(Clone)]
-pub struct CatalogRef(pub Arc<Catalog>);
+pub(crate) struct CatalogRef(pub Arc<Catalog>);
 
 /// One service of a catalog.
 #[derive(Clone)]
-pub struct ServiceRef {
+pub(crate) struct ServiceRef {
     pub cat: Arc<Catalog>,
     pub idx: usize,
 }
@@ -36,7 +36,7 @@ impl ServiceRef {
 
 /// A rollout plan.
 #[derive(Clone)]
-pub struct PlanRef {
+pub(crate) struct PlanRef {
     pub plan: Arc<Plan>,
     pub cat: Arc<Catalog>,
 }

@@ -9,7 +9,7 @@ use rhai::{Array, Dynamic, Engine, FnPtr, Map, NativeCallContext};
 use serde::Deserialize;
 use std::time::Duration;
 
-pub fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine) {
     engine.register_global_module(exported_module!(globals).into());
     engine.register_static_module("json", exported_module!(json_mod).into());
     engine.register_static_module("log", exported_module!(log_mod).into());
@@ -20,7 +20,7 @@ pub fn register(engine: &mut Engine) {
 /// Options of `retry`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RetryOpts {
+pub(crate) struct RetryOpts {
     /// Total attempts, including the first (default 3).
     pub attempts: Option<i64>,
     /// Delay before the second attempt (default 1s).
@@ -39,7 +39,7 @@ pub struct RetryOpts {
 /// Raised (as an uncatchable termination) by `exit(code)` and `exit(code, value)`: the code, and
 /// the value to print (shown like `-e` shows its value; JSON with `--output json`).
 #[derive(Debug, Clone)]
-pub struct ExitRequest(pub i32, pub Dynamic);
+pub(crate) struct ExitRequest(pub i32, pub Dynamic);
 
 fn sleep_any(ctx: &NativeCallContext, seconds: Dynamic) -> RhaiResult<()> {
     use crate::bindings::AtCall;
@@ -128,7 +128,7 @@ fn retry_impl(ctx: &NativeCallContext, opts: &Map, f: &FnPtr) -> RhaiResult<Dyna
 }
 
 /// One worker's result as scripts see it: `#{ ok: true, value }` or `#{ ok: false, error }`.
-pub fn outcome(r: RhaiResult<Dynamic>) -> Map {
+pub(crate) fn outcome(r: RhaiResult<Dynamic>) -> Map {
     let mut m = Map::new();
     match r {
         Ok(v) => {
@@ -146,7 +146,7 @@ pub fn outcome(r: RhaiResult<Dynamic>) -> Map {
 /// Start `n` worker threads (16 MiB stacks, for Rhai's recursion) in `s`, each running `work`.
 /// A thread the system refuses is not fatal while at least one runs (the workers share the
 /// items); none at all is an `unavailable` error, never a panic.
-pub fn spawn_workers<'scope, F: Fn() + Sync>(
+pub(crate) fn spawn_workers<'scope, F: Fn() + Sync>(
     s: &'scope std::thread::Scope<'scope, '_>,
     n: usize,
     what: &str,

@@ -14,13 +14,13 @@ use rhai::{Array, Dynamic, Engine, FnPtr, Map, NativeCallContext};
 use std::collections::{BinaryHeap, HashMap};
 use std::time::Duration;
 
-pub fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine) {
     engine.register_global_module(exported_module!(dag_mod).into());
 }
 
 /// A dependency graph over item indices.
 #[derive(Debug)]
-pub struct Graph {
+pub(crate) struct Graph {
     /// Indices each item waits for (only items in the set).
     pub deps: Vec<Vec<usize>>,
     /// Indices waiting for each item.
@@ -113,7 +113,7 @@ impl Ord for Entry {
 }
 
 /// The scheduling state shared by the workers.
-pub struct Ready {
+pub(crate) struct Ready {
     queue: BinaryHeap<Entry>,
     missing: Vec<usize>,
     finished: usize,

@@ -15,18 +15,18 @@ use std::sync::Arc;
 
 /// `Docker` handle: the engine on one host.
 #[derive(Clone)]
-pub struct DockerHandle {
+pub(crate) struct DockerHandle {
     pub docker: Arc<Docker>,
 }
 
 /// `Compose` handle: a compose project directory on a host.
 #[derive(Clone)]
-pub struct ComposeHandle {
+pub(crate) struct ComposeHandle {
     pub docker: Arc<Docker>,
     pub dir: String,
 }
 
-pub fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine) {
     engine.register_type_with_name::<DockerHandle>("Docker");
     engine.register_type_with_name::<ComposeHandle>("Compose");
     engine.register_static_module("docker", exported_module!(docker_mod).into());
@@ -36,7 +36,7 @@ pub fn register(engine: &mut Engine) {
 /// Options of `docker::on`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct OnOpts {
+pub(crate) struct OnOpts {
     /// `DOCKER_HOST` for every docker call on that host (e.g. "unix:///run/user/1000/docker.sock").
     pub docker_host: Option<String>,
 }
@@ -44,7 +44,7 @@ pub struct OnOpts {
 /// Options of `d.ps`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct PsOpts {
+pub(crate) struct PsOpts {
     /// Include stopped containers.
     pub all: Option<bool>,
 }
@@ -52,7 +52,7 @@ pub struct PsOpts {
 /// Options of `d.logs`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct LogsOpts {
+pub(crate) struct LogsOpts {
     /// Last N lines.
     pub tail: Option<i64>,
     /// Only lines since this time ("10m", RFC 3339, unix seconds) as `docker logs --since` takes it.
@@ -62,7 +62,7 @@ pub struct LogsOpts {
 /// Options of `compose.up`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct UpOptions {
+pub(crate) struct UpOptions {
     /// Only these services (default: all).
     pub services: Option<Vec<String>>,
     /// Pull images first.

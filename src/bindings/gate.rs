@@ -19,7 +19,7 @@ use serde_json::json;
 use std::collections::HashSet;
 use std::time::Duration;
 
-pub fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine) {
     engine.register_global_module(exported_module!(gate_fns).into());
 }
 

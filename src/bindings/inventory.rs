@@ -12,7 +12,7 @@ use serde::Deserialize;
 /// `ssh::hosts(sel)` options.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct HostSel {
+pub(crate) struct HostSel {
     /// `"key=value"` (the label has that value), `"key"` (the host has the label), or a list of
     /// them (all must hold).
     #[serde(default)]
@@ -35,7 +35,7 @@ fn matches(c: &HostConfig, want: &[String]) -> bool {
 
 /// The names of the configured hosts that `sel` selects, sorted; none is a `not_found` error
 /// naming the labels there are.
-pub fn select(cfg: &Config, sel: &Map, func: &str) -> RResult<Vec<String>> {
+pub(crate) fn select(cfg: &Config, sel: &Map, func: &str) -> RResult<Vec<String>> {
     let s: HostSel = decode(sel, func)?;
     let want = match s.label {
         None => Vec::new(),
@@ -110,7 +110,7 @@ fn hosts_impl(ctx: &NativeCallContext, sel: &Map) -> RResult<Array> {
 }
 
 #[export_module]
-pub mod inventory_mod {
+pub(crate) mod inventory_mod {
     /// Every host under `hosts:` in the config, sorted by name: `#{ name, address, user, port,
     /// transport, labels }` (prints as a table).
     ///

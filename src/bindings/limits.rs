@@ -9,7 +9,7 @@ use crate::error::{RResult, RalfError, RhaiResult};
 use rhai::plugin::*;
 use rhai::{Array, Blob, Dynamic, Engine, ImmutableString, NativeCallContext, INT};
 
-pub fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine) {
     engine.register_global_module(exported_module!(limits_mod).into());
 }
 

@@ -3,22 +3,22 @@
 //! Bindings are thin: they decode arguments/options, call a client in `crate::clients`, and turn
 //! results into Rhai values. They reach the run's [`Host`] with [`host`].
 
-pub mod args;
-pub mod catalog;
-pub mod core;
-pub mod dag;
-pub mod docker;
-pub mod exo;
-pub mod gate;
-pub mod inventory;
-pub mod limits;
-pub mod net;
-pub mod notify;
-pub mod proxmox;
-pub mod run;
-pub mod semaphore;
-pub mod ssh;
-pub mod strings;
+pub(crate) mod args;
+pub(crate) mod catalog;
+pub(crate) mod core;
+pub(crate) mod dag;
+pub(crate) mod docker;
+pub(crate) mod exo;
+pub(crate) mod gate;
+pub(crate) mod inventory;
+pub(crate) mod limits;
+pub(crate) mod net;
+pub(crate) mod notify;
+pub(crate) mod proxmox;
+pub(crate) mod run;
+pub(crate) mod semaphore;
+pub(crate) mod ssh;
+pub(crate) mod strings;
 
 use crate::error::{RResult, RalfError};
 use crate::host::Host;
@@ -27,10 +27,10 @@ use std::sync::Arc;
 
 /// The host, stored as the engine's default tag so every native call can reach it.
 #[derive(Clone)]
-pub struct HostRef(pub Arc<Host>);
+pub(crate) struct HostRef(pub Arc<Host>);
 
 /// The host of the run this call belongs to.
-pub fn host(ctx: &NativeCallContext) -> RResult<Arc<Host>> {
+pub(crate) fn host(ctx: &NativeCallContext) -> RResult<Arc<Host>> {
     ctx.tag()
         .and_then(|t| t.read_lock::<HostRef>().map(|h| h.0.clone()))
         .or_else(|| {
@@ -44,7 +44,7 @@ pub fn host(ctx: &NativeCallContext) -> RResult<Arc<Host>> {
 
 /// Convert an error into a Rhai error positioned at the call site of the current native call.
 /// Rhai does not fill the position of every (e.g. namespaced) native call by itself.
-pub fn at(ctx: &NativeCallContext, e: RalfError) -> Box<rhai::EvalAltResult> {
+pub(crate) fn at(ctx: &NativeCallContext, e: RalfError) -> Box<rhai::EvalAltResult> {
     Box::new(rhai::EvalAltResult::ErrorRuntime(
         e.to_dynamic(),
         ctx.call_position(),
@@ -52,7 +52,7 @@ pub fn at(ctx: &NativeCallContext, e: RalfError) -> Box<rhai::EvalAltResult> {
 }
 
 /// `result.at(&ctx)?`: position a binding's error at the script's call site.
-pub trait AtCall<T> {
+pub(crate) trait AtCall<T> {
     fn at(self, ctx: &NativeCallContext) -> Result<T, Box<rhai::EvalAltResult>>;
 }
 
@@ -63,7 +63,7 @@ impl<T> AtCall<T> for RResult<T> {
 }
 
 /// Register every domain. Adding a domain is one line here.
-pub fn register_all(engine: &mut Engine) {
+pub(crate) fn register_all(engine: &mut Engine) {
     core::register(engine);
     strings::register(engine);
     args::register(engine);

@@ -12,15 +12,15 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-pub fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine) {
     engine.register_static_module("net", exported_module!(net_mod).into());
 }
 
 /// Bodies returned to scripts are cut at this many bytes (`contains` still sees the whole body up
 /// to [`SCAN_CAP`]).
-pub const BODY_CAP: usize = 64 * 1024;
+pub(crate) const BODY_CAP: usize = 64 * 1024;
 /// How much of a body is read at most.
-pub const SCAN_CAP: usize = 4 * 1024 * 1024;
+pub(crate) const SCAN_CAP: usize = 4 * 1024 * 1024;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options of `net::http`.
@@ -102,7 +102,7 @@ fn clients(h: &crate::host::Host) -> RResult<Clients> {
 
 /// The result of one HTTP check (plain data; turned into a Rhai map by the binding).
 #[derive(Debug, Default)]
-pub struct HttpResult {
+pub(crate) struct HttpResult {
     pub ok: bool,
     pub status: Option<u16>,
     pub body: String,
@@ -241,7 +241,7 @@ fn refuse(what: &str, target: &str) -> RalfError {
 
 /// Apply the config's `net` section to an HTTP check: the URL actually requested and the original
 /// URL (sent as `X-Ralf-Original-Url`) when it was redirected.
-pub fn route_http(
+pub(crate) fn route_http(
     net: &crate::config::NetConfig,
     u: reqwest::Url,
 ) -> RResult<(reqwest::Url, Option<String>)> {
@@ -263,7 +263,11 @@ pub fn route_http(
 }
 
 /// Apply the config's `net` section to a TCP check: the `host:port` actually connected to.
-pub fn route_tcp(net: &crate::config::NetConfig, host: &str, target: String) -> RResult<String> {
+pub(crate) fn route_tcp(
+    net: &crate::config::NetConfig,
+    host: &str,
+    target: String,
+) -> RResult<String> {
     match &net.redirect_all {
         Some(to) => {
             let h = to.rsplit_once(':').map(|(h, _)| h).unwrap_or(to);

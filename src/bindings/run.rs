@@ -6,7 +6,7 @@ use crate::script::decode::{self, json_to_dynamic, to_json};
 use rhai::plugin::*;
 use rhai::{Dynamic, Engine, FnPtr, Map, NativeCallContext};
 
-pub fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine) {
     engine.register_static_module("run", exported_module!(run_mod).into());
 }
 
@@ -23,7 +23,7 @@ fn step_impl(
 
 /// `run::step` for a binding: `body` runs as the journal step `name` (skipped with its recorded
 /// result when this run finished it already; its details readable by a resumed attempt).
-pub fn run_step(
+pub(crate) fn run_step(
     ctx: &NativeCallContext,
     name: &str,
     service: Option<String>,

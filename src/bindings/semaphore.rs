@@ -21,7 +21,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Semaphore>("Semaphore");
     engine.register_type_with_name::<SemTask>("Task");
     engine.register_static_module("semaphore", exported_module!(semaphore_mod).into());
@@ -29,7 +29,7 @@ pub fn register(engine: &mut Engine) {
 
 /// A connected Semaphore project.
 #[derive(Clone)]
-pub struct Semaphore {
+pub(crate) struct Semaphore {
     client: Arc<Client>,
 }
 
@@ -44,7 +44,7 @@ struct TaskState {
 
 /// A Semaphore task. Clones share state: `t.wait()` updates every copy.
 #[derive(Clone)]
-pub struct SemTask {
+pub(crate) struct SemTask {
     client: Arc<Client>,
     state: Arc<Mutex<TaskState>>,
 }

@@ -6,7 +6,7 @@ use crate::script::pretty::{self, Column};
 use rhai::plugin::*;
 use rhai::{Array, Engine, Map, FLOAT, INT};
 
-pub fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine) {
     engine.register_global_module(exported_module!(strings).into());
 }
 

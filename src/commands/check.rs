@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub fn run(host: &Arc<Host>, scripts: &[PathBuf]) -> i32 {
+pub(crate) fn run(host: &Arc<Host>, scripts: &[PathBuf]) -> i32 {
     let host = host.clone();
     let scripts = scripts.to_vec();
     crate::engine::run::on_script_thread(move || {

@@ -6,7 +6,7 @@
 //! * `--format defs --out DIR`: `.d.rhai` definition files for editors
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum DocsFormat {
+pub(crate) enum DocsFormat {
     /// Markdown reference
     Md,
     /// Engine metadata as JSON
@@ -21,7 +21,7 @@ use crate::host::Host;
 use std::path::Path;
 use std::sync::Arc;
 
-pub fn run(host: &Arc<Host>, format: DocsFormat, out: Option<&Path>) -> i32 {
+pub(crate) fn run(host: &Arc<Host>, format: DocsFormat, out: Option<&Path>) -> i32 {
     let se = engine::build(host);
     let text = match format {
         DocsFormat::Md => markdown(&se.engine),
@@ -68,7 +68,7 @@ pub fn run(host: &Arc<Host>, format: DocsFormat, out: Option<&Path>) -> i32 {
 
 /// The Markdown reference: namespaces (functions), types (properties and methods), and the
 /// stdlib modules.
-pub fn markdown(engine: &rhai::Engine) -> String {
+pub(crate) fn markdown(engine: &rhai::Engine) -> String {
     use crate::engine::meta::{method_of, stdlib_fns, types};
     let groups = crate::engine::meta::by_namespace(engine);
     let types = types(engine);
@@ -166,7 +166,7 @@ fn function(out: &mut String, f: &crate::engine::meta::FnDoc) {
 
 /// `.d.rhai` definition files for editors, in Rhai's definition syntax and with script type
 /// names only: `__static__.d.rhai` (globals, methods, properties) and one file per namespace.
-pub fn defs(engine: &rhai::Engine) -> Vec<(String, String)> {
+pub(crate) fn defs(engine: &rhai::Engine) -> Vec<(String, String)> {
     let rhai_type = |t: &str| match t {
         "any" | "" => "Dynamic".to_string(),
         other => other.to_string(),

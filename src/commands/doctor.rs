@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// One row of the table.
 #[derive(Debug, Clone)]
-pub struct Row {
+pub(crate) struct Row {
     pub what: String,
     pub ok: bool,
     pub result: String,
@@ -43,7 +43,7 @@ impl Row {
 /// How long one endpoint may take to answer.
 const LIMIT: Duration = Duration::from_secs(15);
 
-pub fn run(host: &Arc<Host>) -> i32 {
+pub(crate) fn run(host: &Arc<Host>) -> i32 {
     let rows = host.rt.block_on(check_all(host));
     crate::out!("{}", crate::redact::redact(&render(&rows)));
     if rows.iter().all(|r| r.ok) {
@@ -54,7 +54,7 @@ pub fn run(host: &Arc<Host>) -> i32 {
 }
 
 /// Every check, in table order (config and secrets first, then endpoints, then hosts).
-pub async fn check_all(host: &Arc<Host>) -> Vec<Row> {
+pub(crate) async fn check_all(host: &Arc<Host>) -> Vec<Row> {
     let cfg = host.cfg().clone();
     let mut rows = vec![match &host.config.path {
         Some(p) => Row::pass("config", p.display().to_string()),
@@ -115,7 +115,7 @@ fn state_row(host: &Arc<Host>) -> Row {
 }
 
 /// The table: `what | result | how to fix`, one row per check, then a count.
-pub fn render(rows: &[Row]) -> String {
+pub(crate) fn render(rows: &[Row]) -> String {
     let w = rows.iter().map(|r| r.what.len()).max().unwrap_or(4).max(4);
     let mut out = format!("{:<w$}  {:<4}  {}\n", "what", "", "result / how to fix");
     for r in rows {

@@ -199,7 +199,7 @@ fn history_impl(
 }
 
 /// `ralf-sh history [--service NAME] [--run ID] [--json]` (read-only; never takes the lock).
-pub fn cli_history(
+pub(crate) fn cli_history(
     host: &Arc<Host>,
     service: Option<String>,
     run: Option<String>,
@@ -216,7 +216,7 @@ pub fn cli_history(
 
 /// `ralf-sh resume RUN_ID`: re-run the recorded script with its args under the same run id;
 /// steps already done are skipped by `run::step`.
-pub fn cli_resume(host: &Arc<Host>, run_id: &str, abandon: bool) -> i32 {
+pub(crate) fn cli_resume(host: &Arc<Host>, run_id: &str, abandon: bool) -> i32 {
     let path = store_location(host);
     let fail = |msg: String, code: i32| {
         eprintln!("error: {}", crate::redact::redact(&msg));

@@ -1,10 +1,10 @@
 //! CLI commands that are not "run a script": each in a file of its own.
 
-pub mod check;
-pub mod docs;
-pub mod doctor;
-pub mod history;
-pub mod lab;
-pub mod repl;
-pub mod state;
-pub mod test;
+pub(crate) mod check;
+pub(crate) mod docs;
+pub(crate) mod doctor;
+pub(crate) mod history;
+pub(crate) mod lab;
+pub(crate) mod repl;
+pub(crate) mod state;
+pub(crate) mod test;

@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub fn run(host: &Arc<Host>) -> i32 {
+pub(crate) fn run(host: &Arc<Host>) -> i32 {
     let host = host.clone();
     crate::engine::run::on_script_thread(move || {
         let code = Repl::new(&host).run();
@@ -35,7 +35,7 @@ pub fn run(host: &Arc<Host>) -> i32 {
 }
 
 /// Where history is kept.
-pub fn history_path() -> PathBuf {
+pub(crate) fn history_path() -> PathBuf {
     crate::config::xdg_state_home().join("ralf/history")
 }
 
@@ -250,7 +250,7 @@ impl Helper for RlHelper {}
 const CONTINUATION: &str = " ...> ";
 
 /// True while the input has an open block, call, index or string (outside comments).
-pub fn is_incomplete(input: &str) -> bool {
+pub(crate) fn is_incomplete(input: &str) -> bool {
     if input.trim_start().starts_with(':') {
         return false;
     }

@@ -8,7 +8,7 @@ use crate::state::{lock, Store};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub fn migrate(
+pub(crate) fn migrate(
     host: &Arc<Host>,
     to: &str,
     password_env: Option<&str>,

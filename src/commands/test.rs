@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub fn run(host: &Arc<Host>, files: &[PathBuf]) -> i32 {
+pub(crate) fn run(host: &Arc<Host>, files: &[PathBuf]) -> i32 {
     let host = host.clone();
     let files = files.to_vec();
     crate::engine::run::on_script_thread(move || run_inner(&host, &files))

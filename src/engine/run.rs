@@ -35,16 +35,23 @@ pub fn print_dry_run(host: &Host) {
 }
 
 /// First Ctrl-C/SIGTERM cancels the run (exit 130 when it stops); a second one exits at once.
+/// The handlers are registered before this returns, so a signal that arrives as soon as the
+/// script starts cancels it too (registered inside the spawned task, an early one killed the
+/// process before anything was recorded).
 pub fn install_signal_handlers(host: &Arc<Host>) {
+    use tokio::signal::unix::{signal, SignalKind};
     let cancel = host.cancel.clone();
+    let _in_runtime = host.rt.enter();
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!(
+            "no SIGINT/SIGTERM handler could be installed: a signal ends the process at once"
+        );
+        return;
+    };
     host.rt.spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
         loop {
             tokio::select! {
                 _ = int.recv() => {},

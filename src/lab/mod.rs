@@ -5,7 +5,6 @@ pub mod hosts;
 pub mod image;
 pub mod llm;
 pub mod notify;
-pub mod postgres;
 pub mod profiles;
 pub mod proxmox;
 pub mod semaphore;
@@ -413,20 +412,4 @@ pub fn run_config(
         state.display().to_string()
     ));
     Ok((yaml, env))
-}
-
-/// For test suites whose real part is missing on this machine: print a loud SKIP that names what
-/// is missing and the one command that enables the suite, and return `true` (skip). Under
-/// `CI=true` a skip is a failure: it panics instead, so CI proves that every suite ran.
-pub fn skip_suite(what: &str, missing: &str, enable: &str) -> bool {
-    let ci = std::env::var("CI")
-        .map(|v| !v.is_empty() && v != "false" && v != "0")
-        .unwrap_or(false);
-    if ci {
-        panic!(
-            "{what} cannot run: {missing}; under CI a skip is a failure (enable with: {enable})"
-        );
-    }
-    eprintln!("\n**** SKIP: {what} did not run: {missing}; enable with: {enable} ****\n");
-    true
 }

@@ -10,7 +10,12 @@ use std::time::Duration;
 
 /// Run `fut` to completion, unless the run is cancelled (`cancelled` error) or `timeout` passes
 /// (`timeout` error naming `what`). Must not be called from inside the runtime's async context.
-pub fn block_on<T, F>(host: &Host, what: &str, timeout: Option<Duration>, fut: F) -> RResult<T>
+pub(crate) fn block_on<T, F>(
+    host: &Host,
+    what: &str,
+    timeout: Option<Duration>,
+    fut: F,
+) -> RResult<T>
 where
     F: Future<Output = RResult<T>>,
 {
@@ -41,7 +46,7 @@ where
 }
 
 /// Sleep for `d`, waking early (with `cancelled`) when the run is cancelled.
-pub fn sleep(host: &Host, d: Duration) -> RResult<()> {
+pub(crate) fn sleep(host: &Host, d: Duration) -> RResult<()> {
     block_on(host, "sleep", None, async move {
         tokio::time::sleep(d).await;
         Ok(())
@@ -49,7 +54,7 @@ pub fn sleep(host: &Host, d: Duration) -> RResult<()> {
 }
 
 /// The tokio runtime every entry point shares (2 workers, room for blocking calls).
-pub fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(64)

@@ -11,14 +11,14 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 
 /// Decode an options map for the function `func` (used in messages).
-pub fn decode<T: DeserializeOwned>(map: &Map, func: &str) -> RResult<T> {
+pub(crate) fn decode<T: DeserializeOwned>(map: &Map, func: &str) -> RResult<T> {
     let value: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(map.clone()))
         .map_err(|e| RalfError::invalid(format!("{func}: options are not plain data: {e}")))?;
     decode_json(value, func)
 }
 
 /// Decode options given as a JSON value (used by [`decode`] and by config-like inputs).
-pub fn decode_json<T: DeserializeOwned>(value: serde_json::Value, func: &str) -> RResult<T> {
+pub(crate) fn decode_json<T: DeserializeOwned>(value: serde_json::Value, func: &str) -> RResult<T> {
     serde_json::from_value::<T>(value).map_err(|e| {
         let msg = e.to_string();
         RalfError::invalid(rewrite_serde_message(
@@ -30,14 +30,14 @@ pub fn decode_json<T: DeserializeOwned>(value: serde_json::Value, func: &str) ->
 }
 
 /// Decode a Dynamic (any shape) into T via serde, with the same message rewriting.
-pub fn decode_dynamic<T: DeserializeOwned>(value: &Dynamic, func: &str) -> RResult<T> {
+pub(crate) fn decode_dynamic<T: DeserializeOwned>(value: &Dynamic, func: &str) -> RResult<T> {
     let v: serde_json::Value = rhai::serde::from_dynamic(value)
         .map_err(|e| RalfError::invalid(format!("{func}: value is not plain data: {e}")))?;
     decode_json(v, func)
 }
 
 /// Read a duration argument given to a Rhai function as INT, FLOAT or string.
-pub fn duration_arg(v: &Dynamic, func: &str) -> RResult<Duration> {
+pub(crate) fn duration_arg(v: &Dynamic, func: &str) -> RResult<Duration> {
     if let Ok(i) = v.as_int() {
         if i < 0 {
             return Err(RalfError::invalid(format!(
@@ -64,12 +64,12 @@ pub fn duration_arg(v: &Dynamic, func: &str) -> RResult<Duration> {
 }
 
 /// A JSON value as a script value (objects as maps).
-pub fn json_to_dynamic(v: &serde_json::Value) -> Dynamic {
+pub(crate) fn json_to_dynamic(v: &serde_json::Value) -> Dynamic {
     rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT)
 }
 
 /// Any serialisable value as a script value, through its JSON form (`()` when it has none).
-pub fn to_json<T: serde::Serialize>(v: &T) -> Dynamic {
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Dynamic {
     serde_json::to_value(v)
         .map(|j| json_to_dynamic(&j))
         .unwrap_or(Dynamic::UNIT)

@@ -7,10 +7,10 @@
 use rhai::{Array, Dynamic, Map};
 
 /// How a handle (a custom type) is shown: its registered `to_string`.
-pub type Leaf<'a> = &'a dyn Fn(&Dynamic) -> String;
+pub(crate) type Leaf<'a> = &'a dyn Fn(&Dynamic) -> String;
 
 /// A value as readable, possibly multi-line text.
-pub fn pretty(v: &Dynamic, leaf: Leaf) -> String {
+pub(crate) fn pretty(v: &Dynamic, leaf: Leaf) -> String {
     if let Some(m) = v.read_lock::<Map>() {
         if let Some(t) = map_of_maps_table(&m, leaf) {
             return t;
@@ -34,7 +34,7 @@ pub fn pretty(v: &Dynamic, leaf: Leaf) -> String {
 }
 
 /// A value as JSON for `--output json`: handles as their text, `()` as null.
-pub fn to_json(v: &Dynamic, leaf: Leaf) -> serde_json::Value {
+pub(crate) fn to_json(v: &Dynamic, leaf: Leaf) -> serde_json::Value {
     use serde_json::Value;
     if v.is_unit() {
         return Value::Null;
@@ -186,14 +186,14 @@ fn map_of_maps_table(m: &Map, leaf: Leaf) -> Option<String> {
 }
 
 /// A column of [`table_of`]: the key and its title.
-pub struct Column {
+pub(crate) struct Column {
     pub key: String,
     pub title: String,
 }
 
 /// Rows (maps) as a table: the given columns, or every key in order of first appearance
 /// (`name`, `service` or `id` first); unit and missing cells as `-`.
-pub fn table_of(rows: &[Map], columns: Option<&[Column]>, leaf: Leaf) -> String {
+pub(crate) fn table_of(rows: &[Map], columns: Option<&[Column]>, leaf: Leaf) -> String {
     let cols: Vec<Column> = match columns {
         Some(c) => c
             .iter()

@@ -14,6 +14,3 @@ pub mod store;
 
 pub use model::{Dump, EventRecord, GateAnswer, RunRecord, ServiceRecord, StepRecord};
 pub use store::Store;
-
-#[cfg(test)]
-mod tests;

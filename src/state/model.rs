@@ -212,7 +212,7 @@ pub(crate) trait Backend: ServeRecords + Send + Sync {
 }
 
 /// The shared run lease of a store (PostgreSQL).
-pub(crate) trait Lease: Send + Sync {
+pub trait Lease: Send + Sync {
     /// How long the lease lasts without a renewal.
     fn ttl(&self) -> Duration;
     /// Take the lease for `me`: `Ok(previous)` (the holder of an expired lease taken over, if

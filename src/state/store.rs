@@ -244,7 +244,7 @@ impl Store {
         self.b.is_empty()
     }
 
-    pub(crate) fn lease(&self) -> Option<&dyn Lease> {
+    pub fn lease(&self) -> Option<&dyn Lease> {
         self.b.lease()
     }
 }

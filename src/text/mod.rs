@@ -5,8 +5,8 @@ mod names;
 mod quote;
 
 pub use duration::{parse_duration, Secs};
-pub use names::{parse_unknown_field, rewrite_serde_message, unknown_name_message};
-pub use quote::{join_argv, quote};
+pub(crate) use names::{parse_unknown_field, rewrite_serde_message, unknown_name_message};
+pub(crate) use quote::{join_argv, quote};
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use std::time::Duration;
 /// (task output and names, ssh output, LLM answers): ESC becomes `\x1b`, so `\x1b]0;title\x07`
 /// or `\x1b[2J` print as text instead of retitling or clearing the terminal. Newlines and tabs stay;
 /// a carriage return, the other C0 controls, DEL and the C1 controls are shown as `\xNN`/`\u{NN}`.
-pub fn visible_controls(s: &str) -> Cow<'_, str> {
+pub(crate) fn visible_controls(s: &str) -> Cow<'_, str> {
     let bad = |c: char| (c.is_control() && c != '\n' && c != '\t') || c == '\u{7f}';
     if !s.chars().any(bad) {
         return Cow::Borrowed(s);
@@ -36,7 +36,7 @@ pub fn visible_controls(s: &str) -> Cow<'_, str> {
 /// An aligned text table: one header row, columns padded to their widest cell (by characters),
 /// two spaces between columns, each cell cut to its first line. Every table ralf-sh prints (the
 /// REPL's arrays of maps, `table()`, the deploy report) has this one style.
-pub fn table(headers: &[String], rows: &[Vec<String>]) -> String {
+pub(crate) fn table(headers: &[String], rows: &[Vec<String>]) -> String {
     let cell = |s: &str| s.lines().next().unwrap_or("").to_string();
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     let rows: Vec<Vec<String>> = rows
@@ -70,7 +70,7 @@ pub fn table(headers: &[String], rows: &[Vec<String>]) -> String {
 }
 
 /// "1.5s", "2m 3s", "250ms".
-pub fn human_duration(d: Duration) -> String {
+pub(crate) fn human_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms}ms")
@@ -95,7 +95,7 @@ pub fn human_duration(d: Duration) -> String {
 }
 
 /// The closest candidate by edit distance, if it is close enough to be a plausible typo.
-pub fn did_you_mean<'a>(
+pub(crate) fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
@@ -112,7 +112,7 @@ pub fn did_you_mean<'a>(
 }
 
 /// Whether `host` (a name or an IP literal, brackets allowed) is a loopback address.
-pub fn is_loopback_host(host: &str) -> bool {
+pub(crate) fn is_loopback_host(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     if h.eq_ignore_ascii_case("localhost") {
         return true;

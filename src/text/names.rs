@@ -2,7 +2,7 @@
 
 /// An "unknown field" complaint from serde, taken apart: (path prefix, field, expected fields).
 /// serde_yaml prefixes the path (`semaphore: unknown field ...`); serde_json does not.
-pub fn parse_unknown_field(msg: &str) -> Option<(&str, &str, Vec<&str>)> {
+pub(crate) fn parse_unknown_field(msg: &str) -> Option<(&str, &str, Vec<&str>)> {
     let idx = msg.find("unknown field `")?;
     let prefix = msg[..idx].trim_end().trim_end_matches(':');
     let rest = &msg[idx + "unknown field `".len()..];
@@ -12,7 +12,12 @@ pub fn parse_unknown_field(msg: &str) -> Option<(&str, &str, Vec<&str>)> {
 }
 
 /// "unknown {noun} `x` {where_}; did you mean `y`?" (or the list of expected names).
-pub fn unknown_name_message(noun: &str, field: &str, where_: &str, expected: &[&str]) -> String {
+pub(crate) fn unknown_name_message(
+    noun: &str,
+    field: &str,
+    where_: &str,
+    expected: &[&str],
+) -> String {
     let mut out = format!("unknown {noun} `{field}`");
     if !where_.is_empty() {
         out.push(' ');
@@ -29,7 +34,7 @@ pub fn unknown_name_message(noun: &str, field: &str, where_: &str, expected: &[&
 
 /// Turn serde's `unknown field `x`, expected one of `a`, `b`` into a did-you-mean message.
 /// `noun` is "option" or "key"; `where_` follows the name ("for semaphore::run").
-pub fn rewrite_serde_message(msg: &str, where_: &str, noun: &str) -> String {
+pub(crate) fn rewrite_serde_message(msg: &str, where_: &str, noun: &str) -> String {
     match parse_unknown_field(msg) {
         Some((_, field, expected)) => {
             let mut out = unknown_name_message(noun, field, where_, &expected);

@@ -1,7 +1,7 @@
 //! POSIX shell quoting (one word, an argv joined into one command line).
 
 /// Quote one word for a POSIX shell.
-pub fn quote(s: &str) -> String {
+pub(crate) fn quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_=/,.+:@%".contains(c))
@@ -12,7 +12,7 @@ pub fn quote(s: &str) -> String {
 }
 
 /// Join an argv into one POSIX shell command line.
-pub fn join_argv<S: AsRef<str>>(argv: &[S]) -> String {
+pub(crate) fn join_argv<S: AsRef<str>>(argv: &[S]) -> String {
     argv.iter()
         .map(|a| quote(a.as_ref()))
         .collect::<Vec<_>>()

@@ -36,13 +36,6 @@ const LAYERS: &[&[&str]] = &[
     &["app"],
 ];
 
-/// Imports the table forbids that are still there, each with why. Keep it empty or shrinking.
-const KNOWN: &[(&str, &str, &str)] = &[(
-    "state",
-    "lab",
-    "state's unit tests start a throwaway PostgreSQL cluster with the lab's helper",
-)];
-
 type Module = Vec<String>;
 
 struct Edge {
@@ -227,7 +220,7 @@ fn check(src: &Path) -> Vec<String> {
         let (Some(a), Some(b)) = (e.from.first(), e.to.first()) else {
             continue; // the crate root declares every module
         };
-        if a == b || KNOWN.iter().any(|(x, y, _)| x == a && y == b) {
+        if a == b {
             continue;
         }
         if let (Some(ra), Some(rb)) = (rank(a), rank(b)) {
@@ -252,9 +245,6 @@ fn check(src: &Path) -> Vec<String> {
         }
         let a = e.from[..=common].to_vec();
         let b = e.to[..=common].to_vec();
-        if e.from.len() == 1 && KNOWN.iter().any(|(x, y, _)| *x == a[0] && *y == b[0]) {
-            continue;
-        }
         graph
             .entry(a)
             .or_default()

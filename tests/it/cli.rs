@@ -134,12 +134,12 @@ fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
 fn sigint_exits_130(expr: &str) {
     let home = tempfile::tempdir().unwrap();
     let mut c = cmd(home.path());
-    c.args(["-e", expr])
+    // The script says when it is running (the signal handlers are in place before it starts).
+    c.args(["-e", &format!("print(\"started\"); {expr}")])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut child = c.spawn().unwrap();
-    // Let it get going, then interrupt.
-    std::thread::sleep(Duration::from_millis(700));
+    common::wait_for_line(&mut child, "started");
     assert!(
         child.try_wait().unwrap().is_none(),
         "exited before the signal"
@@ -167,10 +167,11 @@ fn sigint_stops_sleep() {
 fn sigterm_cancels_too() {
     let home = tempfile::tempdir().unwrap();
     let mut c = cmd(home.path());
-    c.args(["-e", "sleep(60)"])
+    c.args(["-e", "print(\"started\"); sleep(60)"])
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     let mut child = c.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    common::wait_for_line(&mut child, "started");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), Some(130));
 }

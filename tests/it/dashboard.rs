@@ -29,7 +29,7 @@ fn chromium() -> Option<PathBuf> {
 fn chromium_or_skip() -> Option<PathBuf> {
     let b = chromium();
     if b.is_none() {
-        ralf_sh::lab::skip_suite(
+        crate::common::skip_suite(
             "the dashboard browser test",
             "no chromium on PATH",
             "apt-get install chromium",

@@ -6,7 +6,6 @@ use crate::common::deploy as deploy_h;
 
 use common::run;
 use deploy_h::*;
-use std::time::Duration;
 
 fn id_of(steps: &[(i64, String, String, String, Option<String>)], key: &str) -> i64 {
     steps
@@ -467,7 +466,10 @@ fn kill_9_inside_the_snapshot_step(backend: Backend) {
             },
             "postgresql's snapshot step",
         );
-        std::thread::sleep(Duration::from_millis(500));
+        wait_for(
+            || lab.pve_snapshot_task_running(),
+            "the Proxmox snapshot task",
+        );
         child.kill().unwrap();
         child.wait().unwrap();
         let run_id = runs(&lab.state)[0].0.clone();

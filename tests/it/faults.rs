@@ -11,7 +11,6 @@ use crate::common::deploy as deploy_h;
 
 use common::run;
 use deploy_h::*;
-use std::time::Duration;
 
 #[derive(Clone, Copy, Debug)]
 enum Then {
@@ -32,25 +31,27 @@ enum At {
     TaskRunning,
 }
 
-/// The step is running (false while the store or its tables do not exist yet).
-fn step_running(lab: &Served, key: &str) -> bool {
+/// Whether a running step matches `cond` (SQL over the steps table; false while the store or its
+/// tables do not exist yet).
+fn running_step_where(lab: &Served, cond: &str) -> bool {
+    let sql = format!("SELECT count(*) FROM steps WHERE status = 'running' AND {cond}");
     let n = match &lab.state {
-        TestState::Sqlite(db) => rusqlite::Connection::open(db).ok().and_then(|c| {
-            c.query_row(
-                "SELECT count(*) FROM steps WHERE key = ?1 AND status = 'running'",
-                [key],
-                |r| r.get::<_, i64>(0),
-            )
+        TestState::Sqlite(db) => rusqlite::Connection::open(db)
             .ok()
-        }),
-        TestState::Postgres(pg) => pg
-            .psql(&format!(
-                "SELECT count(*) FROM steps WHERE key = '{key}' AND status = 'running'"
-            ))
-            .ok()
-            .and_then(|n| n.parse().ok()),
+            .and_then(|c| c.query_row(&sql, [], |r| r.get::<_, i64>(0)).ok()),
+        TestState::Postgres(pg) => pg.psql(&sql).ok().and_then(|n| n.parse().ok()),
     };
     n.is_some_and(|n| n > 0)
+}
+
+/// The step is running.
+fn step_running(lab: &Served, key: &str) -> bool {
+    running_step_where(lab, &format!("key = '{key}'"))
+}
+
+/// A running step has recorded its Semaphore task id (the run knows the task it waits for).
+fn task_id_recorded(lab: &Served) -> bool {
+    running_step_where(lab, "details LIKE '%semaphore_task_id%'")
 }
 
 fn postgresql_task(lab: &Served) -> bool {
@@ -98,13 +99,16 @@ fn trial_on(backend: Backend, at: At, signal: i32, then: Then) {
         At::PostUnanswered => wait_for(|| postgresql_task(&lab), "postgresql's task"),
         At::TaskRunning => {
             wait_for(|| postgresql_task(&lab), "postgresql's task");
-            std::thread::sleep(Duration::from_millis(200));
+            wait_for(|| task_id_recorded(&lab), "the task id in the journal");
         }
     }
     if let At::Step(k) = at {
         if k.ends_with("/snapshot") {
             // Inside the Proxmox task, not before it started.
-            std::thread::sleep(Duration::from_millis(500));
+            wait_for(
+                || lab.pve_snapshot_task_running(),
+                "the Proxmox snapshot task",
+            );
         }
     }
     unsafe { libc::kill(child.id() as i32, signal) };

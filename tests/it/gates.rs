@@ -8,7 +8,6 @@ use crate::common::deploy as deploy_h;
 use deploy_h::*;
 use serde_json::Value;
 use std::process::{Child, Stdio};
-use std::time::Duration;
 
 /// Start `code` as a script against the lab (stdout piped).
 fn spawn(lab: &Served, home: &std::path::Path, name: &str, code: &str) -> Child {
@@ -119,7 +118,19 @@ fn channel_round(via: &str, replay_nonce: &str) {
         &id,
         serde_json::json!({"approve": true, "user": "admin", "via": via, "nonce": replay_nonce}),
     );
-    std::thread::sleep(Duration::from_millis(800));
+    // The run has seen and refused both before the approver answers (Matrix never relays the
+    // replayed reaction: only mallory's is refused there).
+    let refusals = if via == "matrix" { 1 } else { 2 };
+    wait_for(
+        || {
+            gate_events(&lab.state)
+                .iter()
+                .filter(|e| e["event"] == "answer" && e["accepted"] == false)
+                .count()
+                >= refusals
+        },
+        "the refused answers in the journal",
+    );
     answer(
         &lab,
         &id,

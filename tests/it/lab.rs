@@ -129,7 +129,7 @@ fn serve() -> Served {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(100));
+    // `env` is renamed into place whole, after ralf.yaml: both are complete now.
     Served {
         child,
         dir,
@@ -281,8 +281,8 @@ fn lab_repl_has_every_handle_live() {
     let mut c = common::cmd(home.path());
     c.args(["lab", "repl"]).env("TERM", "xterm");
     let mut p = spawn_command(c, Some(30_000)).expect("spawn lab repl");
+    // Ready for input: rustyline announces bracketed paste right after switching to raw mode.
     p.exp_string("\u{1b}[?2004h").expect("prompt");
-    std::thread::sleep(Duration::from_millis(150));
     p.send_line("`templates=${semaphore::connect().templates().len()}`")
         .unwrap();
     let (_, m) = p.exp_regex("templates=[0-9]+").unwrap();
@@ -300,7 +300,7 @@ fn shipped_systemd_units_verify() {
         .status()
         .is_err()
     {
-        ralf_sh::lab::skip_suite(
+        crate::common::skip_suite(
             "the systemd unit check",
             "systemd-analyze is not installed",
             "apt-get install systemd",

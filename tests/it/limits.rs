@@ -16,7 +16,7 @@ fn as_nobody_limited(nproc: u32, expr: &str) -> Option<(i32, String, String)> {
         .unwrap_or(false);
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 || !tools {
-        ralf_sh::lab::skip_suite(
+        crate::common::skip_suite(
             "the thread-limit test",
             "it needs root and util-linux's setpriv and prlimit",
             "run the tests as root with util-linux installed",

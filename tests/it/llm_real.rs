@@ -88,7 +88,7 @@ fn start(dir: &Path) -> Option<Server> {
             .map(|s| s.success())
             .unwrap_or(false);
     if !ok {
-        ralf_sh::lab::skip_suite(
+        crate::common::skip_suite(
             "the real llama.cpp server test",
             &format!(
                 "no llama-cpp-python[server] venv with the vocabulary at {}",

@@ -35,3 +35,4 @@ mod semaphore_versions;
 mod serve;
 mod ssh;
 mod state_pg;
+mod state_store;

@@ -89,12 +89,20 @@ fn ctrl_c_during_a_wait_names_the_task_still_running() {
     let home = tempfile::tempdir().unwrap();
     let lab = Served::start(home.path());
     let mut c = lab.cmd(home.path());
-    c.args(["-e", r#"semaphore::connect().run("Lab Hang").wait()"#])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    let child = c.spawn().unwrap();
-    wait_for(|| !lab.tasks().is_empty(), "the task");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The script says when the task is started and the wait begins (a signal from then on
+    // cancels the wait, however far it got).
+    c.args([
+        "-e",
+        r#"let t = semaphore::connect().run("Lab Hang"); print("waiting"); t.wait()"#,
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    common::wait_for_line(&mut child, "waiting");
+    wait_for(
+        || lab.tasks()[0]["status"] == "running",
+        "the task running on the stand-in",
+    );
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));

@@ -3,7 +3,6 @@
 use crate::common;
 
 use rexpect::session::{spawn_command, PtySession};
-use std::time::Duration;
 
 const CANARY: &str = "canary-a1b2c3d4e5";
 
@@ -17,13 +16,12 @@ fn repl(home: &std::path::Path) -> PtySession {
     p
 }
 
-/// Wait until the line editor is ready for input (raw mode on: it enables bracketed paste).
-/// Matching the prompt text alone is not enough: the editor redraws it on every keystroke,
-/// and input typed before raw mode is switched on is discarded by the terminal.
+/// Wait until the line editor is ready for input: rustyline (19, `tty/unix.rs`) switches the
+/// terminal to raw mode first and announces bracketed paste right after, so from that sequence on
+/// typed input is kept for the editor. Matching the prompt text alone is not enough: the editor
+/// redraws it on every keystroke.
 fn prompt(p: &mut PtySession) {
     p.exp_string("\u{1b}[?2004h").expect("prompt");
-    // The editor may announce bracketed paste just before it switches the terminal to raw mode.
-    std::thread::sleep(Duration::from_millis(150));
 }
 
 #[test]
@@ -58,7 +56,7 @@ fn tab_completes_namespace_function() {
     let mut p = repl(home.path());
     p.send("json::str").unwrap();
     p.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    p.exp_string("json::str").unwrap(); // the editor has read it
     p.send("\t").unwrap();
     p.flush().unwrap();
     p.exp_string("json::stringify").unwrap();
@@ -115,8 +113,9 @@ fn ctrl_c_clears_line_and_ctrl_d_leaves() {
     p.exp_string("2").unwrap();
     prompt(&mut p);
     // Ctrl-C while a line runs stops that line, not the shell.
-    p.send_line("loop { }").unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // The line says when it runs (its echo shows `"loop" + "ing"`, its output `looping`).
+    p.send_line(r#"print("loop" + "ing"); loop { }"#).unwrap();
+    p.exp_string("looping").unwrap();
     p.send_control('c').unwrap();
     p.exp_string("cancelled").unwrap();
     prompt(&mut p);
@@ -156,7 +155,7 @@ fn method_completion_offers_no_setters_operators_or_closures() {
     prompt(&mut p);
     p.send("s.").unwrap();
     p.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(100));
+    p.exp_string("s.").unwrap(); // the editor has read it
     p.send("\t\t").unwrap();
     p.flush().unwrap();
     // The list shows real methods (`trimmed`, `to_upper`, ...), and nothing with a `$` or an operator.

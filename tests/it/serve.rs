@@ -164,8 +164,8 @@ fn schedule_ticks_run_once_over_a_kill_and_restart_with_catch_up_one_or_none() {
 /// Two controllers on one PostgreSQL store, a schedule every second: exactly one run per tick.
 #[test]
 fn two_controllers_share_a_schedule_one_run_per_tick() {
-    if ralf_sh::lab::postgres::bin_dir().is_none() {
-        ralf_sh::lab::skip_suite(
+    if crate::common::postgres::bin_dir().is_none() {
+        crate::common::skip_suite(
             "the shared-schedule test",
             "no PostgreSQL server binaries (initdb)",
             "apt-get install postgresql",
@@ -174,12 +174,12 @@ fn two_controllers_share_a_schedule_one_run_per_tick() {
     }
     const TICKS: usize = 100;
     let home = tempfile::tempdir().unwrap();
-    let pg = ralf_sh::lab::postgres::Cluster::start(&home.path().join("pg")).unwrap();
+    let pg = crate::common::postgres::Cluster::start(&home.path().join("pg")).unwrap();
     let state = format!(
         "state:\n  url: {}\n  password_env: RALF_TEST_PG_PASSWORD\n",
         pg.url()
     );
-    let env = [("RALF_TEST_PG_PASSWORD", ralf_sh::lab::postgres::PASSWORD)];
+    let env = [("RALF_TEST_PG_PASSWORD", crate::common::postgres::PASSWORD)];
     let mut controllers = Vec::new();
     for name in ["a", "b"] {
         let h = home.path().join(name);

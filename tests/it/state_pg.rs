@@ -8,9 +8,9 @@
 use crate::common;
 use crate::common::deploy as deploy_h;
 
+use crate::common::postgres::{Cluster, PASSWORD};
 use common::run;
 use deploy_h::*;
-use ralf_sh::lab::postgres::{Cluster, PASSWORD};
 use std::path::Path;
 use std::time::{Duration, Instant};
 

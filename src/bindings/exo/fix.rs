@@ -15,14 +15,14 @@ use rhai::{Array, Dynamic, Engine, Map, NativeCallContext};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
-pub fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine) {
     engine.register_global_module(exported_module!(fix_methods).into());
 }
 
 /// Options of `suggest_fix`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FixOpts {
+pub(crate) struct FixOpts {
     /// Characters of log to send at most (default 6000; the tail is kept).
     pub max_chars: Option<usize>,
     pub max_tokens: Option<u64>,

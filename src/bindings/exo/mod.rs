@@ -7,7 +7,7 @@
 //! Every prompt is scrubbed of registered secrets before it leaves the machine, and every exchange is
 //! recorded in the run journal (kind `llm`).
 
-pub mod fix;
+pub(crate) mod fix;
 
 use crate::bindings::{host, AtCall};
 use crate::clients::exo::advisor::{self, DecideOptions, Decision};
@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Exo>("Exo");
     engine.register_static_module("exo", exported_module!(exo_mod).into());
     engine.register_global_module(exported_module!(exo_methods).into());
@@ -33,14 +33,14 @@ pub fn register(engine: &mut Engine) {
 
 /// Default token budget of `suggest_fix` and `propose_fix`: five short lines need about 150 tokens; the rest is room
 /// for a model that thinks although asked not to.
-pub const DEFAULT_FIX_TOKENS: u64 = 1024;
+pub(crate) const DEFAULT_FIX_TOKENS: u64 = 1024;
 
 /// Default budget (characters) of the log excerpt sent by `suggest_fix`.
-pub const DEFAULT_LOG_BUDGET: usize = 6000;
+pub(crate) const DEFAULT_LOG_BUDGET: usize = 6000;
 
 /// A connection to an OpenAI-compatible server, used as an advisor.
 #[derive(Clone)]
-pub struct Exo(Arc<ExoInner>);
+pub(crate) struct Exo(Arc<ExoInner>);
 
 struct ExoInner {
     client: Client,
@@ -53,7 +53,7 @@ struct ExoInner {
 }
 
 /// How long `decide` skips a server it could not connect to.
-pub const DOWN_MEMO: Duration = Duration::from_secs(30);
+pub(crate) const DOWN_MEMO: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for Exo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,7 +91,7 @@ impl Exo {
 /// Options of `exo::connect`; each overrides the `llm:` section of the config.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConnectOpts {
+pub(crate) struct ConnectOpts {
     pub url: Option<String>,
     pub model: Option<String>,
     pub enabled: Option<bool>,
@@ -109,7 +109,7 @@ pub struct ConnectOpts {
 /// Options of `ask` and `chat`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AskOpts {
+pub(crate) struct AskOpts {
     pub system: Option<String>,
     pub temperature: Option<f64>,
     pub max_tokens: Option<u64>,

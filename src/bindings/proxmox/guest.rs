@@ -3,7 +3,7 @@
 use super::*;
 
 #[export_module]
-pub mod guest_handles {
+pub(crate) mod guest_handles {
     use super::*;
 
     // ---- Guest ----

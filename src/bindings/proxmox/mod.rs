@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 mod guest;
 mod task;
 
-pub fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Pve>("Proxmox");
     engine.register_type_with_name::<Guest>("Guest");
     engine.register_type_with_name::<PveTask>("PveTask");
@@ -30,20 +30,20 @@ pub fn register(engine: &mut Engine) {
 
 /// A connected cluster.
 #[derive(Clone)]
-pub struct Pve {
+pub(crate) struct Pve {
     c: Arc<Client>,
 }
 
 /// One LXC container or QEMU VM.
 #[derive(Clone)]
-pub struct Guest {
+pub(crate) struct Guest {
     c: Arc<Client>,
     g: GuestRef,
 }
 
 /// A Proxmox task (UPID).
 #[derive(Clone)]
-pub struct PveTask {
+pub(crate) struct PveTask {
     c: Arc<Client>,
     upid: String,
     /// The status last read and when; shared by every copy of the handle.

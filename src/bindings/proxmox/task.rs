@@ -31,7 +31,7 @@ impl PveTask {
 }
 
 #[export_module]
-pub mod task_handles {
+pub(crate) mod task_handles {
     use super::*;
 
     // ---- PveTask ----

@@ -1,7 +1,7 @@
 //! `ssh::` bindings: multiplexed SSH sessions to hosts from the config (or `user@host:port`), and
 //! the same handle shape for the control machine (`ssh::local()`).
 
-pub mod secret_sync;
+pub(crate) mod secret_sync;
 
 use crate::bindings::{host, AtCall};
 use crate::clients::ssh::{self as client, Handle, Output, RunSpec};
@@ -20,7 +20,7 @@ use std::time::Duration;
 
 /// A host handle in scripts (`SshHost`).
 #[derive(Clone)]
-pub struct SshHost {
+pub(crate) struct SshHost {
     pub handle: Handle,
 }
 
@@ -30,7 +30,7 @@ impl SshHost {
     }
 }
 
-pub fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine) {
     engine.register_type_with_name::<SshHost>("SshHost");
     let mut m = exported_module!(ssh_mod);
     m.combine_flatten(exported_module!(crate::bindings::inventory::inventory_mod));
@@ -39,7 +39,7 @@ pub fn register(engine: &mut Engine) {
 }
 
 /// A host given as an `SshHost` or as a name.
-pub fn handle_from_dynamic(h: &Host, v: &Dynamic, func: &str) -> RResult<Handle> {
+pub(crate) fn handle_from_dynamic(h: &Host, v: &Dynamic, func: &str) -> RResult<Handle> {
     if let Some(s) = v.read_lock::<SshHost>() {
         return Ok(s.handle.clone());
     }
@@ -63,7 +63,7 @@ pub fn handle_from_dynamic(h: &Host, v: &Dynamic, func: &str) -> RResult<Handle>
 /// Options of `run` / `run_ok`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RunOpts {
+pub(crate) struct RunOpts {
     /// Kill the command and raise `timeout` after this long.
     pub timeout: Option<Secs>,
     /// Text fed to the command's stdin.
@@ -80,7 +80,7 @@ pub struct RunOpts {
 /// Options of `ssh::run_all`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RunAllOpts {
+pub(crate) struct RunAllOpts {
     /// Hosts worked on at the same time (default 10).
     pub parallel: Option<i64>,
     /// Per-host command timeout.
@@ -90,7 +90,7 @@ pub struct RunAllOpts {
 }
 
 /// Turn a command given as a string or an argv array into shell text.
-pub fn command_text(cmd: &Dynamic, func: &str) -> RResult<String> {
+pub(crate) fn command_text(cmd: &Dynamic, func: &str) -> RResult<String> {
     if let Some(s) = cmd.read_lock::<rhai::ImmutableString>() {
         if s.trim().is_empty() {
             return Err(RalfError::invalid(format!("{func}: the command is empty")));
@@ -114,7 +114,7 @@ pub fn command_text(cmd: &Dynamic, func: &str) -> RResult<String> {
                 )));
             }
         }
-        return Ok(client::join_argv(&words));
+        return Ok(crate::text::join_argv(&words));
     }
     Err(RalfError::invalid(format!(
         "{func}: the command must be a string or an array of words, got {}",
@@ -146,7 +146,7 @@ fn dry_run_answer(h: &Host, host_name: &str, spec: &RunSpec, read_only: bool) ->
 }
 
 /// The `#{ ok, code, stdout, stderr, duration, truncated, host }` map.
-pub fn output_map(host_name: &str, o: &Output) -> Map {
+pub(crate) fn output_map(host_name: &str, o: &Output) -> Map {
     let mut m = Map::new();
     m.insert("ok".into(), o.ok().into());
     m.insert("code".into(), o.code.into());
@@ -172,7 +172,12 @@ fn dry_result(host_name: &str) -> Map {
 }
 
 /// Run on a handle through the bridge; on cancellation wait briefly for the remote kill to land.
-pub fn exec_blocking(h: &Host, handle: &Handle, spec: &RunSpec, what: &str) -> RResult<Output> {
+pub(crate) fn exec_blocking(
+    h: &Host,
+    handle: &Handle,
+    spec: &RunSpec,
+    what: &str,
+) -> RResult<Output> {
     // The command's own timeout is enforced by the client (which kills the remote process);
     // the bridge only adds cancellation.
     let r = block_on(h, what, None, handle.exec(spec));
@@ -215,7 +220,7 @@ fn run_ok_impl(ctx: &NativeCallContext, s: &SshHost, cmd: &Dynamic, opts: &Map) 
 }
 
 /// `command_failed` naming host, command, exit code and the tail of stderr.
-pub fn failed(host_name: &str, cmd: &str, o: &Output) -> RalfError {
+pub(crate) fn failed(host_name: &str, cmd: &str, o: &Output) -> RalfError {
     let tail = o.stderr_tail(10);
     let mut msg = format!(
         "{host_name}: command exited with code {}: {}",
@@ -287,8 +292,8 @@ pub(crate) fn put_file(
     let cmd = format!(
         "{umask}cat > {t} && mv -f -- {t} {r} || {{ rc=$?; rm -f -- {t}; exit $rc; }}",
         umask = if private { "umask 077 && " } else { "" },
-        t = client::quote(&tmp),
-        r = client::quote(remote)
+        t = crate::text::quote(&tmp),
+        r = crate::text::quote(remote)
     );
     let o = simple(h, s, cmd, Some(data), &format!("{what} to {}", s.name()))?;
     if !o.ok() {
@@ -301,7 +306,7 @@ fn get_bytes(h: &Host, s: &SshHost, remote: &str, what: &str) -> RResult<Vec<u8>
     let o = simple(
         h,
         s,
-        format!("cat -- {}", client::quote(remote)),
+        format!("cat -- {}", crate::text::quote(remote)),
         None,
         &format!("{what} from {}", s.name()),
     )?;
@@ -661,7 +666,7 @@ mod ssh_methods {
     #[rhai_fn(global, return_raw)]
     pub fn disk_free(ctx: NativeCallContext, s: &mut SshHost, path: &str) -> RhaiResult<i64> {
         let h = host(&ctx)?;
-        let cmd = format!("df -Pk -- {}", client::quote(path));
+        let cmd = format!("df -Pk -- {}", crate::text::quote(path));
         let o = simple(&h, s, cmd, None, "disk_free").at(&ctx)?;
         if !o.ok() {
             return Err(file_error(s.name(), "measure free space of", path, &o)).at(&ctx);

@@ -5,14 +5,13 @@
 
 use crate::bindings::ssh::{put_file, simple, SshHost};
 use crate::bindings::{host, AtCall};
-use crate::clients::ssh as client;
 use crate::error::{RResult, RalfError};
 use crate::host::Host;
 use rhai::plugin::*;
 use rhai::{Engine, Map, NativeCallContext};
 use sha2::{Digest, Sha256};
 
-pub fn register(engine: &mut Engine) {
+pub(crate) fn register(engine: &mut Engine) {
     engine.register_global_module(exported_module!(sync_methods).into());
 }
 
@@ -44,7 +43,7 @@ fn load(h: &Host, name: &str) -> RResult<Vec<u8>> {
 fn remote_sum(h: &Host, s: &SshHost, remote: &str) -> RResult<Option<String>> {
     let cmd = format!(
         "if [ -e {p} ]; then sha256sum -- {p}; else echo absent; fi",
-        p = client::quote(remote)
+        p = crate::text::quote(remote)
     );
     let o = simple(
         h,

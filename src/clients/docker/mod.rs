@@ -7,8 +7,9 @@
 //! --format json` is an array before v2.21 and NDJSON after; compose v1 has neither `--format` nor
 //! `--wait`, so containers are found with `ps -q` + `docker inspect` and readiness is polled.
 
-use crate::clients::ssh::{quote, Handle, Output, RunSpec};
+use crate::clients::ssh::{Handle, Output, RunSpec};
 use crate::error::{ErrorKind, RResult, RalfError};
+use crate::text::quote;
 use serde_json::{json, Map as JMap, Value};
 use std::time::{Duration, Instant};
 

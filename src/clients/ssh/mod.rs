@@ -160,6 +160,7 @@ pub fn parse_df_available(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::text::join_argv;
 
     #[test]
     fn literals() {

@@ -132,4 +132,4 @@ impl Target {
     }
 }
 
-pub use crate::text::{join_argv, quote};
+pub(super) use crate::text::quote;

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 
 /// The variable that holds the lab's webhook secret (in the lab's `env` file).
-pub const HOOK_SECRET_ENV: &str = "RALF_LAB_HOOK_SECRET";
+pub(crate) const HOOK_SECRET_ENV: &str = "RALF_LAB_HOOK_SECRET";
 
 /// The controller's config: the lab's, plus `serve` with the push trigger.
 fn controller_config(s: &Session, script: &Path) -> String {
@@ -25,7 +25,7 @@ fn controller_config(s: &Session, script: &Path) -> String {
 
 /// Starts `ralf-sh serve` on the lab (the config written to `dir/ralf.yaml`, its env to
 /// `dir/env` with the hook secret added); returns the child and its listen URL.
-pub fn start(host: &Host, s: &mut Session, dir: &Path) -> Result<(Child, String), String> {
+pub(crate) fn start(host: &Host, s: &mut Session, dir: &Path) -> Result<(Child, String), String> {
     let script = std::env::current_dir()
         .map(|d| d.join("scripts/deploy_all.rhai"))
         .map_err(|e| e.to_string())?;
@@ -67,7 +67,7 @@ pub fn start(host: &Host, s: &mut Session, dir: &Path) -> Result<(Child, String)
 }
 
 /// `ralf-sh lab push --to URL`: one push of `repository`/`branch` at `commit`, signed like Gitea.
-pub fn push(
+pub(crate) fn push(
     host: &Host,
     to: &str,
     secret_env: &str,

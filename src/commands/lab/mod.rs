@@ -2,7 +2,7 @@
 //! configuration at them, then run a script, open the REPL, or keep serving (optionally writing a
 //! `ralf.yaml` + `env` pair so other ralf-sh processes reach the running lab).
 
-pub mod controller;
+pub(crate) mod controller;
 
 use crate::error::exit;
 use crate::host::Host;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 /// Options shared by `ralf-sh lab SCRIPT` and `ralf-sh lab serve`.
 #[derive(clap::Args, Debug, Clone, Default)]
-pub struct LabArgs {
+pub(crate) struct LabArgs {
     /// Failure scenario to inject
     #[arg(long, value_name = "NAME", global = true, value_parser = clap::builder::PossibleValuesParser::new(crate::lab::SCENARIOS))]
     pub scenario: Option<String>,
@@ -33,7 +33,7 @@ pub struct LabArgs {
 }
 
 /// A running lab and the host (config, state store, cancel token) pointed at it.
-pub struct Session {
+pub(crate) struct Session {
     pub lab: Lab,
     pub host: Arc<Host>,
     /// The run's temporary folder (config, embedded catalog, default state store).
@@ -57,7 +57,7 @@ impl Drop for Session {
 /// Start the lab for `host`'s run: the stand-ins with `args`' versions and catalog, the scenario,
 /// and a config + environment pointed at them. On failure, the message is printed and the exit
 /// code returned (2 for a usage or config error, 1 otherwise).
-pub fn start(
+pub(crate) fn start(
     host: &Arc<Host>,
     rt: &tokio::runtime::Runtime,
     args: &LabArgs,
@@ -204,28 +204,39 @@ impl Session {
     }
 
     /// Write `dir/ralf.yaml` and `dir/env` (mode 0600, `export` lines with the credentials) so
-    /// `. dir/env; ralf-sh --config dir/ralf.yaml ...` reaches this lab.
+    /// `. dir/env; ralf-sh --config dir/ralf.yaml ...` reaches this lab. Each file appears whole
+    /// (written beside, then renamed), `env` last: once it exists, both are complete.
     pub fn write_config(&self, dir: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
+        use std::fmt::Write as _;
         std::fs::create_dir_all(dir)?;
-        std::fs::write(dir.join("ralf.yaml"), &self.config)?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(dir.join("env"))?;
-        writeln!(
-            f,
-            "# Credentials of the running ralf-sh lab (pid {}); source this file.",
+        write_whole(&dir.join("ralf.yaml"), &self.config, 0o644)?;
+        let mut env = format!(
+            "# Credentials of the running ralf-sh lab (pid {}); source this file.\n",
             std::process::id()
-        )?;
+        );
         for (k, v) in &self.env {
-            writeln!(f, "export {k}={}", crate::text::quote(v))?;
+            let _ = writeln!(env, "export {k}={}", crate::text::quote(v));
         }
-        Ok(())
+        write_whole(&dir.join("env"), &env, 0o600)
     }
+}
+
+/// Write `path` so that a reader sees nothing or all of `text`: a temporary file with `mode` in the
+/// same folder, renamed over `path`.
+fn write_whole(path: &Path, text: &str, mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// A clap value's name as the user types it (`2.10`, `9.2`, `exo`).
@@ -242,7 +253,7 @@ fn announce(host: &Host, s: &Session) {
 }
 
 /// `ralf-sh lab [--scenario S] SCRIPT ARGS`.
-pub fn run_script(
+pub(crate) fn run_script(
     host: &Arc<Host>,
     rt: &tokio::runtime::Runtime,
     args: &LabArgs,
@@ -261,7 +272,7 @@ pub fn run_script(
 }
 
 /// `ralf-sh lab repl`: the REPL with every stand-in live behind it.
-pub fn repl(
+pub(crate) fn repl(
     host: &Arc<Host>,
     rt: &tokio::runtime::Runtime,
     args: &LabArgs,
@@ -277,7 +288,7 @@ pub fn repl(
 
 /// `ralf-sh lab serve [--write-config DIR]`: the JSON line first on stdout, then serve until
 /// Ctrl-C.
-pub fn serve(
+pub(crate) fn serve(
     host: &Arc<Host>,
     rt: &tokio::runtime::Runtime,
     args: &LabArgs,

@@ -46,9 +46,9 @@ pub const PG_PASSWORD_VAR: &str = "RALF_TEST_PG_PASSWORD";
 
 /// A throwaway PostgreSQL cluster in `home/pg` (stopped on drop); None after a loud skip (a
 /// failure under CI=true) when the server binaries are not installed.
-pub fn pg_cluster(home: &Path, what: &str) -> Option<ralf_sh::lab::postgres::Cluster> {
-    if ralf_sh::lab::postgres::bin_dir().is_none() {
-        ralf_sh::lab::skip_suite(
+pub fn pg_cluster(home: &Path, what: &str) -> Option<crate::common::postgres::Cluster> {
+    if crate::common::postgres::bin_dir().is_none() {
+        crate::common::skip_suite(
             what,
             "no PostgreSQL server binaries (initdb)",
             "apt-get install postgresql",
@@ -56,7 +56,7 @@ pub fn pg_cluster(home: &Path, what: &str) -> Option<ralf_sh::lab::postgres::Clu
         return None;
     }
     Some(
-        ralf_sh::lab::postgres::Cluster::start(&home.join("pg"))
+        crate::common::postgres::Cluster::start(&home.join("pg"))
             .expect("a throwaway PostgreSQL cluster"),
     )
 }
@@ -65,7 +65,7 @@ pub fn pg_cluster(home: &Path, what: &str) -> Option<ralf_sh::lab::postgres::Clu
 pub enum TestState {
     Sqlite(PathBuf),
     /// A throwaway cluster in the test's home, stopped when the test ends.
-    Postgres(ralf_sh::lab::postgres::Cluster),
+    Postgres(crate::common::postgres::Cluster),
 }
 
 impl TestState {
@@ -95,7 +95,7 @@ impl TestState {
             TestState::Sqlite(_) => Vec::new(),
             TestState::Postgres(_) => vec![(
                 PG_PASSWORD_VAR.into(),
-                ralf_sh::lab::postgres::PASSWORD.into(),
+                crate::common::postgres::PASSWORD.into(),
             )],
         }
     }
@@ -107,7 +107,7 @@ impl TestState {
             TestState::Sqlite(p) => {
                 String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned()
             }
-            TestState::Postgres(c) => c.dump(ralf_sh::lab::postgres::DB).expect("pg_dump"),
+            TestState::Postgres(c) => c.dump(crate::common::postgres::DB).expect("pg_dump"),
         }
     }
 }
@@ -136,7 +136,7 @@ impl AsStore for TestState {
             TestState::Postgres(c) => {
                 let o = ralf_sh::state::postgres::PgOptions {
                     url: c.url(),
-                    password: Some(ralf_sh::lab::postgres::PASSWORD.into()),
+                    password: Some(crate::common::postgres::PASSWORD.into()),
                     ca_file: None,
                     lease: std::time::Duration::from_secs(30),
                 };
@@ -232,6 +232,16 @@ impl Served {
         assert!(r, "POST {url} failed");
     }
 
+    /// Whether the Proxmox stand-in has a `*snapshot` worker task still running: the readiness
+    /// signal of "inside the snapshot task" (not merely in the step before the task starts).
+    pub fn pve_snapshot_task_running(&self) -> bool {
+        let u = format!("{}/_lab/state", self.url("proxmox"));
+        let st: serde_json::Value = serde_json::from_str(&reqwest::blocking_get(&u)).unwrap();
+        st["tasks"].as_array().into_iter().flatten().any(|t| {
+            t["kind"].as_str().is_some_and(|k| k.ends_with("snapshot")) && t["exitstatus"].is_null()
+        })
+    }
+
     /// Tasks as the Semaphore stand-in knows them.
     pub fn tasks(&self) -> Vec<serde_json::Value> {
         let u = format!("{}/_lab/tasks", self.url("semaphore"));
@@ -258,7 +268,24 @@ pub mod reqwest {
         })
     }
     pub fn blocking_get(url: &str) -> String {
-        crate::common::get_text(url)
+        if !url.starts_with("https://") {
+            return crate::common::get_text(url);
+        }
+        rt().block_on(async {
+            // The Proxmox stand-in's certificate is self-signed; this only ever talks to loopback.
+            assert!(url.starts_with("https://127.0.0.1"), "{url}");
+            ralf_sh::clients::http_builder()
+                .danger_accept_invalid_certs(true)
+                .build()
+                .unwrap()
+                .get(url)
+                .send()
+                .await
+                .expect("GET")
+                .text()
+                .await
+                .expect("body")
+        })
     }
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()

@@ -16,7 +16,7 @@ pub fn available() -> bool {
 pub fn available_for(what: &str) -> bool {
     let ok = ralf_sh::lab::hosts::docker_ok();
     if !ok {
-        ralf_sh::lab::skip_suite(
+        crate::common::skip_suite(
             what,
             "no Docker engine on this machine (`docker info` failed)",
             "install Docker Engine and start the daemon",

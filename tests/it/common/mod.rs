@@ -1,10 +1,11 @@
 //! Shared helpers for the integration tests. Domain-specific harnesses live beside this file
-//! (e.g. `tests/common/sshd.rs`) and are included by the tests that need them.
+//! (e.g. `tests/it/common/sshd.rs`) and are included by the tests that need them.
 #![allow(dead_code)]
 
 pub mod deploy;
 pub mod docker;
 pub mod exo;
+pub mod postgres;
 pub mod semaphore;
 pub mod sshd;
 
@@ -91,4 +92,39 @@ pub fn script_tests(mut c: Command, file: &Path, min_tests: usize) -> (String, S
         .unwrap_or_else(|| panic!("no summary line in:\n{out}"));
     assert!(passed >= min_tests, "{passed} tests ran:\n{out}");
     (out, err)
+}
+
+/// Read `child`'s stdout (it must be piped) until a line equal to `line` arrives: the readiness
+/// signal a script prints once it is where the test wants it. The rest of stdout is drained on a
+/// thread so the child never blocks on a full pipe. Panics if stdout closes first.
+pub fn wait_for_line(child: &mut std::process::Child, line: &str) {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("stdout piped");
+    let mut r = std::io::BufReader::new(out);
+    let mut got = String::new();
+    loop {
+        got.clear();
+        let n = r.read_line(&mut got).expect("read stdout");
+        assert!(n > 0, "stdout closed before the line {line:?}");
+        if got.trim_end() == line {
+            break;
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut r, &mut std::io::sink()));
+}
+
+/// For test suites whose real part is missing on this machine: print a loud SKIP that names what
+/// is missing and the one command that enables the suite, and return `true` (skip). Under
+/// `CI=true` a skip is a failure: it panics instead, so CI proves that every suite ran.
+pub fn skip_suite(what: &str, missing: &str, enable: &str) -> bool {
+    let ci = std::env::var("CI")
+        .map(|v| !v.is_empty() && v != "false" && v != "0")
+        .unwrap_or(false);
+    if ci {
+        panic!(
+            "{what} cannot run: {missing}; under CI a skip is a failure (enable with: {enable})"
+        );
+    }
+    eprintln!("\n**** SKIP: {what} did not run: {missing}; enable with: {enable} ****\n");
+    true
 }

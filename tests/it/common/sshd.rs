@@ -48,7 +48,7 @@ pub fn available() -> bool {
             .status()
             .is_ok();
     if !ok {
-        ralf_sh::lab::skip_suite(
+        crate::common::skip_suite(
             "ssh tests",
             "the OpenSSH server (sshd) is not installed",
             "apt-get install openssh-server openssh-client",

@@ -1,7 +1,12 @@
-use super::lock::{acquire, Holder};
-use super::*;
-use super::{lease, model, postgres};
-use crate::error::ErrorKind;
+//! The state store through its public interface, on both backends: runs, steps and resume,
+//! service status and history, deliveries and figures, gate answers, ticks; on PostgreSQL (a
+//! throwaway cluster) also liveness by heartbeat, the run lease between two controllers and a
+//! SQLite copy.
+
+use crate::common::postgres as postgres_lab;
+use ralf_sh::error::ErrorKind;
+use ralf_sh::state::lock::{self, acquire, Holder};
+use ralf_sh::state::{lease, model, postgres, GateAnswer, RunRecord, Store};
 use std::sync::Arc;
 
 fn rec(id: &str) -> RunRecord {
@@ -241,8 +246,8 @@ fn dead_running_run_reads_as_interrupted() {
 /// does: liveness by heartbeat, the run lease between two controllers, and a SQLite copy.
 #[test]
 fn postgres_backend() {
-    if crate::lab::postgres::bin_dir().is_none() {
-        crate::lab::skip_suite(
+    if postgres_lab::bin_dir().is_none() {
+        crate::common::skip_suite(
             "the PostgreSQL state store tests",
             "no PostgreSQL server binaries (initdb)",
             "apt-get install postgresql",
@@ -250,12 +255,12 @@ fn postgres_backend() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let pg = crate::lab::postgres::Cluster::start(&dir.path().join("pg")).unwrap();
+    let pg = postgres_lab::Cluster::start(&dir.path().join("pg")).unwrap();
     let connect = |db: &str, lease: f64| {
         pg.psql(&format!("CREATE DATABASE {db}")).unwrap();
         let o = postgres::PgOptions {
             url: pg.url_for(db),
-            password: Some(crate::lab::postgres::PASSWORD.into()),
+            password: Some(postgres_lab::PASSWORD.into()),
             ca_file: None,
             lease: std::time::Duration::from_secs_f64(lease),
         };
@@ -273,7 +278,7 @@ fn postgres_backend() {
     // Connecting again migrates nothing twice.
     let o = postgres::PgOptions {
         url: pg.url_for("basics"),
-        password: Some(crate::lab::postgres::PASSWORD.into()),
+        password: Some(postgres_lab::PASSWORD.into()),
         ca_file: None,
         lease: std::time::Duration::from_secs(30),
     };

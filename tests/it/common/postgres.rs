@@ -3,7 +3,7 @@
 //! (PostgreSQL refuses root), listening on 127.0.0.1 at a free port and on a unix socket in that
 //! folder, password authentication (scram-sha-256) for the role `ralf`. Stopped on drop.
 
-use crate::error::{RResult, RalfError};
+use ralf_sh::error::{RResult, RalfError};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
