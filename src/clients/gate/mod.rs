@@ -10,6 +10,7 @@
 
 pub mod matrix;
 pub mod ntfy;
+pub(crate) mod protocol;
 pub mod telegram;
 
 use crate::clients::notify::Channel;
