@@ -240,6 +240,28 @@ pub(crate) fn set_journal_sink(sink: Sink) {
 thread_local! {
     /// Set while a line is being journaled (a failing journal write logs a warning: not again).
     static IN_SINK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set on the state store's own threads: their lines go to stderr only.
+    static NOT_JOURNALED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// From now on, log lines of this thread go to stderr only, never into the run journal. The state
+/// store calls it on its own threads: a line journaled from inside the store (its pool losing a
+/// connection, say) would wait for the store on the store's own thread, for ever.
+pub(crate) fn never_journal_this_thread() {
+    NOT_JOURNALED.with(|f| f.set(true));
+}
+
+/// Targets whose lines are never journaled, wherever they run: the PostgreSQL client and its pool
+/// (they speak of the store itself, and journaling them would use the connection they report on).
+const STORE_TARGETS: &[&str] = &["deadpool", "tokio_postgres", "postgres"];
+
+fn journaled(target: &str) -> bool {
+    !NOT_JOURNALED.with(|f| f.get())
+        && !STORE_TARGETS.iter().any(|t| {
+            target
+                .strip_prefix(t)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '.']))
+        })
 }
 
 struct JournalLayer;
@@ -261,7 +283,7 @@ impl tracing::field::Visit for MessageOf {
 
 impl<S: Subscriber> tracing_subscriber::Layer<S> for JournalLayer {
     fn on_event(&self, ev: &Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
-        if *ev.metadata().level() > tracing::Level::INFO {
+        if *ev.metadata().level() > tracing::Level::INFO || !journaled(ev.metadata().target()) {
             return;
         }
         let Some(sink) = JOURNAL_SINK.read().clone() else {
@@ -275,5 +297,29 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for JournalLayer {
         let msg = crate::redact::redact(&m.0);
         sink(ev.metadata().level().as_str(), ev.metadata().target(), &msg);
         IN_SINK.with(|f| f.set(false));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stores_own_lines_are_never_journaled() {
+        assert!(journaled("ralf::deploy"));
+        assert!(!journaled("deadpool.postgres"));
+        assert!(!journaled("tokio_postgres::connection"));
+        assert!(!journaled("postgres"));
+        assert!(
+            journaled("postgresql_notes"),
+            "only the store's own targets"
+        );
+        std::thread::spawn(|| {
+            never_journal_this_thread();
+            assert!(!journaled("ralf::state"));
+        })
+        .join()
+        .unwrap();
+        assert!(journaled("ralf::state"), "only on the thread that asked");
     }
 }

@@ -202,6 +202,7 @@ impl Pg {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("ralf-pg")
+            .on_thread_start(crate::logging::never_journal_this_thread)
             .enable_all()
             .build()
             .map_err(|e| pg_err(&location, e))?;
@@ -237,9 +238,12 @@ impl Pg {
     fn block<T: Send, F: Future<Output = T>>(&self, make: impl FnOnce() -> F + Send) -> T {
         if tokio::runtime::Handle::try_current().is_ok() {
             std::thread::scope(|s| {
-                s.spawn(|| self.rt.block_on(make()))
-                    .join()
-                    .expect("state store thread panicked")
+                s.spawn(|| {
+                    crate::logging::never_journal_this_thread();
+                    self.rt.block_on(make())
+                })
+                .join()
+                .expect("state store thread panicked")
             })
         } else {
             self.rt.block_on(make())

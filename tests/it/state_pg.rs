@@ -394,3 +394,71 @@ fn a_run_that_lost_its_lease_stops() {
         "other-run"
     );
 }
+
+/// The store's connections are cut under a running script (`pg_terminate_backend`): the pool's
+/// complaint about it goes to stderr and is not written back into the store from the store's own
+/// thread (which waited on itself for ever), and the run goes on on fresh connections.
+#[test]
+fn a_run_goes_on_when_the_stores_connections_are_cut() {
+    let home = tempfile::tempdir().unwrap();
+    let Some(pg) = cluster(home.path()) else {
+        return;
+    };
+    let cfg = home.path().join("ralf.yaml");
+    std::fs::write(
+        &cfg,
+        format!("state:\n  url: {}\n  password_env: {PW_VAR}\n", pg.url()),
+    )
+    .unwrap();
+    let go = home.path().join("go");
+    std::fs::write(
+        home.path().join("cut.rhai"),
+        format!(
+            "run::step(\"before\", || 1);\nlog::info(\"before the cut\");\nprint(\"ready\");\n\
+             ssh::local().run(\"while [ ! -e {} ]; do sleep 0.05; done\");\n\
+             log::info(\"after the cut\");\nrun::step(\"after\", || 2);\nprint(\"done\");\n",
+            go.display()
+        ),
+    )
+    .unwrap();
+    let mut c = common::cmd(home.path());
+    c.arg("--config")
+        .arg(&cfg)
+        .arg(home.path().join("cut.rhai"))
+        .env(PW_VAR, PASSWORD)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(home.path().join("err.log")).unwrap());
+    let mut child = c.spawn().unwrap();
+    common::wait_for_line(&mut child, "ready");
+    let cut = pg
+        .psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'ralf-sh'")
+        .unwrap();
+    assert_ne!(cut, "0", "no connection of the run was cut");
+    std::fs::write(&go, "").unwrap();
+    let t0 = Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let err = std::fs::read_to_string(home.path().join("err.log")).unwrap_or_default();
+    assert_eq!(
+        code,
+        Some(0),
+        "the run hung or failed after its connections were cut:\n{err}"
+    );
+    let steps = pg
+        .psql("SELECT key || '=' || status FROM steps ORDER BY id")
+        .unwrap();
+    assert_eq!(steps, "before=done\nafter=done", "{err}");
+    let logs = pg
+        .psql("SELECT count(*) FROM events WHERE kind = 'log' AND data LIKE '%after the cut%'")
+        .unwrap();
+    assert_eq!(logs, "1", "the run's own lines are still journaled");
+}
