@@ -169,8 +169,15 @@ fn websocket_wait_ends_on_the_servers_events_without_reading_the_lagging_row() {
         );
         // The row: the same end, once written.
         until_status(&c, t.id, "success").await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(c.task(t.id).await.unwrap().raw["end"], end);
+        let mut row_end = serde_json::Value::Null;
+        for _ in 0..500 {
+            row_end = c.task(t.id).await.unwrap().raw["end"].clone();
+            if !row_end.is_null() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(row_end, end);
         // The events: two terminal updates, the first without an end.
         let mut terminal = Vec::new();
         while terminal.len() < 2 {
