@@ -645,6 +645,14 @@ fn validate(cfg: &Config, path: &Path, text: &str) -> RResult<()> {
             )));
         }
     }
+    if let Some(url) = &cfg.serve.public_url {
+        serve::public_host(url).map_err(|e| {
+            RalfError::config(format!(
+                "{p}:{}: serve.public_url: {e}",
+                key_line(text, "serve", "public_url")
+            ))
+        })?;
+    }
     if let Some(st) = &cfg.state {
         validate_state(st).map_err(|(key, msg)| {
             RalfError::config(format!(

@@ -25,6 +25,12 @@ pub struct ServeConfig {
     /// loopback (webhooks are authenticated by their signatures).
     #[serde(default)]
     pub token_env: Option<String>,
+    /// The URL serve is reached at when that is not the listen address (a DNS name, a reverse
+    /// proxy): its host and port are accepted in the `Host` header besides the listen address's.
+    /// Any other host name is refused (421), so a web page that re-points a name at this machine
+    /// (DNS rebinding) cannot read or drive the dashboard.
+    #[serde(default)]
+    pub public_url: Option<String>,
     #[serde(default)]
     pub triggers: Vec<TriggerConfig>,
 }
@@ -84,7 +90,24 @@ pub struct StateConfig {
     pub lease_seconds: Option<f64>,
 }
 
-/// Line of `key` inside the `i`th item of `serve.triggers` (1 when not found).
+/// The `host[:port]` that `serve.public_url` names, as a `Host` header carries it (lower case; the
+/// port only when the URL has a non-default one).
+pub(crate) fn public_host(url: &str) -> Result<String, String> {
+    let u = reqwest::Url::parse(url)
+        .map_err(|e| format!("`{url}` is not a URL ({e}); e.g. https://ralf.example.org"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!("`{url}` is not an http(s) URL"));
+    }
+    let host = u
+        .host_str()
+        .ok_or_else(|| format!("`{url}` names no host"))?
+        .to_ascii_lowercase();
+    Ok(match u.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    })
+}
+
 /// Line of `key` inside the `i`th item of `serve.triggers`; the item's own line when the key is
 /// not written (a missing key), 1 when the item is not found.
 pub(super) fn trigger_line(text: &str, i: usize, key: &str) -> usize {

@@ -3,7 +3,8 @@
 //!
 //! A delivery is answered at once (202 with the run id; the run is its own process): the body is
 //! refused above 1 MiB, its signature checked in constant time before anything parses it, a bad
-//! signature answered 401 and its address backed off (429 with Retry-After, doubling up to 5 min),
+//! signature answered 401 and its address backed off (429 with Retry-After, doubling up to 5 min,
+//! starting again after 10 quiet minutes; a delivery whose signature verifies is always heard),
 //! a delivery id seen in the last 72 h starts nothing.
 
 use super::hooks;
@@ -44,6 +45,15 @@ fn answer(code: StatusCode, body: serde_json::Value) -> Response {
     (code, Json(body)).into_response()
 }
 
+/// After this long without a bad signature, an address's back-off starts again from 1 s.
+const BACKOFF_DECAY: Duration = Duration::from_secs(600);
+
+/// How long `ip` still waits for its bad signatures, if it does.
+fn backed_off(s: &Served, ip: std::net::IpAddr) -> Option<Duration> {
+    let until = s.backoff.lock().get(&ip)?.1;
+    until.checked_duration_since(Instant::now())
+}
+
 pub(super) async fn hook(
     State(s): State<Arc<Served>>,
     Path(name): Path<String>,
@@ -52,21 +62,6 @@ pub(super) async fn hook(
     body: Bytes,
 ) -> Response {
     let ip = peer.ip();
-    // An address that sent bad signatures waits before it is heard again.
-    if let Some((_, until)) = s.backoff.lock().get(&ip) {
-        let now = Instant::now();
-        if *until > now {
-            let secs = (*until - now).as_secs().max(1);
-            let mut r = answer(
-                StatusCode::TOO_MANY_REQUESTS,
-                json!({"error": "too many bad signatures from this address; retry later"}),
-            );
-            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return r;
-        }
-    }
     let Some(h) = s.hooks.get(&name) else {
         return answer(
             StatusCode::NOT_FOUND,
@@ -84,12 +79,31 @@ pub(super) async fn hook(
         .as_deref()
         .is_some_and(|sig| hooks::verify(h.secret.as_bytes(), &body, sig));
     if !signed {
+        // An address that sent bad signatures waits before it is heard again (a signed delivery
+        // is always heard: behind a reverse proxy every sender shares one address).
+        if let Some(wait) = backed_off(&s, ip) {
+            let mut r = answer(
+                StatusCode::TOO_MANY_REQUESTS,
+                json!({"error": "too many bad signatures from this address; retry later"}),
+            );
+            // Whole seconds, rounded up: a client that waits that long is heard.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return r;
+        }
         s.count(&name, "bad_signature");
         let mut b = s.backoff.lock();
-        let e = b.entry(ip).or_insert((0, Instant::now()));
+        let now = Instant::now();
+        let e = b.entry(ip).or_insert((0, now));
+        if now > e.1 + BACKOFF_DECAY {
+            // Long quiet since the last window: start again from 1 s.
+            e.0 = 0;
+        }
         e.0 += 1;
         let wait = Duration::from_secs(1u64 << (e.0 - 1).min(8)).min(Duration::from_secs(300));
-        e.1 = Instant::now() + wait;
+        e.1 = now + wait;
         tracing::warn!(target: "ralf::serve", "trigger {name}: delivery from {ip} refused: {}", if d.signature.is_some() { "the signature does not match" } else { "no signature header" });
         let msg = match d.signature {
             None => "no signature (X-Hub-Signature-256, X-Gitea-Signature, X-Forgejo-Signature or X-Ralf-Signature)",
@@ -204,13 +218,7 @@ pub(super) async fn metrics(State(s): State<Arc<Served>>, headers: HeaderMap) ->
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        let ok = given.len() == tok.len()
-            && given
-                .bytes()
-                .zip(tok.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if !ok {
+        if !super::same_secret(given, tok) {
             return (StatusCode::UNAUTHORIZED, "bearer token required\n").into_response();
         }
     }

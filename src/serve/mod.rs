@@ -40,8 +40,45 @@ pub fn run(host: &Arc<Host>) -> i32 {
         Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("error: {}", crate::redact::redact(&e.message));
-            exit::FAILED
+            // A config mistake found before anything was started is a usage error.
+            if e.kind == crate::error::ErrorKind::Config {
+                exit::USAGE
+            } else {
+                exit::FAILED
+            }
         }
+    }
+}
+
+/// Whether a presented secret equals the expected one, in time that does not depend on where
+/// they differ.
+pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// The shortest dashboard and `/metrics` token serve accepts.
+const MIN_TOKEN_CHARS: usize = 16;
+
+/// The token `serve.token_env` names. A variable that is named but not set, or holds a short
+/// token, is a config error: serve never starts without the authentication its config asks for.
+fn serve_token(cfg: &crate::config::ServeConfig) -> RResult<Option<String>> {
+    let Some(var) = &cfg.token_env else {
+        return Ok(None);
+    };
+    match crate::secrets::read_env(var, "serve.token_env")? {
+        None => Err(RalfError::config(format!(
+            "serve.token_env names the variable {var}, which is not set: serve would run without the authentication its config asks for (set {var}, or remove serve.token_env to serve on loopback without a token)"
+        ))),
+        Some(t) if t.chars().count() < MIN_TOKEN_CHARS => Err(RalfError::config(format!(
+            "serve.token_env: the token in {var} has {} characters; use at least {MIN_TOKEN_CHARS} (e.g. `openssl rand -hex 24`)",
+            t.chars().count()
+        ))),
+        Some(t) => Ok(Some(t)),
     }
 }
 
@@ -53,6 +90,15 @@ struct Trigger {
 
 fn run_impl(host: &Arc<Host>) -> RResult<()> {
     let cfg = host.cfg().clone();
+    // The authentication the config asks for, before anything is opened or bound.
+    let token = serve_token(&cfg.serve)?;
+    let public = match &cfg.serve.public_url {
+        Some(u) => Some(
+            crate::config::public_host(u)
+                .map_err(|e| RalfError::config(format!("serve.public_url: {e}")))?,
+        ),
+        None => None,
+    };
     if cfg.serve.triggers.is_empty() {
         tracing::info!(target: "ralf::serve", "no triggers in the config (serve.triggers): serving the dashboard and /metrics only");
     }
@@ -111,10 +157,6 @@ fn run_impl(host: &Arc<Host>) -> RResult<()> {
             script,
         });
     }
-    let token = match &cfg.serve.token_env {
-        Some(var) => crate::secrets::read_env(var, "serve.token_env")?,
-        None => None,
-    };
     let listen = cfg.serve.listen.as_deref().unwrap_or("127.0.0.1:8470");
     let listener = host
         .rt
@@ -129,6 +171,7 @@ fn run_impl(host: &Arc<Host>) -> RResult<()> {
         hooks,
         token,
         dash::Dash::new(catalog_deps(host), manual),
+        Hosts::new(addr, public),
     ));
     let cancel = host.cancel.clone();
     let server = host.rt.spawn(async move {
@@ -271,6 +314,8 @@ pub struct Served {
     pub hooks: HashMap<String, Hook>,
     /// Bearer token `/metrics` requires (listening beyond loopback).
     pub token: Option<String>,
+    /// The `Host` headers answered.
+    hosts: Hosts,
     backoff: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// One delivery at a time between the replay check and its record.
@@ -278,12 +323,13 @@ pub struct Served {
 }
 
 impl Served {
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<Store>,
         runner: Arc<Runner>,
         hooks: HashMap<String, Hook>,
         token: Option<String>,
         dash: dash::Dash,
+        hosts: Hosts,
     ) -> Arc<Served> {
         Arc::new(Served {
             dash,
@@ -291,6 +337,7 @@ impl Served {
             runner,
             hooks,
             token,
+            hosts,
             backoff: Mutex::new(HashMap::new()),
             deliveries: Mutex::new(BTreeMap::new()),
             admit: tokio::sync::Mutex::new(()),
@@ -308,7 +355,7 @@ impl Served {
 
 /// The controller's HTTP surface: the dashboard pages (behind the login), the webhooks, metrics
 /// and the health check, with the body limit and the security headers on every answer.
-pub fn router(s: Arc<Served>) -> Router {
+pub(crate) fn router(s: Arc<Served>) -> Router {
     let pages = dash::routes().layer(axum::middleware::from_fn_with_state(
         s.clone(),
         dash::require_login,
@@ -321,5 +368,103 @@ pub fn router(s: Arc<Served>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(hooks::MAX_BODY))
         .layer(axum::middleware::map_response(http::security_headers))
+        .layer(axum::middleware::from_fn_with_state(s.clone(), check_host))
         .with_state(s)
+}
+
+/// Which `Host` headers the listener answers to: its own address (any IP literal when it listens
+/// on all addresses, any loopback one on loopback), `localhost` when it listens on loopback or on
+/// all addresses, and `serve.public_url`'s host. A page that points a name of its own at this
+/// machine (DNS rebinding) sends that name and is refused.
+pub(crate) struct Hosts {
+    listen: std::net::SocketAddr,
+    public: Option<String>,
+}
+
+impl Hosts {
+    pub(crate) fn new(listen: std::net::SocketAddr, public: Option<String>) -> Hosts {
+        Hosts { listen, public }
+    }
+
+    pub(crate) fn allows(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        if self.public.as_deref() == Some(host.as_str()) {
+            return true;
+        }
+        let (name, port) = match host.strip_prefix('[') {
+            Some(v6) => match v6.split_once(']') {
+                Some((ip, rest)) => (ip, rest.strip_prefix(':')),
+                None => return false,
+            },
+            None => match host.rsplit_once(':') {
+                Some((n, p)) => (n, Some(p)),
+                None => (host.as_str(), None),
+            },
+        };
+        if port.and_then(|p| p.parse::<u16>().ok()) != Some(self.listen.port()) {
+            return false;
+        }
+        let ip = self.listen.ip();
+        match name.parse::<IpAddr>() {
+            Ok(given) => {
+                ip.is_unspecified() || given == ip || (ip.is_loopback() && given.is_loopback())
+            }
+            Err(_) => name == "localhost" && (ip.is_loopback() || ip.is_unspecified()),
+        }
+    }
+}
+
+/// Refuses a request whose `Host` this listener does not answer to (421); requests without one
+/// (HTTP/1.0 tools) pass.
+async fn check_host(
+    axum::extract::State(s): axum::extract::State<Arc<Served>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Some(h) = req.headers().get(axum::http::header::HOST) {
+        if !h.to_str().is_ok_and(|h| s.hosts.allows(h)) {
+            return (
+                axum::http::StatusCode::MISDIRECTED_REQUEST,
+                "this server does not answer to that host name (serve.public_url names the one it answers to besides its address)\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Hosts;
+
+    #[test]
+    fn host_headers_answered() {
+        let lo = Hosts::new("127.0.0.1:8470".parse().unwrap(), None);
+        for ok in [
+            "127.0.0.1:8470",
+            "localhost:8470",
+            "LOCALHOST:8470",
+            "[::1]:8470",
+            "127.0.0.2:8470",
+        ] {
+            assert!(lo.allows(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:8470",
+            "127.0.0.1:8471",
+            "127.0.0.1",
+            "localhost",
+            "10.0.0.1:8470",
+            "[::1",
+        ] {
+            assert!(!lo.allows(bad), "{bad}");
+        }
+        let any = Hosts::new(
+            "0.0.0.0:8470".parse().unwrap(),
+            Some("ralf.example.org".into()),
+        );
+        assert!(any.allows("192.0.2.7:8470") && any.allows("ralf.example.org"));
+        assert!(!any.allows("ralf.example.org:8470") && !any.allows("evil.example:8470"));
+    }
 }

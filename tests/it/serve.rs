@@ -115,7 +115,15 @@ fn schedule_ticks_run_once_over_a_kill_and_restart_with_catch_up_one_or_none() {
             20,
         );
         stop(second);
-        std::thread::sleep(Duration::from_millis(500));
+        // The last ticks' runs (processes of their own) may still be recording themselves.
+        wait_for(
+            || {
+                let (ticks, runs) = sqlite_ticks(&db);
+                runs.len() >= ticks.len()
+            },
+            "every tick's run recorded",
+            20,
+        );
         let (ticks, runs) = sqlite_ticks(&db);
         // Each tick started its run, once: the run ids recorded are the ticks' run ids.
         let mut ids: Vec<String> = ticks.iter().map(|t| t.1.clone()).collect();
@@ -567,4 +575,195 @@ fn a_burst_of_pushes_coalesces_to_one_running_and_one_pending_run() {
     assert_eq!(runs.len(), 2, "{runs:?}");
     // The pending run took the newest push.
     assert!(runs.iter().any(|r| r.2.contains("c19")), "{runs:?}");
+}
+
+// ---- authentication ---------------------------------------------------------------------------
+
+const TOKEN_VAR: &str = "RALF_TEST_SERVE_TOKEN";
+
+/// `ralf-sh serve` with `config` and `env`: its exit code, or None (after killing it) when it is
+/// still running after `limit`.
+fn serve_exit(
+    home: &Path,
+    cfg: &Path,
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> (Option<i32>, String) {
+    let log = home.join("serve-exit.log");
+    let mut child = serve(home, cfg, env, &log);
+    let t0 = Instant::now();
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (code, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+/// GET `url` without following redirects: (status, Location).
+fn get_status(url: &str, bearer: Option<&str>) -> (u16, String) {
+    assert!(url.starts_with("http://127.0.0.1"), "{url}");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let c = ralf_sh::clients::http_builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let mut r = c.get(url);
+            if let Some(t) = bearer {
+                r = r.bearer_auth(t);
+            }
+            let r = r.send().await.expect("GET");
+            let loc = r
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            (r.status().as_u16(), loc)
+        })
+}
+
+/// A token variable named by the config but not set (or holding a short token) stops serve at
+/// start with exit 2 and the variable's name, before the store is opened or a port bound; with the
+/// token set, every page and /metrics want it.
+#[test]
+fn serve_never_starts_without_the_token_its_config_asks_for() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path().join("ralf.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state:\n  path: state.db\nserve:\n  listen: 127.0.0.1:0\n  token_env: {TOKEN_VAR}\n"
+        ),
+    )
+    .unwrap();
+    let limit = Duration::from_secs(20);
+    let (code, err) = serve_exit(home.path(), &cfg, &[], limit);
+    assert_eq!(
+        code,
+        Some(2),
+        "serve started with its token variable unset:\n{err}"
+    );
+    assert!(
+        err.contains(&format!("names the variable {TOKEN_VAR}, which is not set")),
+        "{err}"
+    );
+    assert!(
+        !home.path().join("state.db").exists(),
+        "the store was opened"
+    );
+    let (code, err) = serve_exit(home.path(), &cfg, &[(TOKEN_VAR, "abcd-1234")], limit);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("has 9 characters; use at least 16"), "{err}");
+    assert!(
+        !err.contains("abcd-1234"),
+        "the token is never printed: {err}"
+    );
+
+    let token = "serve-test-token-0b7e5d2a";
+    let mut c = common::cmd(home.path());
+    c.arg("--config")
+        .arg(&cfg)
+        .arg("serve")
+        .env(TOKEN_VAR, token)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(home.path().join("serve.log")).unwrap());
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).expect("serve's JSON line");
+    let url = v["listen"].as_str().unwrap().to_string();
+    let (status, location) = get_status(&format!("{url}/"), None);
+    assert!(
+        (300..400).contains(&status) && location == "/login",
+        "{status} {location}"
+    );
+    assert_eq!(get_status(&format!("{url}/metrics"), None).0, 401);
+    assert_eq!(
+        get_status(&format!("{url}/metrics"), Some("wrong-token-wrong-token")).0,
+        401
+    );
+    assert_eq!(get_status(&format!("{url}/metrics"), Some(token)).0, 200);
+    assert_eq!(get_status(&format!("{url}/"), Some(token)).0, 200);
+    stop(child);
+}
+
+/// Behind a reverse proxy every sender shares one address: five bad deliveries back that address
+/// off, and a delivery whose signature verifies is still heard at once.
+#[test]
+fn bad_signatures_never_lock_out_a_signed_delivery() {
+    let s = Hooked::start(0.0);
+    let hook = format!("{}/hooks/infra-push", s.url);
+    let body = push_body("main", "c0ffee1");
+    let mut codes = Vec::new();
+    for i in 0..5 {
+        let mut bad = gitea(&body, &format!("bad-{i}"));
+        bad[2].1 = ralf_sh::serve::hooks::sign(b"not-the-secret", &body);
+        codes.push(post(&hook, "127.0.0.11", &bad, body.clone()).0);
+    }
+    assert_eq!(codes, [401, 429, 429, 429, 429]);
+    let (code, v, _) = post(&hook, "127.0.0.11", &gitea(&body, "good-1"), body.clone());
+    assert_eq!(
+        code, 202,
+        "a signed delivery from the backed-off address: {v}"
+    );
+    s.wait_runs_ended(1);
+    assert_eq!(s.runs().len(), 1, "only the signed delivery ran");
+}
+
+/// GET `path` on `url`'s address with the given `Host` header, over a plain socket: the status.
+fn status_with_host(url: &str, path: &str, host: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = url.strip_prefix("http://").unwrap();
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    let _ = c.read_to_string(&mut resp);
+    resp.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {resp:?}"))
+}
+
+/// A page that points a name of its own at this machine (DNS rebinding) sends that name as the
+/// `Host`: refused on every route; the listener's own address and `localhost` are answered.
+#[test]
+fn a_foreign_host_name_is_refused() {
+    let s = Hooked::start(0.0);
+    let port = s.url.rsplit(':').next().unwrap().to_string();
+    for path in ["/", "/healthz", "/metrics", "/api/runs"] {
+        assert_eq!(
+            status_with_host(&s.url, path, &format!("rebind.example:{port}")),
+            421,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        status_with_host(&s.url, "/healthz", &format!("127.0.0.1:{port}")),
+        200
+    );
+    assert_eq!(
+        status_with_host(&s.url, "/healthz", &format!("localhost:{port}")),
+        200
+    );
+    assert_eq!(s.runs().len(), 0);
 }

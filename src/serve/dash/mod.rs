@@ -10,7 +10,7 @@
 
 pub mod graph;
 
-use super::Served;
+use super::{same_secret as same, Served};
 use crate::state::{RunRecord, Store};
 use axum::extract::{Form, Path, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -95,14 +95,6 @@ fn session_value(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(
         format!("ralf-sh dashboard {token}").as_bytes(),
     ))
-}
-
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 /// Pages need the token when one is configured (a bearer header or the session cookie).
