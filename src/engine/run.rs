@@ -35,56 +35,36 @@ pub fn print_dry_run(host: &Host) {
 }
 
 /// First Ctrl-C/SIGTERM cancels the run (exit 130 when it stops); a second one exits at once.
-/// The handlers are registered before this returns (a signal as soon as the script starts cancels
-/// it too) and run on a thread of their own, so a second signal ends the process even while every
-/// worker of the run's runtime is stuck (waiting on a store that does not answer, say).
+/// The handlers are registered before this returns, so a signal that arrives as soon as the
+/// script starts cancels it too (registered inside the spawned task, an early one killed the
+/// process before anything was recorded).
 pub fn install_signal_handlers(host: &Arc<Host>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::warn!("no signal handler thread ({e}): a signal ends the process at once");
-            return;
-        }
-    };
-    let streams = {
-        let _in_runtime = rt.enter();
-        (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        )
-    };
-    let (Ok(mut int), Ok(mut term)) = streams else {
+    let cancel = host.cancel.clone();
+    let _in_runtime = host.rt.enter();
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         tracing::warn!(
             "no SIGINT/SIGTERM handler could be installed: a signal ends the process at once"
         );
         return;
     };
-    let cancel = host.cancel.clone();
-    let spawned = std::thread::Builder::new()
-        .name("ralf-signals".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                loop {
-                    tokio::select! {
-                        _ = int.recv() => {},
-                        _ = term.recv() => {},
-                    }
-                    // A second signal while the first is still being handled exits at once.
-                    if cancel.is_cancelled() {
-                        std::process::exit(exit::CANCELLED);
-                    }
-                    tracing::warn!("cancelling (press Ctrl-C again to exit at once)");
-                    cancel.cancel();
-                }
-            })
-        });
-    if let Err(e) = spawned {
-        tracing::warn!("no signal handler thread ({e}): signals are not handled");
-    }
+    host.rt.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            // A second signal while the first is still being handled exits at once.
+            if cancel.is_cancelled() {
+                std::process::exit(exit::CANCELLED);
+            }
+            tracing::warn!("cancelling (press Ctrl-C again to exit at once)");
+            cancel.cancel();
+        }
+    });
 }
 
 /// Run `f` on a thread with a large stack (Rhai recursion) and wait for it.

@@ -7,7 +7,7 @@ use common::{cmd, run, text};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn fixtures() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -120,17 +120,6 @@ fn shebang_script_runs_with_args() {
     assert_eq!(out, "args=2 first=one two second=--flag\n");
 }
 
-fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(s) = child.try_wait().unwrap() {
-            return s.code();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
 fn sigint_exits_130(expr: &str) {
     let home = tempfile::tempdir().unwrap();
     let mut c = cmd(home.path());
@@ -146,10 +135,7 @@ fn sigint_exits_130(expr: &str) {
     );
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     // Generous limit (shared CI machine); the behaviour under test is "stops by itself".
-    let code = wait_exit(&mut child, Duration::from_secs(5));
-    if code.is_none() {
-        let _ = child.kill();
-    }
+    let code = common::wait_exit(&mut child, Duration::from_secs(5));
     assert_eq!(code, Some(130), "did not exit 130 after SIGINT");
 }
 
@@ -173,7 +159,10 @@ fn sigterm_cancels_too() {
     let mut child = c.spawn().unwrap();
     common::wait_for_line(&mut child, "started");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(5)), Some(130));
+    assert_eq!(
+        common::wait_exit(&mut child, Duration::from_secs(5)),
+        Some(130)
+    );
 }
 
 #[test]

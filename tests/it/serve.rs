@@ -37,6 +37,32 @@ fn serve(home: &Path, cfg: &Path, env: &[(&str, &str)], log: &Path) -> Child {
         .expect("start serve")
 }
 
+/// `ralf-sh serve` with `cfg` and `env`, once it listens: the process and its URL (from the JSON
+/// line it prints when bound; its log in `home/serve.log`).
+fn serve_listening(home: &Path, cfg: &Path, env: &[(&str, &str)]) -> (Child, String) {
+    let mut c = common::cmd(home);
+    c.arg("--config").arg(cfg).arg("serve");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.stdout(Stdio::piped())
+        .stderr(std::fs::File::create(home.join("serve.log")).unwrap());
+    let mut child = c.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {line:?} {}",
+            std::fs::read_to_string(home.join("serve.log")).unwrap_or_default()
+        )
+    });
+    (child, v["listen"].as_str().unwrap().to_string())
+}
+
 fn stop(mut child: Child) {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let t0 = Instant::now();
@@ -263,28 +289,9 @@ impl Hooked {
              - name: deploy-next\n      on: webhook\n      secret_env: RALF_HOOK_SECRET\n      script: deploy.rhai\n",
         )
         .unwrap();
-        let mut c = common::cmd(home.path());
-        c.arg("--config")
-            .arg(&cfg)
-            .arg("serve")
-            .env("RALF_HOOK_SECRET", HOOK_SECRET)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(home.path().join("serve.log")).unwrap());
-        let mut child = c.spawn().unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            panic!(
-                "{e}: {line:?} {}",
-                std::fs::read_to_string(home.path().join("serve.log")).unwrap_or_default()
-            )
-        });
+        let (child, url) = serve_listening(home.path(), &cfg, &[("RALF_HOOK_SECRET", HOOK_SECRET)]);
         Hooked {
-            url: v["listen"].as_str().unwrap().to_string(),
+            url,
             home,
             child: Some(child),
         }
@@ -591,18 +598,7 @@ fn serve_exit(
 ) -> (Option<i32>, String) {
     let log = home.join("serve-exit.log");
     let mut child = serve(home, cfg, env, &log);
-    let t0 = Instant::now();
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = common::wait_exit(&mut child, limit);
     (code, std::fs::read_to_string(&log).unwrap_or_default())
 }
 
@@ -671,22 +667,7 @@ fn serve_never_starts_without_the_token_its_config_asks_for() {
     );
 
     let token = "serve-test-token-0b7e5d2a";
-    let mut c = common::cmd(home.path());
-    c.arg("--config")
-        .arg(&cfg)
-        .arg("serve")
-        .env(TOKEN_VAR, token)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(home.path().join("serve.log")).unwrap());
-    let mut child = c.spawn().unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&line).expect("serve's JSON line");
-    let url = v["listen"].as_str().unwrap().to_string();
+    let (child, url) = serve_listening(home.path(), &cfg, &[(TOKEN_VAR, token)]);
     let (status, location) = get_status(&format!("{url}/"), None);
     assert!(
         (300..400).contains(&status) && location == "/login",

@@ -435,18 +435,7 @@ fn a_run_goes_on_when_the_stores_connections_are_cut() {
         .unwrap();
     assert_ne!(cut, "0", "no connection of the run was cut");
     std::fs::write(&go, "").unwrap();
-    let t0 = Instant::now();
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code();
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = common::wait_exit(&mut child, Duration::from_secs(60));
     let err = std::fs::read_to_string(home.path().join("err.log")).unwrap_or_default();
     assert_eq!(
         code,

@@ -35,10 +35,12 @@ pub fn cmd(home: &Path) -> Command {
     c
 }
 
-/// GET `url` (loopback only) and return the body, on a throwaway runtime (from sync test code).
+/// GET `url` (loopback only; the lab's self-signed HTTPS too) and return the body, on a throwaway runtime (from sync test code).
 pub fn get_text(url: &str) -> String {
     assert!(
-        url.starts_with("http://127.") || url.starts_with("http://[::1]"),
+        ["http://127.", "http://[::1]", "https://127."]
+            .iter()
+            .any(|p| url.starts_with(p)),
         "tests only talk to loopback: {url}"
     );
     tokio::runtime::Builder::new_current_thread()
@@ -47,6 +49,8 @@ pub fn get_text(url: &str) -> String {
         .unwrap()
         .block_on(async {
             ralf_sh::clients::http_builder()
+                // The lab's Proxmox stand-in has a self-signed certificate (loopback only).
+                .danger_accept_invalid_certs(url.starts_with("https://"))
                 .build()
                 .unwrap()
                 .get(url)
@@ -127,4 +131,19 @@ pub fn skip_suite(what: &str, missing: &str, enable: &str) -> bool {
     }
     eprintln!("\n**** SKIP: {what} did not run: {missing}; enable with: {enable} ****\n");
     true
+}
+
+/// Wait up to `limit` for `child` to exit: its exit code, or None (after killing it) when it is
+/// still running then.
+pub fn wait_exit(child: &mut std::process::Child, limit: std::time::Duration) -> Option<i32> {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < limit {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s.code();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
 }
