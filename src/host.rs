@@ -90,6 +90,9 @@ pub struct Host {
     pub args: RwLock<Vec<String>>,
     journal: RwLock<Option<Arc<dyn Journal>>>,
     dry_run_log: Mutex<Vec<DryRunAction>>,
+    /// Changing calls made so far (every binding that changes something asks [`Host::dry_run`]
+    /// first): a configuration error met while this is 0 exits 2, "nothing was started".
+    changes: std::sync::atomic::AtomicUsize,
     /// Typed per-domain state (clients cache sessions here: ssh masters, http clients ...).
     extensions: Mutex<anymap::Map>,
 }
@@ -127,6 +130,7 @@ impl Host {
             args: RwLock::new(Vec::new()),
             journal: RwLock::new(None),
             dry_run_log: Mutex::new(Vec::new()),
+            changes: Default::default(),
             extensions: Mutex::new(anymap::Map::default()),
         })
     }
@@ -144,6 +148,7 @@ impl Host {
             args: RwLock::new(self.args.read().clone()),
             journal: RwLock::new(self.journal.read().clone()),
             dry_run_log: Mutex::new(Vec::new()),
+            changes: Default::default(),
             extensions: Mutex::new(anymap::Map::default()),
         })
     }
@@ -183,6 +188,8 @@ impl Host {
     /// Outside dry-run mode, return false.
     pub fn dry_run(&self, binding: &str, action: impl Into<String>) -> bool {
         if !self.opts.dry_run {
+            self.changes
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return false;
         }
         let action = crate::redact::redact(&action.into());
@@ -192,6 +199,11 @@ impl Host {
             action,
         });
         true
+    }
+
+    /// Whether this run has made (or started) a changing call yet.
+    pub fn changed_anything(&self) -> bool {
+        self.changes.load(std::sync::atomic::Ordering::Relaxed) > 0
     }
 
     pub fn dry_run_actions(&self) -> Vec<DryRunAction> {

@@ -13,6 +13,7 @@ pub mod host;
 pub mod lab;
 pub(crate) mod logging;
 pub(crate) mod out;
+pub(crate) mod preflight;
 pub(crate) mod progress;
 pub mod redact;
 pub(crate) mod script;

@@ -14,6 +14,7 @@ pub(crate) mod inventory;
 pub(crate) mod limits;
 pub(crate) mod net;
 pub(crate) mod notify;
+pub(crate) mod preflight;
 pub(crate) mod proxmox;
 pub(crate) mod run;
 pub(crate) mod semaphore;
@@ -79,6 +80,7 @@ pub(crate) fn register_all(engine: &mut Engine) {
     exo::register(engine);
     exo::fix::register(engine);
     notify::register(engine);
+    preflight::register(engine);
     gate::register(engine);
     net::register(engine);
 }

@@ -30,7 +30,7 @@ pub(crate) fn register(engine: &mut Engine) {
 /// A connected Semaphore project.
 #[derive(Clone)]
 pub(crate) struct Semaphore {
-    client: Arc<Client>,
+    pub(crate) client: Arc<Client>,
 }
 
 struct TaskState {

@@ -467,12 +467,24 @@ fn service_checks(s: &Service, text: &str, problems: &mut Vec<Problem>) {
                 format!("{at}: `expect`/`contains` only apply to `http` checks"),
             ));
         }
-        if c.on.is_some() && c.command.is_none() {
+        let remote = c.command.is_some() || c.script.is_some();
+        if c.on.is_some() && !remote {
             problems.push(problem(
                 f,
                 smoke_line,
                 None,
-                format!("{at}: `on` only applies to `command` checks"),
+                format!("{at}: `on` only applies to `command` and `script` checks"),
+            ));
+        }
+        if remote && c.on.is_none() && s.host.is_none() {
+            problems.push(problem(
+                f,
+                smoke_line,
+                None,
+                format!(
+                    "{at}: the {} check has no host to run on: set `on: ALIAS` on the check or `host:` on the service",
+                    c.kind()
+                ),
             ));
         }
         if let Some(t) = &c.tcp {

@@ -178,6 +178,7 @@ fn smoke_checks_are_checked() {
         vec![
             "a.yaml:3: smoke[0]: tcp check `nohost` must be host:port".to_string(),
             "a.yaml:3: smoke[1]: a smoke check needs exactly one of `http`, `tcp`, `command`, `script` (found 2)".to_string(),
+            "a.yaml:3: smoke[2]: the script check has no host to run on: set `on: ALIAS` on the check or `host:` on the service".to_string(),
             "a.yaml:3: smoke[2]: threshold `11/10` must look like \"7/10\" (passed/total, passed <= total)".to_string(),
         ]
     );

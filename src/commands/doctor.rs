@@ -2,12 +2,17 @@
 //! configured endpoint (Semaphore, Proxmox, the LLM, every notify channel, every host) it checks
 //! reachability, TLS (pin or CA), that the credentials are accepted, that every `*_env` variable
 //! and `*_file` the config names exists (files with safe permissions), and that each SSH host key
-//! is known. Prints one table (what, result, how to fix); exit 0 when every row passes, else 1.
+//! is known; then the catalog: it loads, and the preflight of every service (templates and the
+//! overrides they get, guests and snapshot support, smoke hosts) passes against those endpoints.
+//! Prints one table (what, result, how to fix), or with `--output json` one JSON object with the
+//! rows; exit 0 when every row passes, else 1 (also when no config file is found: the rows name
+//! the paths searched).
 
 use crate::config::{Config, NotifyChannel};
 use crate::error::exit;
 use crate::error::{ErrorKind, RalfError};
 use crate::host::Host;
+use crate::preflight::Endpoint;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,7 +50,19 @@ const LIMIT: Duration = Duration::from_secs(15);
 
 pub(crate) fn run(host: &Arc<Host>) -> i32 {
     let rows = host.rt.block_on(check_all(host));
-    crate::out!("{}", crate::redact::redact(&render(&rows)));
+    if host.opts.json_output {
+        let v = serde_json::json!({
+            "ok": rows.iter().all(|r| r.ok),
+            "checks": rows.len(),
+            "failed": rows.iter().filter(|r| !r.ok).count(),
+            "rows": rows.iter().map(|r| serde_json::json!({
+                "what": r.what, "ok": r.ok, "result": r.result, "fix": r.fix,
+            })).collect::<Vec<_>>(),
+        });
+        crate::out!("{}", crate::redact::redact(&v.to_string()));
+    } else {
+        crate::out!("{}", crate::redact::redact(&render(&rows)));
+    }
     if rows.iter().all(|r| r.ok) {
         exit::OK
     } else {
@@ -58,22 +75,114 @@ pub(crate) async fn check_all(host: &Arc<Host>) -> Vec<Row> {
     let cfg = host.cfg().clone();
     let mut rows = vec![match &host.config.path {
         Some(p) => Row::pass("config", p.display().to_string()),
-        None => Row::pass("config", "no config file found (all defaults)"),
+        None => Row::fail(
+            "config",
+            format!(
+                "no config file found; searched: {}",
+                crate::config::candidates(None)
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "write one (README, Configuration) at one of those paths, or pass --config FILE / set RALF_CONFIG",
+        ),
     }];
-    rows.extend(secret_rows(&cfg));
+    rows.extend(secret_rows(&cfg, host.config.path.as_deref()));
     rows.push(state_row(host));
-    let (sem, pve, llm, notify, hosts) = tokio::join!(
+    let ((sem_rows, sem), (pve_rows, pve), llm, notify, hosts) = tokio::join!(
         semaphore(&cfg),
         proxmox(&cfg),
         llm(&cfg),
         notify(&cfg),
         hosts(host)
     );
-    rows.extend(sem);
-    rows.extend(pve);
+    rows.extend(sem_rows);
+    rows.extend(pve_rows);
     rows.extend(llm);
     rows.extend(notify);
     rows.extend(hosts);
+    rows.extend(catalog_rows(host, &cfg, &sem, &pve).await);
+    rows
+}
+
+/// The catalog loads, and the preflight of every service passes (one row per problem, at its
+/// `file:line`). Secrets and smoke hosts have rows of their own above.
+async fn catalog_rows(
+    host: &Arc<Host>,
+    cfg: &Config,
+    sem: &Endpoint<Arc<crate::clients::semaphore::Client>>,
+    pve: &Endpoint<Arc<crate::clients::proxmox::Client>>,
+) -> Vec<Row> {
+    let path = match crate::session::default_catalog_path(host) {
+        Ok(p) => p,
+        Err(e) => {
+            return vec![Row::fail(
+                "catalog",
+                e.message,
+                "set catalog.path in the config",
+            )]
+        }
+    };
+    let what = format!("catalog {}", path.display());
+    let opts = crate::catalog::LoadOpts {
+        allow_priority_inversion: cfg
+            .catalog
+            .as_ref()
+            .is_some_and(|c| c.allow_priority_inversion),
+    };
+    let cat = match crate::catalog::Catalog::load_with(&path, opts) {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![Row::fail(
+                what,
+                e.message,
+                "fix the catalog files at the lines named (`ralf-sh check` runs the same loader)",
+            )]
+        }
+    };
+    let o = crate::preflight::Opts {
+        // The hosts and secrets have rows of their own.
+        smoke_over_ssh: false,
+        secrets: false,
+        ..Default::default()
+    };
+    let report = crate::preflight::check(
+        cfg,
+        host.config.path.as_deref(),
+        &cat.services,
+        sem,
+        pve,
+        &o,
+    )
+    .await;
+    let mut rows = vec![if report.problems.is_empty() {
+        Row::pass(
+            what,
+            format!(
+                "{} services, {} references resolved against the endpoints",
+                cat.services.len(),
+                report.checked
+            ),
+        )
+    } else {
+        Row::fail(
+            what,
+            format!(
+                "{} services, {} problem(s) a deploy would stop at",
+                cat.services.len(),
+                report.problems.len()
+            ),
+            "fix each line below; `deploy_all` runs the same preflight and exits 2 before changing anything",
+        )
+    }];
+    for p in report.problems {
+        rows.push(Row::fail(
+            format!("  {}:{}", p.file.display(), p.line),
+            p.message,
+            String::new(),
+        ));
+    }
     rows
 }
 
@@ -149,8 +258,16 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn secret_rows(cfg: &Config) -> Vec<Row> {
+fn secret_rows(cfg: &Config, path: Option<&Path>) -> Vec<Row> {
     let mut rows = Vec::new();
+    let text = path
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_default();
+    // Where the config names the variable: `file:line: ` (empty without a file).
+    let at = |var: &str| match (path, text.lines().position(|l| l.contains(var))) {
+        (Some(p), Some(i)) => format!("{}:{}: ", p.display(), i + 1),
+        _ => String::new(),
+    };
     for (key, env, file) in cfg.secret_refs() {
         if let Some(var) = env {
             let what = format!("env {var}");
@@ -158,12 +275,12 @@ fn secret_rows(cfg: &Config) -> Vec<Row> {
                 Some(v) if !v.is_empty() => Row::pass(what, format!("set ({key}_env)")),
                 Some(_) => Row::fail(
                     what,
-                    format!("set but empty ({key}_env)"),
+                    format!("{}{key}_env names the variable {var}, which is empty", at(&var)),
                     format!("give {var} the secret's value"),
                 ),
                 None => Row::fail(
                     what,
-                    format!("not set ({key}_env names it)"),
+                    format!("{}{key}_env names the variable {var}, which is not set", at(&var)),
                     format!("export {var}=... (cron: in the crontab line's environment; systemd: in the unit's EnvironmentFile)"),
                 ),
             });
@@ -220,9 +337,9 @@ fn fix_for(e: &RalfError, service: &str, key: &str) -> String {
     }
 }
 
-async fn semaphore(cfg: &Config) -> Vec<Row> {
+async fn semaphore(cfg: &Config) -> (Vec<Row>, Endpoint<Arc<crate::clients::semaphore::Client>>) {
     let Some(c) = &cfg.semaphore else {
-        return Vec::new();
+        return (Vec::new(), Endpoint::Absent);
     };
     let what = format!("semaphore {}", c.url);
     let r = async {
@@ -232,25 +349,31 @@ async fn semaphore(cfg: &Config) -> Vec<Row> {
             .map_err(|_| RalfError::timeout(format!("no answer within {}s", LIMIT.as_secs())))?
     }
     .await;
-    vec![match r {
-        Ok(cl) => Row::pass(
-            what,
-            format!(
-                "reachable, token accepted, server {}, project `{}`",
-                cl.version, cl.project_name
-            ),
+    match r {
+        Ok(cl) => (
+            vec![Row::pass(
+                what,
+                format!(
+                    "reachable, token accepted, server {}, project `{}`",
+                    cl.version, cl.project_name
+                ),
+            )],
+            Endpoint::Up(cl),
         ),
-        Err(e) => Row::fail(
-            what,
-            e.message.clone(),
-            fix_for(&e, "Semaphore", "semaphore"),
+        Err(e) => (
+            vec![Row::fail(
+                what,
+                e.message.clone(),
+                fix_for(&e, "Semaphore", "semaphore"),
+            )],
+            Endpoint::Failed(e.message),
         ),
-    }]
+    }
 }
 
-async fn proxmox(cfg: &Config) -> Vec<Row> {
+async fn proxmox(cfg: &Config) -> (Vec<Row>, Endpoint<Arc<crate::clients::proxmox::Client>>) {
     let Some(c) = &cfg.proxmox else {
-        return Vec::new();
+        return (Vec::new(), Endpoint::Absent);
     };
     let what = format!("proxmox {}", c.url);
     let r = async {
@@ -267,18 +390,34 @@ async fn proxmox(cfg: &Config) -> Vec<Row> {
     } else {
         "TLS verified"
     };
-    vec![match r {
-        Ok(cl) if c.insecure => Row::fail(
-            what,
-            format!("reachable, credentials accepted, PVE {}, but {tls}", pve_version(&cl.version)),
-            "pin the certificate instead: proxmox.fingerprint (the SHA-256 shown by `pvenode cert info`)",
+    match r {
+        Ok(cl) => {
+            let row = if c.insecure {
+                Row::fail(
+                    what,
+                    format!("reachable, credentials accepted, PVE {}, but {tls}", pve_version(&cl.version)),
+                    "pin the certificate instead: proxmox.fingerprint (the SHA-256 shown by `pvenode cert info`)",
+                )
+            } else {
+                Row::pass(
+                    what,
+                    format!(
+                        "reachable, {tls}, credentials accepted, PVE {}",
+                        pve_version(&cl.version)
+                    ),
+                )
+            };
+            (vec![row], Endpoint::Up(Arc::new(cl)))
+        }
+        Err(e) => (
+            vec![Row::fail(
+                what,
+                e.message.clone(),
+                fix_for(&e, "Proxmox VE", "proxmox"),
+            )],
+            Endpoint::Failed(e.message),
         ),
-        Ok(cl) => Row::pass(
-            what,
-            format!("reachable, {tls}, credentials accepted, PVE {}", pve_version(&cl.version)),
-        ),
-        Err(e) => Row::fail(what, e.message.clone(), fix_for(&e, "Proxmox VE", "proxmox")),
-    }]
+    }
 }
 
 fn pve_version(v: &serde_json::Value) -> String {

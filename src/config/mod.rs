@@ -1,7 +1,8 @@
 //! The one YAML configuration file.
 //!
 //! Found as: `--config`, else `$RALF_CONFIG`, else `./ralf.yaml`, else `$XDG_CONFIG_HOME/ralf/config.yaml`
-//! (`~/.config/ralf/config.yaml`). No file at all is fine: every section is optional.
+//! (`~/.config/ralf/config.yaml`), else `/etc/ralf/ralf.yaml`. No file at all is fine for scripts:
+//! every section is optional (`ralf-sh doctor` fails then, naming the paths it searched).
 //! Unknown keys and wrong types are errors with `file:line:col` and a did-you-mean.
 //! Secrets never live here: sections name environment variables (`*_env`) or files (`*_file`).
 
@@ -436,8 +437,12 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<PathBuf> {
     }
     v.push(PathBuf::from("ralf.yaml"));
     v.push(xdg_config_home().join("ralf/config.yaml"));
+    v.push(PathBuf::from(SYSTEM_CONFIG));
     v
 }
+
+/// The system-wide config the packaged units use, looked for last.
+pub const SYSTEM_CONFIG: &str = "/etc/ralf/ralf.yaml";
 
 pub fn xdg_config_home() -> PathBuf {
     std::env::var_os("XDG_CONFIG_HOME")
@@ -597,6 +602,14 @@ fn validate(cfg: &Config, path: &Path, text: &str) -> RResult<()> {
                 "{p}:{}: {section}.insecure: true together with a fingerprint pin: the pin would be ignored; remove `insecure` (the pin is the safe way to accept a self-signed certificate)",
                 key_line(text, section, "insecure")
             )));
+        }
+        if let Some(f) = pin.filter(|f| !f.trim().is_empty()) {
+            if let Err(why) = crate::text::normalize_fingerprint(f) {
+                return Err(RalfError::config(format!(
+                    "{p}:{}: {section}.fingerprint: {why}",
+                    key_line(text, section, "fingerprint")
+                )));
+            }
         }
         if insecure && ca.is_some() {
             return Err(RalfError::config(format!(

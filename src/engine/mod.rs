@@ -205,14 +205,17 @@ fn exit_value(v: &Dynamic) -> i32 {
     exit::FAILED
 }
 
-/// The exit code for an uncaught error: 130 when cancelled, 1 otherwise.
-pub fn exit_code_for(err: &EvalAltResult) -> i32 {
+/// The exit code for an uncaught error: 130 when cancelled, the code the error names (e.g. 75 for
+/// a held run lock), 2 for a configuration error met before the run changed anything ("nothing
+/// was started", `changed` false), 1 otherwise.
+pub fn exit_code_for(err: &EvalAltResult, changed: bool) -> i32 {
     match err {
         EvalAltResult::ErrorTerminated(_, _) => exit::CANCELLED,
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
-        | EvalAltResult::ErrorInModule(_, inner, _) => exit_code_for(inner),
+        | EvalAltResult::ErrorInModule(_, inner, _) => exit_code_for(inner, changed),
         EvalAltResult::ErrorRuntime(v, _) => match crate::error::RalfError::from_dynamic(v) {
             Some(e) if e.kind == crate::error::ErrorKind::Cancelled => exit::CANCELLED,
+            Some(e) if e.kind == crate::error::ErrorKind::Config && !changed => exit::USAGE,
             // An error may name the process exit code it implies (e.g. 75 for a held run lock).
             Some(e) => e
                 .details

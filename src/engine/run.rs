@@ -123,7 +123,7 @@ pub fn finish(
             let code = if cancelled {
                 exit::CANCELLED
             } else {
-                engine::exit_code_for(&e)
+                engine::exit_code_for(&e, se.host.changed_anything())
             };
             if crate::logging::is_json() {
                 // One JSON line a log pipeline can filter: kind, message, file, line, call chain.

@@ -122,6 +122,28 @@ pub(crate) fn is_loopback_host(host: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Normalise a user-given fingerprint: hex with or without colons/spaces, any case.
+/// Returns the canonical `AB:CD:...` form, or an error text.
+pub fn normalize_fingerprint(s: &str) -> Result<String, String> {
+    let hex: String = s
+        .chars()
+        .filter(|c| !matches!(c, ':' | ' ' | '-'))
+        .collect::<String>()
+        .to_ascii_uppercase();
+    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "fingerprint `{s}` is not a SHA-256 fingerprint (expected 32 hex bytes like AB:CD:..., got {} hex digits)",
+            hex.chars().filter(|c| c.is_ascii_hexdigit()).count()
+        ));
+    }
+    Ok(hex
+        .as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap_or("00"))
+        .collect::<Vec<_>>()
+        .join(":"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     // domain (plain Rust) and the stand-ins
     &["clients", "catalog", "lab"],
     // the per-run services, then the script runtime under the bindings
-    &["session"],
+    &["session", "preflight"],
     &["script"],
     &["bindings"],
     &["engine"],

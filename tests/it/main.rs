@@ -24,6 +24,7 @@ mod llm_real;
 mod logs;
 mod output;
 mod output_cap;
+mod preflight;
 mod proxmox;
 mod proxmox_deploy;
 mod proxmox_versions;

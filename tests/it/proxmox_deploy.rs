@@ -55,10 +55,24 @@ fn snapshot_policy_on_storage_without_snapshots() {
     );
     let sem_before = lab.tasks().len();
 
-    // Default policy "require": skipped before any task starts.
+    // Default policy "require": the preflight finds it before anything starts (exit 2, at the
+    // catalog's `snapshot:` line).
     let mut c = lab.cmd(home.path());
     c.arg(script("deploy_service.rhai"))
         .args(["postgresql", "--no-advisor"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 2, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        err.contains(
+            "postgresql.yaml:14: postgresql: the storage of guest 2010 cannot take the snapshot"
+        ) && err.contains("if_supported"),
+        "{err}"
+    );
+    assert_eq!(snapshot_tasks(&lab, 2010), 0, "a snapshot task was started");
+    // Without the preflight the flow itself skips the service before any task starts.
+    let mut c = lab.cmd(home.path());
+    c.arg(script("deploy_service.rhai"))
+        .args(["postgresql", "--no-advisor", "--no-preflight"]);
     let (code, out, err) = run(c);
     assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
     assert!(

@@ -31,7 +31,7 @@ pub(crate) fn register(engine: &mut Engine) {
 /// A connected cluster.
 #[derive(Clone)]
 pub(crate) struct Pve {
-    c: Arc<Client>,
+    pub(crate) c: Arc<Client>,
 }
 
 /// One LXC container or QEMU VM.
