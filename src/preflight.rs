@@ -5,9 +5,10 @@
 //!
 //! Per service of the plan: the Semaphore template (and smoke template) exists and accepts the
 //! overrides the run will pass; the Proxmox guest exists and, where the catalog asks for a
-//! rollback point under the "require" policy, its storage can snapshot; every command or script
-//! smoke check has a host, and (when checks go over SSH) that host resolves and its SSH port
-//! answers. Per config: every secret variable and file it names is present.
+//! rollback point under the "require" policy, its storage can snapshot; the host of every command
+//! or script smoke check (the catalog loader makes sure there is one) resolves and, when checks go
+//! over SSH, its SSH port answers (never beyond loopback under `net.only_loopback`). Per config:
+//! every secret variable and file it names is present.
 
 use crate::catalog::model::Service;
 use crate::catalog::{nested_key_line, top_key_line};
@@ -136,13 +137,7 @@ pub async fn check(
     let cfg_text = cfg_path
         .and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_default();
-    let cfg_line = |needle: &str| -> usize {
-        cfg_text
-            .lines()
-            .position(|l| l.contains(needle))
-            .map(|i| i + 1)
-            .unwrap_or(1)
-    };
+    let cfg_line = |needle: &str| crate::config::line_of(&cfg_text, needle).unwrap_or(1);
 
     // Endpoints the plan needs but cannot have: said once, at the config.
     let needs_sem = services.iter().any(|s| s.semaphore.is_some());
@@ -161,7 +156,9 @@ pub async fn check(
         .buffered(AT_ONCE)
         .collect::<Vec<_>>()
         .await;
+    let mut hosts: BTreeSet<(String, PathBuf, usize)> = BTreeSet::new();
     for c in per_service {
+        hosts.extend(c.hosts);
         r.problems.extend(c.problems);
         r.notes.extend(c.notes);
         r.checked += c.checked;
@@ -169,33 +166,8 @@ pub async fn check(
     }
     r.hash = plan_hash(&r.resolved, o);
 
-    // Smoke hosts: every command/script check has one; over SSH it resolves and answers.
-    let mut hosts: BTreeSet<(String, PathBuf, usize)> = BTreeSet::new();
-    for s in services {
-        let text = std::fs::read_to_string(&s.file).unwrap_or_default();
-        let line = top_key_line(&text, "smoke").unwrap_or(s.line);
-        for c in &s.smoke {
-            if !matches!(c.kind(), "command" | "script") {
-                continue;
-            }
-            r.checked += 1;
-            match c.on.as_ref().or(s.host.as_ref()) {
-                Some(h) => {
-                    hosts.insert((h.clone(), s.file.clone(), line));
-                }
-                None => r.problems.push(Problem {
-                    file: s.file.clone(),
-                    line,
-                    message: format!(
-                        "{}: the {} smoke check `{}` has no host: set `on:` on the check or `host:` on the service",
-                        s.name,
-                        c.kind(),
-                        c.name.clone().unwrap_or_else(|| c.command.clone().or(c.script.clone()).unwrap_or_default())
-                    ),
-                }),
-            }
-        }
-    }
+    // Smoke hosts (every command/script check has one: the catalog loader refuses one without):
+    // over SSH each resolves and answers, once however many checks name it.
     if o.smoke_over_ssh {
         let answers = stream::iter(hosts)
             .map(|(h, file, line)| async move {
@@ -272,34 +244,38 @@ fn endpoint_problem<T>(r: &mut Report, e: &Endpoint<T>, what: &str, file: &Path,
     });
 }
 
+/// The first 16 hex digits of the SHA-256 of a JSON value's text (serde_json's maps are sorted,
+/// no preserve_order, so the text is canonical).
+fn short_digest(v: &serde_json::Value) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(v.to_string().as_bytes()))[..16].to_string()
+}
+
 /// The hash of a resolved plan (see [`Report::hash`]).
 fn plan_hash(resolved: &[serde_json::Value], o: &Opts) -> String {
-    use sha2::{Digest, Sha256};
     let doc = serde_json::json!({
         "services": resolved,
         "snapshots": o.snapshots,
         "require_snapshot": o.require_snapshot,
         "smoke_template": o.smoke_template,
     });
-    // serde_json's maps are sorted (no preserve_order), so the text is canonical.
-    let digest = Sha256::digest(doc.to_string().as_bytes());
-    hex::encode(digest)[..16].to_string()
+    short_digest(&doc)
 }
 
 /// A template as the plan depends on it: what a run of it does, without the fields that change
 /// with every run (the last task).
 fn template_fact(t: &semaphore::Template) -> serde_json::Value {
-    use sha2::{Digest, Sha256};
     let mut def = t.raw.clone();
     if let Some(m) = def.as_object_mut() {
         m.retain(|k, _| !k.starts_with("last_") && k != "tasks");
     }
-    let digest = Sha256::digest(def.to_string().as_bytes());
-    serde_json::json!({ "id": t.id, "name": t.name, "definition": hex::encode(digest)[..16].to_string() })
+    serde_json::json!({ "id": t.id, "name": t.name, "definition": short_digest(&def) })
 }
 
 /// What the checks of one service found.
 struct ServiceChecks {
+    /// SSH hosts its command and script smoke checks run on, with the `smoke:` line.
+    hosts: Vec<(String, PathBuf, usize)>,
     problems: Vec<Problem>,
     notes: Vec<String>,
     checked: usize,
@@ -433,7 +409,17 @@ async fn service_checks(
             problem(at(&["snapshot"]), format!("snapshot name `{name}`: {why}"));
         }
     }
+    let smoke_line = top_key_line(&text, "smoke").unwrap_or(s.line);
+    let hosts: Vec<(String, PathBuf, usize)> = s
+        .smoke
+        .iter()
+        .filter(|c| matches!(c.kind(), "command" | "script"))
+        .filter_map(|c| c.on.clone().or_else(|| s.host.clone()))
+        .map(|h| (h, s.file.clone(), smoke_line))
+        .collect();
+    n += hosts.len();
     ServiceChecks {
+        hosts,
         problems,
         notes,
         checked: n,
@@ -462,6 +448,10 @@ async fn host_problem(cfg: &Config, name: &str) -> Option<String> {
     }
     let port = first.port.unwrap_or(22);
     let addr = first.address.clone();
+    // `net.only_loopback` (the lab, tests): nothing beyond loopback is ever connected to.
+    if cfg.net.only_loopback && !crate::text::is_loopback_host(&addr) {
+        return None;
+    }
     match tokio::time::timeout(
         CONNECT_LIMIT,
         tokio::net::TcpStream::connect((addr.as_str(), port)),

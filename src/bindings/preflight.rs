@@ -27,8 +27,8 @@ struct PreflightOpts {
     snapshot: Option<String>,
     /// Also run the services' smoke templates (default true).
     smoke_template: Option<bool>,
-    /// Command and script smoke checks go over SSH (default: unless the lab's smoke endpoint
-    /// replaces SSH).
+    /// Command and script smoke checks go over SSH (default true; false when a smoke runner
+    /// replaces SSH, as `ralf/deploy` says for the lab).
     smoke_over_ssh: Option<bool>,
     /// Check the config's secrets (default true).
     secrets: Option<bool>,
@@ -158,12 +158,11 @@ mod preflight_mod {
         let pve = endpoint::<Pve, _>(&env, "pve", "proxmox", cfg.proxmox.is_some(), |p| {
             p.c.clone()
         });
-        let lab_runner = std::env::var_os("RALF_LAB_SMOKE_URL").is_some_and(|v| !v.is_empty());
         let po = Opts {
             snapshots: o.snapshots.unwrap_or(true),
             require_snapshot,
             smoke_template: o.smoke_template.unwrap_or(true),
-            smoke_over_ssh: o.smoke_over_ssh.unwrap_or(!lab_runner),
+            smoke_over_ssh: o.smoke_over_ssh.unwrap_or(true),
             secrets: o.secrets.unwrap_or(true),
         };
         let path = h.config.path.clone();

@@ -72,7 +72,7 @@ pub struct Service {
     /// How Semaphore deploys it.
     #[serde(default)]
     pub semaphore: Option<SemaphoreSpec>,
-    /// Take a pre-install snapshot of the guest: `true` (name `pre-<service>-<run>`) or a name.
+    /// Take a pre-install snapshot of the guest: `true` (name `ralf-pre-<service>`) or a name.
     #[serde(default)]
     pub snapshot: Option<Snapshot>,
     /// Smoke checks run after the deployment.

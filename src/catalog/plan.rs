@@ -166,9 +166,12 @@ impl Catalog {
                     let hint = did_you_mean(n, self.names())
                         .map(|s| format!("; did you mean `{s}`?"))
                         .unwrap_or_default();
+                    // A selection is asked for before anything runs: bad input, exit 2.
                     return Err(RalfError::not_found(format!(
                         "plan: `{what}` names unknown service `{n}`{hint}"
-                    )));
+                    ))
+                    .with("service", n.as_str())
+                    .with("exit_code", 2));
                 }
             }
             Ok(())

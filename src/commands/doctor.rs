@@ -61,7 +61,9 @@ pub(crate) fn run(host: &Arc<Host>) -> i32 {
         });
         crate::out!("{}", crate::redact::redact(&v.to_string()));
     } else {
-        crate::out!("{}", crate::redact::redact(&render(&rows)));
+        // Rows carry servers' own error texts: their control sequences are shown, not obeyed.
+        let table = crate::redact::redact(&render(&rows));
+        crate::out!("{}", crate::text::visible_controls(&table));
     }
     if rows.iter().all(|r| r.ok) {
         exit::OK
@@ -264,8 +266,8 @@ fn secret_rows(cfg: &Config, path: Option<&Path>) -> Vec<Row> {
         .and_then(|p| std::fs::read_to_string(p).ok())
         .unwrap_or_default();
     // Where the config names the variable: `file:line: ` (empty without a file).
-    let at = |var: &str| match (path, text.lines().position(|l| l.contains(var))) {
-        (Some(p), Some(i)) => format!("{}:{}: ", p.display(), i + 1),
+    let at = |var: &str| match (path, crate::config::line_of(&text, var)) {
+        (Some(p), Some(l)) => format!("{}:{l}: ", p.display()),
         _ => String::new(),
     };
     for (key, env, file) in cfg.secret_refs() {

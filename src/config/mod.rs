@@ -564,6 +564,12 @@ pub fn rewrite_unknown_key(body: &str) -> String {
 }
 
 /// The 1-based line of `key` inside the top-level section `section` of `text` (1 if not found).
+/// 1-based line of the first line of a config text that contains `needle` (e.g. the variable a
+/// `*_env` key names), for `file:line` in reports about the config.
+pub fn line_of(text: &str, needle: &str) -> Option<usize> {
+    text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
 fn key_line(text: &str, section: &str, key: &str) -> usize {
     let mut inside = false;
     for (n, l) in text.lines().enumerate() {

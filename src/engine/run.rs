@@ -9,8 +9,11 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
+/// An error report or summary on stderr: secrets redacted, and control sequences that remote text
+/// in it may carry (a template name, a server's error body) shown as text, never obeyed.
 pub(crate) fn eprint_redacted(s: &str) {
-    let text = crate::redact::redact(s);
+    let redacted = crate::redact::redact(s);
+    let text = crate::text::visible_controls(&redacted);
     crate::progress::Progress::new().suspend(|| eprint!("{text}"));
 }
 

@@ -580,7 +580,7 @@ fn stdlib_seams_from_a_user_script() {
     common::script_tests(
         lab.cmd(home.path()),
         &repo().join("tests/rhai/seams.rhai"),
-        2,
+        4,
     );
 }
 

@@ -121,3 +121,19 @@ fn ctrl_c_during_a_wait_names_the_task_still_running() {
         "the task was left alone"
     );
 }
+
+/// An uncaught error whose text came from elsewhere (a server's error body, a template name) never
+/// reaches the terminal with its control sequences: they are shown as text.
+#[test]
+fn an_error_report_shows_control_sequences_as_text() {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = common::cmd(home.path());
+    c.args([
+        "-e",
+        r#"throw error::make("not_found", "template `x\x1b]0;owned\x07\x1b[2Jy` not found")"#,
+    ]);
+    let (code, _, err) = run(c);
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    assert!(err.contains(r"x\x1b]0;owned\x07\x1b[2Jy"), "{err}");
+}

@@ -14,20 +14,11 @@ use std::path::{Path, PathBuf};
 /// What the stand-ins have been asked to do: (Semaphore tasks, Proxmox snapshot tasks, Proxmox
 /// rollback tasks, all Proxmox tasks).
 fn side_effects(lab: &Served) -> (usize, usize, usize, usize) {
-    let u = format!("{}/_lab/state", lab.url("proxmox"));
-    let st: Value = serde_json::from_str(&reqwest::blocking_get(&u)).unwrap();
-    let tasks = st["tasks"].as_array().cloned().unwrap_or_default();
-    let kind = |k: &str| {
-        tasks
-            .iter()
-            .filter(|t| t["kind"].as_str().is_some_and(|x| x.ends_with(k)))
-            .count()
-    };
     (
         lab.tasks().len(),
-        kind("snapshot"),
-        kind("rollback"),
-        tasks.len(),
+        lab.pve_tasks("snapshot", None),
+        lab.pve_tasks("rollback", None),
+        lab.pve_tasks("", None),
     )
 }
 
@@ -399,4 +390,34 @@ fn a_plan_hash_binds_the_run_to_what_was_resolved() {
     let (code, out) = plan(&["--expect-plan", &h2]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(side_effects(&lab).0, before.0 + 1, "{out}");
+}
+
+/// An unknown service named on the command line is bad input: exit 2 with a did-you-mean, for
+/// `deploy_service NAME` and `deploy_all --only NAME`, and nothing is started.
+#[test]
+fn an_unknown_service_is_a_usage_error() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = Served::start(home.path());
+    let before = side_effects(&lab);
+    let mut c = lab.cmd(home.path());
+    c.arg(script("deploy_service.rhai"))
+        .args(["gitae", "--no-advisor"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("no service `gitae` in the catalog; did you mean `gitea`?"),
+        "{err}"
+    );
+    let (code, all) = {
+        let mut c = lab.cmd(home.path());
+        c.arg(script("deploy_all.rhai")).args(["--only", "gitae"]);
+        let (code, out, err) = run(c);
+        (code, format!("{out}{err}"))
+    };
+    assert_eq!(code, 2, "{all}");
+    assert!(
+        all.contains("gitae") && all.contains("did you mean `gitea`?"),
+        "{all}"
+    );
+    assert_eq!(side_effects(&lab), before);
 }

@@ -32,14 +32,7 @@ fn pve(lab: &Served, method: &str, path: &str, body: Option<Value>) -> Value {
 }
 
 fn snapshot_tasks(lab: &Served, vmid: u32) -> usize {
-    let st = pve(lab, "GET", "state", None);
-    let id = vmid.to_string();
-    st["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["kind"] == "vzsnapshot" && t["id"] == id.as_str())
-        .count()
+    lab.pve_tasks("vzsnapshot", Some(vmid))
 }
 
 #[test]

@@ -232,11 +232,29 @@ impl Served {
         assert!(r, "POST {url} failed");
     }
 
+    /// The Proxmox stand-in's state (guests, tasks) from its control API.
+    pub fn pve_state(&self) -> serde_json::Value {
+        let u = format!("{}/_lab/state", self.url("proxmox"));
+        serde_json::from_str(&reqwest::blocking_get(&u)).unwrap()
+    }
+
+    /// The Proxmox stand-in's worker tasks whose kind ends with `kind` (`snapshot`, `rollback`; ""
+    /// for all), for guest `vmid` or every guest.
+    pub fn pve_tasks(&self, kind: &str, vmid: Option<u32>) -> usize {
+        let st = self.pve_state();
+        st["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| t["kind"].as_str().is_some_and(|k| k.ends_with(kind)))
+            .filter(|t| vmid.is_none_or(|v| t["id"] == v.to_string().as_str()))
+            .count()
+    }
+
     /// Whether the Proxmox stand-in has a `*snapshot` worker task still running: the readiness
     /// signal of "inside the snapshot task" (not merely in the step before the task starts).
     pub fn pve_snapshot_task_running(&self) -> bool {
-        let u = format!("{}/_lab/state", self.url("proxmox"));
-        let st: serde_json::Value = serde_json::from_str(&reqwest::blocking_get(&u)).unwrap();
+        let st = self.pve_state();
         st["tasks"].as_array().into_iter().flatten().any(|t| {
             t["kind"].as_str().is_some_and(|k| k.ends_with("snapshot")) && t["exitstatus"].is_null()
         })
