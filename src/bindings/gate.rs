@@ -41,6 +41,9 @@ struct GateOpts {
     /// works only quoted.)
     #[serde(alias = "default")]
     on_timeout: Option<String>,
+    /// The plan hash this approval is for (`deploy_all --plan`): shown with the question; a
+    /// resumed run whose plan resolves to another hash does not take the answer given for it.
+    plan: Option<String>,
 }
 
 /// The protocol's view of the run: the bridge, the journal and the dashboard's answers.
@@ -160,6 +163,38 @@ fn gate_body(h: &Host, question: &str, o: &GateOpts) -> RResult<Map> {
         .and_then(|j| j.previous_step_detail("gate"))
         .and_then(|v| serde_json::from_value::<Pending>(v).ok());
     let p = match earlier {
+        // The question was about another plan than the one this attempt resolved: an answer
+        // given to it approves that plan, not this one.
+        Some(p) if p.question.plan != o.plan => {
+            let asked = p.question.plan.as_deref().unwrap_or("none");
+            let now = o.plan.as_deref().unwrap_or("none");
+            let reason = format!(
+                "the question was asked for plan {asked}, and the run now resolves plan {now}: an answer to it does not approve this plan (start a new run to ask about it)"
+            );
+            run.journal(
+                &p.question,
+                "plan_changed",
+                json!({"asked_for": asked, "now": now}),
+            );
+            protocol::close(
+                &run,
+                &channels,
+                &p,
+                &Decision {
+                    approved: false,
+                    by: String::new(),
+                    via: String::new(),
+                    reason: reason.clone(),
+                },
+            );
+            tracing::warn!(target: "ralf::gate", "gate {}: {reason}", p.question.id);
+            let mut m = Map::new();
+            m.insert("approved".into(), false.into());
+            m.insert("reason".into(), reason.into());
+            m.insert("gate".into(), p.question.id.clone().into());
+            m.insert("plan".into(), now.into());
+            return Ok(m);
+        }
         Some(p) => {
             run.journal(&p.question, "resumed", json!({"asked_at": p.asked_at}));
             tracing::info!(target: "ralf::gate", "gate {}: still waiting for an answer (asked before the interruption)", p.question.id);
@@ -170,7 +205,7 @@ fn gate_body(h: &Host, question: &str, o: &GateOpts) -> RResult<Map> {
                 Some(v) => v.contains("dashboard"),
                 None => cfg.gates.dashboard,
             };
-            let q = Question::new(question, &details);
+            let q = Question::new(question, &details).for_plan(o.plan.clone());
             protocol::ask(&run, &channels, q, dashboard, &approvers, timeout)?
         }
     };
@@ -229,6 +264,9 @@ fn gate_body(h: &Host, question: &str, o: &GateOpts) -> RResult<Map> {
     );
     m.insert("reason".into(), d.reason.into());
     m.insert("gate".into(), p.question.id.clone().into());
+    if let Some(h) = &p.question.plan {
+        m.insert("plan".into(), h.clone().into());
+    }
     Ok(m)
 }
 
@@ -277,7 +315,9 @@ mod gate_fns {
 
     /// `gate` with options: `timeout` ("30m"), `approvers` (identities, overriding the config),
     /// `via` (["telegram", "matrix", "ntfy", "terminal"]), `details` (text shown with the question,
-    /// e.g. a plan), `on_timeout` ("deny", the default, or "approve"), `name` (the step `gate/NAME`).
+    /// e.g. a plan), `on_timeout` ("deny", the default, or "approve"), `name` (the step `gate/NAME`),
+    /// `plan` (the plan hash the approval is for: shown with the question and returned as
+    /// `plan`; a resumed run that resolves another plan does not take an answer given to it).
     ///
     /// ```rhai,no_run
     /// let plan_tail = "Plan: 1 to add, 0 to change, 0 to destroy.";

@@ -396,7 +396,7 @@ fn a_gate_pending_in_a_cli_run_is_approved_from_the_dashboard_in_chromium() {
         home.path().join("gated.rhai"),
         r#"
 let r = gate("Deploy v1.2 to production?", #{ name: "production", details: "plan: 2 to change",
-    via: ["dashboard"], approvers: ["dashboard"], timeout: 60 });
+    via: ["dashboard"], approvers: ["dashboard"], timeout: 60, plan: "0123456789abcdef" });
 if !r.approved { throw `not approved: ${r.reason}`; }
 log::info(`approved by ${r.by}`);
 "#,
@@ -427,6 +427,12 @@ log::info(`approved by ${r.by}`);
             "{q}"
         );
         assert!(q.as_str().unwrap().contains("plan: 2 to change"), "{q}");
+        assert!(
+            q.as_str()
+                .unwrap()
+                .contains("plan 0123456789abcdef: approving approves this plan only"),
+            "{q}"
+        );
         b.screenshot(&format!("dashboard-gate-{answer}.png"));
         // Press until the server has the answer (the store's gate_answers row is the signal: the
         // page may swap the row under the click, or be mid-navigation); an answer after the gate

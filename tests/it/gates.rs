@@ -397,6 +397,68 @@ print(json::stringify(g));
         .any(|s| s.2 == "after" && s.3 == "done"));
 }
 
+/// A gate about a plan (`plan:`, the hash `--plan` prints) names it in the question. kill -9 while
+/// it waits, an approval meanwhile, then a resume that resolves another plan: the approval given
+/// for the first plan does not approve the second (not approved, the reason names both), and no
+/// second question is sent.
+#[test]
+fn an_approval_binds_to_the_plan_it_was_asked_for() {
+    let home = tempfile::tempdir().unwrap();
+    let lab = Served::start(home.path());
+    let f = home.path().join("p.rhai");
+    std::fs::write(
+        &f,
+        r#"
+let g = gate("Deploy redis?", #{ timeout: "60s", via: ["telegram"], plan: env("PLAN_HASH", "") });
+run::step("after", || g.approved);
+print(json::stringify(g));
+"#,
+    )
+    .unwrap();
+    let mut c = lab.cmd(home.path());
+    c.arg(&f)
+        .env("PLAN_HASH", "0123456789abcdef")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let id = wait_for_question(&lab, "telegram", 1)[0].clone();
+    let text: Vec<String> = notifications(&lab)
+        .iter()
+        .filter_map(|n| n["body"]["text"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("Plan 0123456789abcdef: an approval approves this plan only")),
+        "{text:?}"
+    );
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+    answer(
+        &lab,
+        &id,
+        serde_json::json!({"approve": true, "user": "admin"}),
+    );
+    let run_id = runs(&lab.state)[0].0.clone();
+
+    // The plan resolves differently now.
+    let mut c = lab.cmd(home.path());
+    c.args(["resume", &run_id])
+        .env("PLAN_HASH", "fedcba9876543210");
+    let (code, out, err) = common::run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let r = result_line(&out);
+    assert_eq!(r["approved"], false, "{r}");
+    let reason = r["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("plan 0123456789abcdef") && reason.contains("plan fedcba9876543210"),
+        "{reason}"
+    );
+    assert_eq!(asked(&lab, "telegram"), vec![id], "no second question");
+    assert!(gate_events(&lab.state)
+        .iter()
+        .any(|e| e["event"] == "plan_changed"));
+}
+
 fn auto(lab: &Served, answer: &str) {
     lab.post(
         &format!("{}/_lab/gates/auto", lab.url("notify")),

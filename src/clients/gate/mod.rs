@@ -29,6 +29,10 @@ pub struct Question {
     pub text: String,
     /// Extra lines (e.g. a plan's tail), already scrubbed.
     pub details: String,
+    /// The plan hash the approval is for (`deploy_all --plan` prints it): shown with the question,
+    /// and an answer to it approves that plan only (a run that resolves another plan refuses it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
 }
 
 impl Question {
@@ -38,7 +42,14 @@ impl Question {
             nonce: format!("{:016x}", rand::random::<u64>()),
             text: crate::redact::redact(text),
             details: crate::redact::redact(details),
+            plan: None,
         }
+    }
+
+    /// The question about plan `hash` (see [`Question::plan`]).
+    pub fn for_plan(mut self, hash: Option<String>) -> Question {
+        self.plan = hash;
+        self
     }
 
     /// The message text every channel shows.
@@ -47,6 +58,11 @@ impl Question {
         if !self.details.is_empty() {
             s.push_str("\n\n");
             s.push_str(&self.details);
+        }
+        if let Some(h) = &self.plan {
+            s.push_str(&format!(
+                "\n\nPlan {h}: an approval approves this plan only."
+            ));
         }
         s.push_str("\n\n");
         s.push_str(how);

@@ -114,7 +114,7 @@ pub(crate) fn ask(
     run.journal(
         &q,
         "asked",
-        json!({"question": q.text, "channels": sent.iter().map(|s| s.via()).collect::<Vec<_>>(),
+        json!({"question": q.text, "plan": q.plan, "channels": sent.iter().map(|s| s.via()).collect::<Vec<_>>(),
         "failed": failed, "approvers": approvers, "timeout_s": timeout.as_secs()}),
     );
     for (c, e) in &failed {

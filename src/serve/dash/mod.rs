@@ -248,6 +248,7 @@ fn pending_gates(st: &Store) -> crate::error::RResult<Vec<serde_json::Value>> {
                 "id": q.get("id")?.as_str()?,
                 "question": q.get("text").and_then(|t| t.as_str()).unwrap_or(""),
                 "details": q.get("details").and_then(|t| t.as_str()).unwrap_or(""),
+                "plan": q.get("plan").and_then(|t| t.as_str()).unwrap_or(""),
                 "run_id": step.run_id,
                 "step": step.key,
                 "asked_via": sent.iter().filter_map(|x| x["via"].as_str()).collect::<Vec<_>>().join(", "),

@@ -75,6 +75,12 @@ async function refreshGates() {
     cell(tr, g.id);
     const q = document.createElement("span");
     q.appendChild(text(g.question));
+    if (g.plan) {
+      const plan = document.createElement("div");
+      plan.className = "plan";
+      plan.appendChild(text("plan " + g.plan + ": approving approves this plan only"));
+      q.appendChild(plan);
+    }
     if (g.details) {
       const pre = document.createElement("pre");
       pre.className = "details";
